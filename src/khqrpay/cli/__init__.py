@@ -1,0 +1,1 @@
+"""The `khqrpay` command line: one module per command group, each thin."""
