@@ -1,0 +1,262 @@
+"""When to ask Bakong about a pending KHQR payment: the age-aware verification schedule.
+
+Pure policy: no I/O and no clock; every time is an epoch-millisecond int passed in. The worker
+stores, per payment, `next_check_ms` (when it is due), `earliest_check_ms` (from when a Bakong call
+made anyway may carry it early), `hot_until_ms` and `last_checked_ms`, and asks this module how to
+move them after each check, error or customer visit.
+
+The rules, each figure a setting:
+- the first check comes `initial_delay` after creation (nobody pays faster);
+- every `fast_interval` while the payment is fresh (younger than `fresh_window`) or hot (a customer
+  is watching: hot for `hot_window` after each visit, and the next check is pulled forward);
+- afterwards the interval is `age_factor` × age, between `fast_interval` and `max_interval`;
+- regular checks stay at or before the window end (hot ones keep their fast pace a little past it);
+  then exactly one final check at window end + `final_grace` (a payment made just before the end
+  settles in Bakong a little later), after which the payment expires;
+- a Bakong call that must be made anyway is filled (md5 list, up to 50 a call) with payments whose
+  next check is at most `early_fraction` of their interval away; final checks are never early.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from khqrpay.settings import Settings
+
+# Bakong's md5-list endpoint takes at most 50 md5s a call.
+MD5_LIST_LIMIT = 50
+
+PaymentId = TypeVar("PaymentId")
+
+
+class ErrorKind(enum.Enum):
+    """What went wrong talking to Bakong, without depending on the HTTP client's exception types."""
+
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+    BLOCKED = "blocked"
+    BAD_RESPONSE = "bad_response"
+    UNAUTHORIZED = "unauthorized"
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """A payment's schedule after a customer showed they are watching it."""
+
+    hot_until_ms: int
+    next_check_ms: int
+    earliest_check_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate(Generic[PaymentId]):
+    """A payment the worker could check now: due, or close enough to ride along in a batch."""
+
+    payment_id: PaymentId
+    next_check_ms: int
+    earliest_check_ms: int
+
+    def __post_init__(self) -> None:
+        if self.earliest_check_ms > self.next_check_ms:
+            raise ValueError("earliest_check_ms must not be after next_check_ms")
+
+
+def _seconds_to_ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulePolicy:
+    """The schedule's figures in integer milliseconds (age factor and early fraction are ratios).
+
+    Built from `Settings` (`from_settings`), which holds the defaults and documents each figure.
+    """
+
+    initial_delay_ms: int
+    fast_interval_ms: int
+    fresh_window_ms: int
+    hot_window_ms: int
+    age_factor: float
+    max_interval_ms: int
+    payment_window_ms: int
+    final_grace_ms: int
+    early_fraction: float
+    error_backoff_max_ms: int
+
+    def __post_init__(self) -> None:
+        for name in ("initial_delay_ms", "fresh_window_ms", "hot_window_ms", "final_grace_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        for name in ("fast_interval_ms", "payment_window_ms", "error_backoff_max_ms"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.max_interval_ms < self.fast_interval_ms:
+            raise ValueError("max_interval_ms must not be shorter than fast_interval_ms")
+        if self.error_backoff_max_ms < self.fast_interval_ms:
+            raise ValueError("error_backoff_max_ms must not be shorter than fast_interval_ms")
+        if not (math.isfinite(self.age_factor) and self.age_factor > 0):
+            raise ValueError("age_factor must be a positive number")
+        if not (math.isfinite(self.early_fraction) and 0 <= self.early_fraction < 1):
+            raise ValueError("early_fraction must be in [0, 1)")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SchedulePolicy:
+        return cls(
+            initial_delay_ms=_seconds_to_ms(settings.schedule_initial_delay_s),
+            fast_interval_ms=_seconds_to_ms(settings.schedule_fast_interval_s),
+            fresh_window_ms=_seconds_to_ms(settings.schedule_fresh_window_s),
+            hot_window_ms=_seconds_to_ms(settings.schedule_hot_window_s),
+            age_factor=settings.schedule_age_factor,
+            max_interval_ms=_seconds_to_ms(settings.schedule_max_interval_s),
+            payment_window_ms=_seconds_to_ms(settings.payment_window_s),
+            final_grace_ms=_seconds_to_ms(settings.schedule_final_grace_s),
+            early_fraction=settings.schedule_early_fraction,
+            error_backoff_max_ms=_seconds_to_ms(settings.schedule_error_backoff_max_s),
+        )
+
+    def window_end_ms(self, created_ms: int) -> int:
+        """When a payment created at `created_ms` stops being payable (the QR's tag 99 expiry)."""
+        return created_ms + self.payment_window_ms
+
+    def final_check_ms(self, window_end_ms: int) -> int:
+        """The last check: the window end plus Bakong's settlement grace."""
+        return window_end_ms + self.final_grace_ms
+
+    def first_check_ms(self, created_ms: int) -> int:
+        """The first check: `initial_delay` after creation (never after the final check)."""
+        return min(
+            created_ms + self.initial_delay_ms,
+            self.final_check_ms(self.window_end_ms(created_ms)),
+        )
+
+    def interval_ms(self, *, age_ms: int, hot: bool) -> int:
+        """The gap between two checks of a payment `age_ms` old."""
+        if age_ms < 0:
+            raise ValueError("age_ms must not be negative")
+        if hot or age_ms < self.fresh_window_ms:
+            return self.fast_interval_ms
+        proportional = round(age_ms * self.age_factor)
+        return max(self.fast_interval_ms, min(self.max_interval_ms, proportional))
+
+    def next_check_ms(
+        self, *, created_ms: int, now_ms: int, hot_until_ms: int | None, window_end_ms: int
+    ) -> int | None:
+        """After a not-paid answer at `now_ms`: when to check next, or None to expire the payment.
+
+        Regular checks never go past the window end; the one after the last regular check is the
+        final check at window end + grace, and after it there is none. A hot payment keeps its
+        fast interval up to the final check: its customer is watching right now.
+        """
+        if now_ms < created_ms:
+            raise ValueError("a check cannot happen before the payment was created")
+        if window_end_ms < created_ms:
+            raise ValueError("window_end_ms must not be before created_ms")
+        final_ms = self.final_check_ms(window_end_ms)
+        if now_ms >= final_ms:
+            return None
+        hot = hot_until_ms is not None and now_ms < hot_until_ms
+        candidate = now_ms + self.interval_ms(age_ms=now_ms - created_ms, hot=hot)
+        if hot:
+            return min(candidate, final_ms)
+        return final_ms if candidate > window_end_ms else candidate
+
+    def earliest_check_ms(self, *, checked_ms: int, next_check_ms: int, window_end_ms: int) -> int:
+        """From when a call made anyway may carry this payment: `early_fraction` of its interval
+        before `next_check_ms`. Checks after the window end are never early: an early final check
+        could miss a payment made in the window's last minutes."""
+        if next_check_ms < checked_ms:
+            raise ValueError("next_check_ms must not be before checked_ms")
+        if next_check_ms > window_end_ms:
+            return next_check_ms
+        slack = math.floor((next_check_ms - checked_ms) * self.early_fraction)
+        return next_check_ms - slack
+
+    def watch(
+        self,
+        *,
+        created_ms: int,
+        now_ms: int,
+        last_checked_ms: int | None,
+        next_check_ms: int,
+        earliest_check_ms: int,
+    ) -> Watch:
+        """A customer is watching (payment or order page open, "I have paid" pressed).
+
+        Hot for the next `hot_window`, and the next check is pulled forward to now, but never
+        sooner than one fast interval after the last check (a page reloaded in a loop must not
+        hammer Bakong) nor before the first check.
+        """
+        if now_ms < created_ms:
+            raise ValueError("a customer cannot watch a payment before it was created")
+        if earliest_check_ms > next_check_ms:
+            raise ValueError("earliest_check_ms must not be after next_check_ms")
+        pulled = max(now_ms, created_ms + self.initial_delay_ms)
+        if last_checked_ms is not None:
+            pulled = max(pulled, last_checked_ms + self.fast_interval_ms)
+        next_ms = min(next_check_ms, pulled)
+        return Watch(
+            hot_until_ms=now_ms + self.hot_window_ms,
+            next_check_ms=next_ms,
+            earliest_check_ms=min(earliest_check_ms, next_ms),
+        )
+
+    def error_backoff_ms(
+        self, kind: ErrorKind, *, consecutive_errors: int, retry_after_s: float | None = None
+    ) -> int | None:
+        """How long to wait before retrying a check that failed with a Bakong error.
+
+        None for UNAUTHORIZED: stop checking; the caller raises an alert (a token problem must be
+        loud). Rate limits honour Retry-After; other errors back off exponentially from the fast
+        interval, doubling per consecutive error up to `error_backoff_max`. The retry repeats the
+        failed check, so it is never early and an error never expires a payment.
+        """
+        if consecutive_errors < 1:
+            raise ValueError("consecutive_errors counts this error too: at least 1")
+        if retry_after_s is not None and not (math.isfinite(retry_after_s) and retry_after_s >= 0):
+            raise ValueError("retry_after_s must be a non-negative number of seconds")
+        if kind is ErrorKind.UNAUTHORIZED:
+            return None
+        if kind is ErrorKind.RATE_LIMITED and retry_after_s is not None:
+            return max(self.fast_interval_ms, math.ceil(retry_after_s * 1000))
+        # Capping the exponent keeps the number small however long an outage lasts.
+        doublings = min(consecutive_errors - 1, 32)
+        return min(self.error_backoff_max_ms, self.fast_interval_ms << doublings)
+
+
+def plan_batches(
+    candidates: Iterable[Candidate[PaymentId]],
+    *,
+    now_ms: int,
+    max_per_call: int = MD5_LIST_LIMIT,
+) -> list[tuple[Candidate[PaymentId], ...]]:
+    """Split the checks to make at `now_ms` into md5-list calls.
+
+    Every due candidate (`next_check_ms <= now_ms`) is checked, the most overdue first. The calls
+    this needs are filled up to `max_per_call` with early-eligible candidates (`earliest_check_ms
+    <= now_ms`), the soonest due first; early candidates alone never cause a call. Candidates that
+    are neither are ignored.
+    """
+    if not 1 <= max_per_call <= MD5_LIST_LIMIT:
+        raise ValueError(f"max_per_call must be between 1 and {MD5_LIST_LIMIT}")
+    due: list[Candidate[PaymentId]] = []
+    early: list[Candidate[PaymentId]] = []
+    seen: set[PaymentId] = set()
+    for candidate in candidates:
+        if candidate.payment_id in seen:
+            raise ValueError(f"payment {candidate.payment_id!r} is listed twice")
+        seen.add(candidate.payment_id)
+        if candidate.next_check_ms <= now_ms:
+            due.append(candidate)
+        elif candidate.earliest_check_ms <= now_ms:
+            early.append(candidate)
+    if not due:
+        return []
+    due.sort(key=lambda c: c.next_check_ms)
+    early.sort(key=lambda c: c.next_check_ms)
+    free_slots = -len(due) % max_per_call
+    chosen = due + early[:free_slots]
+    return [tuple(chosen[i : i + max_per_call]) for i in range(0, len(chosen), max_per_call)]
