@@ -64,9 +64,13 @@ class Money:
             raise MoneyError("amount must not be negative")
         exponent = self.amount.as_tuple().exponent
         assert isinstance(exponent, int)
-        if -exponent > self.currency.exponent and self.amount != self.amount.quantize(
-            Decimal(1).scaleb(-self.currency.exponent)
-        ):
+        try:
+            needs_rounding = -exponent > self.currency.exponent and (
+                self.amount != self.amount.quantize(Decimal(1).scaleb(-self.currency.exponent))
+            )
+        except InvalidOperation as exc:  # more digits than the decimal context can quantize
+            raise MoneyError(f"amount {self.amount} has too many digits") from exc
+        if needs_rounding:
             raise MoneyError(
                 f"{self.currency.value} allows at most {self.currency.exponent} decimals; "
                 f"{self.amount} would need rounding"
@@ -74,7 +78,7 @@ class Money:
 
     @classmethod
     def parse(cls, text: str, currency: Currency) -> Money:
-        """Parse a plain decimal (`1.50`, `4000`) in the currency's usual unit; refuse anything else."""
+        """Parse a plain decimal (`1.50`, `4000`) in the usual unit; refuse anything else."""
         cleaned = text.strip()
         if not _PLAIN_DECIMAL.match(cleaned):
             raise MoneyError(f"amount {text!r} is not a plain non-negative decimal number")
