@@ -1,0 +1,251 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations (`migrations/versions`) must match it.
+
+Money is integer minor units (`*_minor`), times are epoch milliseconds from the injected clock,
+statuses are the enum values of `khqrpay.orders.model`, checked by the database too.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+from khqrpay.money import Currency
+from khqrpay.orders.model import AttemptOutcome, EvidenceSource, OrderStatus, PaymentStatus
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+EpochMs = sa.BigInteger
+
+
+class ExactDecimal(sa.types.TypeDecorator[Decimal]):
+    """A Decimal stored exactly as given: NUMERIC on PostgreSQL, text on SQLite (whose NUMERIC
+    would go through a float)."""
+
+    impl = sa.Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(64))
+        return dialect.type_descriptor(sa.Numeric(asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return value
+        return str(value)
+
+    def process_result_value(self, value: Any, _dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _one_of(column: str, values: type[Any], name: str) -> sa.CheckConstraint:
+    quoted = ", ".join(f"'{member.value}'" for member in values)
+    return sa.CheckConstraint(f"{column} IN ({quoted})", name=name)
+
+
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("sku", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("price_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("stock", sa.Integer, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_ms", EpochMs, nullable=False),
+    sa.Column("updated_ms", EpochMs, nullable=False),
+    sa.CheckConstraint("stock >= 0", name="stock_not_negative"),
+    sa.CheckConstraint("price_minor >= 0", name="price_not_negative"),
+    _one_of("currency", Currency, "currency"),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("public_token", sa.String(64), nullable=False, unique=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("total_minor", sa.BigInteger, nullable=False),
+    sa.Column("customer_phone", sa.String(16)),
+    sa.Column("created_ms", EpochMs, nullable=False),
+    sa.Column("window_end_ms", EpochMs, nullable=False),
+    sa.Column("completed_ms", EpochMs),
+    sa.Column("review_reason", sa.Text),
+    sa.Column("refund_flag", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("refund_reason", sa.Text),
+    sa.Column("paid_manually_without_hash", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_ms", EpochMs, nullable=False),
+    _one_of("status", OrderStatus, "status"),
+    _one_of("currency", Currency, "currency"),
+    sa.CheckConstraint("total_minor > 0", name="total_positive"),
+    sa.Index("ix_orders_status_id", "status", "id"),
+    # The expiry sweep's query: pending orders whose window has ended.
+    sa.Index(
+        "ix_orders_pending_window_end",
+        "window_end_ms",
+        sqlite_where=sa.text("status = 'PENDING'"),
+        postgresql_where=sa.text("status = 'PENDING'"),
+    ),
+)
+
+order_lines = sa.Table(
+    "order_lines",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("order_id", Id, sa.ForeignKey("orders.id"), nullable=False),
+    sa.Column("product_id", Id, sa.ForeignKey("products.id"), nullable=False),
+    sa.Column("sku", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("unit_price_minor", sa.BigInteger, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.CheckConstraint("quantity > 0", name="quantity_positive"),
+    sa.CheckConstraint("unit_price_minor >= 0", name="unit_price_not_negative"),
+    sa.UniqueConstraint("order_id", "product_id"),
+)
+
+khqr_payments = sa.Table(
+    "khqr_payments",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("order_id", Id, sa.ForeignKey("orders.id"), nullable=False, index=True),
+    sa.Column("qr", sa.Text, nullable=False),
+    sa.Column("md5", sa.String(32), nullable=False, unique=True),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("to_account", sa.String(64), nullable=False),
+    sa.Column("created_ms", EpochMs, nullable=False),
+    sa.Column("expires_ms", EpochMs, nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    # The verifier's schedule (`khqrpay.orders.schedule`): NULL next_check_ms means no more
+    # checks; from earliest_check_ms a Bakong call made anyway may carry the payment early.
+    sa.Column("next_check_ms", EpochMs),
+    sa.Column("earliest_check_ms", EpochMs),
+    sa.Column("hot_until_ms", EpochMs),
+    sa.Column("consecutive_errors", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until_ms", EpochMs),
+    sa.Column("check_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_checked_ms", EpochMs),
+    sa.Column("last_outcome", sa.String(16)),
+    _one_of("status", PaymentStatus, "status"),
+    _one_of("currency", Currency, "currency"),
+    _one_of("last_outcome", AttemptOutcome, "last_outcome"),
+    sa.CheckConstraint("amount_minor > 0", name="amount_positive"),
+    # The verifier's claim: pending payments that are due, and those that may ride along early.
+    sa.Index(
+        "ix_khqr_payments_due",
+        "next_check_ms",
+        sqlite_where=sa.text("status = 'PENDING'"),
+        postgresql_where=sa.text("status = 'PENDING'"),
+    ),
+    sa.Index(
+        "ix_khqr_payments_early",
+        "earliest_check_ms",
+        sqlite_where=sa.text("status = 'PENDING'"),
+        postgresql_where=sa.text("status = 'PENDING'"),
+    ),
+)
+
+payment_evidence = sa.Table(
+    "payment_evidence",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("order_id", Id, sa.ForeignKey("orders.id"), nullable=False, index=True),
+    sa.Column("payment_id", Id, sa.ForeignKey("khqr_payments.id")),
+    # One Bakong transfer is evidence for one order only, ever.
+    sa.Column("bakong_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("short_hash", sa.String(8), nullable=False, index=True),
+    sa.Column("from_account", sa.String(128)),
+    sa.Column("to_account", sa.String(128), nullable=False),
+    sa.Column("amount", ExactDecimal(), nullable=False),
+    sa.Column("amount_minor", sa.BigInteger),
+    sa.Column("currency", sa.String(8), nullable=False),
+    sa.Column("paid_ms", EpochMs, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("matched", sa.Boolean, nullable=False),
+    sa.Column("mismatch_reason", sa.Text),
+    sa.Column("recorded_ms", EpochMs, nullable=False),
+    _one_of("source", EvidenceSource, "source"),
+)
+
+# Append-only: nothing updates or deletes it; triggers (created by the migration) refuse to.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("order_id", Id, sa.ForeignKey("orders.id")),
+    sa.Column("at_ms", EpochMs, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("from_status", sa.String(16)),
+    sa.Column("to_status", sa.String(16)),
+    sa.Column("reason", sa.Text),
+    sa.Column("details", Json, nullable=False),
+    sa.Index("ix_audit_log_order_id_id", "order_id", "id"),
+)
+
+verification_attempts = sa.Table(
+    "verification_attempts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("payment_id", Id, sa.ForeignKey("khqr_payments.id"), nullable=False),
+    sa.Column("order_id", Id, sa.ForeignKey("orders.id"), nullable=False),
+    sa.Column("at_ms", EpochMs, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("latency_ms", sa.Integer),
+    sa.Column("detail", sa.Text),
+    _one_of("source", EvidenceSource, "source"),
+    _one_of("outcome", AttemptOutcome, "outcome"),
+    sa.Index("ix_verification_attempts_payment_id_id", "payment_id", "id"),
+    sa.Index("ix_verification_attempts_order_id_id", "order_id", "id"),
+)
+
+# Every attempt ever recorded, counted per payment and outcome; the rows above keep the last few.
+verification_attempt_totals = sa.Table(
+    "verification_attempt_totals",
+    metadata,
+    sa.Column("payment_id", Id, sa.ForeignKey("khqr_payments.id"), primary_key=True),
+    sa.Column("outcome", sa.String(16), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("last_ms", EpochMs, nullable=False),
+    _one_of("outcome", AttemptOutcome, "outcome"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("created_ms", EpochMs, nullable=False),
+    sa.Column("topic", sa.String(64), nullable=False),
+    sa.Column("order_id", Id, sa.ForeignKey("orders.id")),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("published_ms", EpochMs),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # The relay's query: unpublished events in id order.
+    sa.Index(
+        "ix_outbox_unpublished",
+        "id",
+        sqlite_where=sa.text("published_ms IS NULL"),
+        postgresql_where=sa.text("published_ms IS NULL"),
+    ),
+)

@@ -1,0 +1,35 @@
+"""A unit of work: one transaction and the repositories that run in it."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Connection
+
+from khqrpay.db.repositories import (
+    AttemptRepository,
+    AuditRepository,
+    EvidenceRepository,
+    OrderRepository,
+    OutboxRepository,
+    PaymentRepository,
+    ProductRepository,
+)
+
+
+class UnitOfWork:
+    """Made by `Database.write()` / `Database.read()`, which commit or roll back; never commits
+    by itself, so a service can combine several repositories' writes atomically."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.products = ProductRepository(connection)
+        self.orders = OrderRepository(connection)
+        self.payments = PaymentRepository(connection)
+        self.evidence = EvidenceRepository(connection)
+        self.audit = AuditRepository(connection)
+        self.outbox = OutboxRepository(connection)
+        self.attempts = AttemptRepository(connection)
+
+    @property
+    def backend(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.connection.dialect.name

@@ -1,0 +1,456 @@
+"""Orders, payments and the decision of what a payment does to an order. Pure: no I/O, no clock.
+
+Every path to COMPLETED goes through `decide` (called by `khqrpay.services.completion`), so the
+rules for matching money to orders live in one place and are tested exhaustively.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from khqrpay.money import Currency, Money, MoneyError
+
+
+class OrderError(ValueError):
+    """An input or a request the order domain refuses; the message says why, for people."""
+
+
+class OrderNotFound(OrderError):
+    """No order has that id or token."""
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    NEEDS_REVIEW = "NEEDS_REVIEW"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+    REFUNDED = "REFUNDED"
+
+
+# The order state machine. EXPIRED and CANCELLED orders move on only when money arrives for them;
+# COMPLETED and REFUNDED are final (a later payment flags a refund instead of moving the order).
+ALLOWED_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING: frozenset(
+        {
+            OrderStatus.COMPLETED,
+            OrderStatus.NEEDS_REVIEW,
+            OrderStatus.EXPIRED,
+            OrderStatus.CANCELLED,
+        }
+    ),
+    OrderStatus.NEEDS_REVIEW: frozenset({OrderStatus.COMPLETED, OrderStatus.REFUNDED}),
+    OrderStatus.EXPIRED: frozenset({OrderStatus.NEEDS_REVIEW}),
+    OrderStatus.CANCELLED: frozenset({OrderStatus.NEEDS_REVIEW}),
+    OrderStatus.COMPLETED: frozenset(),
+    OrderStatus.REFUNDED: frozenset(),
+}
+
+
+def can_transition(current: OrderStatus, target: OrderStatus) -> bool:
+    return target in ALLOWED_TRANSITIONS[current]
+
+
+class PaymentStatus(enum.StrEnum):
+    """The state of one KHQR code: paid (money seen), expired (window over) or still pending."""
+
+    PENDING = "PENDING"
+    PAID = "PAID"
+    EXPIRED = "EXPIRED"
+
+
+class EvidenceSource(enum.StrEnum):
+    """Which path found the payment."""
+
+    VERIFIER = "verifier"
+    VERIFY_INSTANTLY = "verify_instantly"
+    MARK_PAID = "mark_paid"
+
+
+class AttemptOutcome(enum.StrEnum):
+    """What one Bakong check of one QR said: a business answer or the kind of error."""
+
+    PAID = "paid"
+    NOT_FOUND = "not_found"
+    FAILED = "failed"
+    STATIC_QR = "static_qr"
+    UNAUTHORIZED = "unauthorized"
+    BLOCKED = "blocked"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+    BAD_RESPONSE = "bad_response"
+
+
+class Topic(enum.StrEnum):
+    """Outbox topics this part writes (the verifier adds its own, e.g. `bakong.unauthorized`)."""
+
+    ORDER_CREATED = "order.created"
+    ORDER_QR_CREATED = "order.qr_created"
+    ORDER_STATUS_CHANGED = "order.status_changed"
+    ORDER_REFUND_FLAGGED = "order.refund_flagged"
+    ORDER_EVIDENCE_ATTACHED = "order.evidence_attached"
+
+
+_ACTOR = re.compile(r"^(cli|system|customer|worker:[\w.@:-]{1,56}|staff:[\w .@-]{1,56})$")
+
+
+def validate_actor(actor: str) -> str:
+    """Who did something, for the audit trail: `cli`, `system`, `customer`, `worker:<id>`,
+    `staff:<name>`."""
+    if not _ACTOR.match(actor):
+        raise OrderError(
+            f"actor {actor!r} is not one of cli, system, customer, worker:<id>, staff:<name>"
+        )
+    return actor
+
+
+_SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_PHONE_SEPARATORS = re.compile(r"[\s().-]")
+# Cambodian numbers: 8 or 9 digits after the country code 855 (or after a leading 0 nationally).
+_KH_PHONE = re.compile(r"^(?:\+?855|0)([1-9]\d{7,8})$")
+MAX_QUANTITY = 10_000
+
+
+def validate_sku(sku: str) -> str:
+    if not _SKU.match(sku):
+        raise OrderError(
+            f"SKU {sku!r} must be 1-64 characters: letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return sku
+
+
+def normalize_phone(phone: str) -> str:
+    """A Cambodian phone number in E.164 form (`+85512345678`), from `012 345 678` and the like."""
+    compact = _PHONE_SEPARATORS.sub("", phone)
+    match = _KH_PHONE.match(compact)
+    if match is None:
+        raise OrderError(
+            f"phone {phone!r} is not a Cambodian number (e.g. 012 345 678 or +855 12 345 678)"
+        )
+    return f"+855{match.group(1)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    id: int
+    sku: str
+    name: str
+    price: Money
+    stock: int
+    active: bool
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LineRequest:
+    """One line of a checkout request: a SKU and how many."""
+
+    sku: str
+    quantity: int
+
+    def __post_init__(self) -> None:
+        validate_sku(self.sku)
+        if isinstance(self.quantity, bool) or not isinstance(self.quantity, int):
+            raise OrderError(f"quantity of {self.sku} must be a whole number")
+        if not 1 <= self.quantity <= MAX_QUANTITY:
+            raise OrderError(f"quantity of {self.sku} must be between 1 and {MAX_QUANTITY}")
+
+    @classmethod
+    def parse(cls, text: str) -> LineRequest:
+        """`SKU:QTY` as the CLI takes it."""
+        sku, separator, quantity = text.rpartition(":")
+        if not separator or not quantity.strip().isdigit():
+            raise OrderError(f"line {text!r} must be SKU:QTY with a whole quantity, e.g. TEA-1:2")
+        return cls(sku.strip(), int(quantity))
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    """A line as ordered: the product's SKU, name and price are snapshots taken at checkout."""
+
+    product_id: int
+    sku: str
+    name: str
+    unit_price: Money
+    quantity: int
+
+    @property
+    def total(self) -> Money:
+        return self.unit_price * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: int
+    # The customer's only way to their order; a secret, so kept out of reprs and logs.
+    public_token: str = field(repr=False)
+    status: OrderStatus
+    total: Money
+    customer_phone: str | None = field(repr=False)
+    created_ms: int
+    window_end_ms: int
+    completed_ms: int | None
+    review_reason: str | None
+    refund_flag: bool
+    refund_reason: str | None
+    paid_manually_without_hash: bool
+    updated_ms: int
+
+    @property
+    def currency(self) -> Currency:
+        return self.total.currency
+
+
+@dataclass(frozen=True, slots=True)
+class KhqrPayment:
+    """One KHQR code issued for an order, with the verifier's scheduling state."""
+
+    id: int
+    order_id: int
+    qr: str
+    md5: str
+    amount: Money
+    to_account: str
+    created_ms: int
+    expires_ms: int
+    status: PaymentStatus
+    next_check_ms: int | None
+    earliest_check_ms: int | None
+    hot_until_ms: int | None
+    consecutive_errors: int
+    lease_owner: str | None
+    lease_until_ms: int | None
+    check_count: int
+    last_checked_ms: int | None
+    last_outcome: AttemptOutcome | None
+
+
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+SHORT_HASH_LENGTH = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What Bakong says about one transfer: its hash, accounts, amount and currency as given."""
+
+    bakong_hash: str
+    from_account: str | None
+    to_account: str
+    amount: Decimal
+    currency: str
+    paid_ms: int
+
+    def __post_init__(self) -> None:
+        if not _HASH.match(self.bakong_hash):
+            raise OrderError("a Bakong hash is 64 lower-case hexadecimal characters")
+        if not isinstance(self.amount, Decimal) or not self.amount.is_finite():
+            raise OrderError("a paid amount is a finite Decimal")
+        if not self.currency.strip():
+            raise OrderError("a paid amount needs its currency")
+        if not self.to_account.strip():
+            raise OrderError("a payment needs its receiving account")
+        if self.paid_ms < 0:
+            raise OrderError("a payment time is epoch milliseconds, never negative")
+
+    @property
+    def short_hash(self) -> str:
+        """What a customer reads off a receipt: the hash's first 8 hex characters."""
+        return self.bakong_hash[:SHORT_HASH_LENGTH]
+
+    def money(self) -> Money | None:
+        """The amount as exact `Money`, or None if the currency is not ours or needs rounding."""
+        try:
+            return Money(self.amount, Currency.parse(self.currency))
+        except MoneyError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvidence:
+    id: int
+    order_id: int
+    payment_id: int | None
+    evidence: Evidence
+    amount_minor: int | None
+    source: EvidenceSource
+    matched: bool
+    mismatch_reason: str | None
+    recorded_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    order_id: int | None
+    at_ms: int
+    actor: str
+    action: str
+    from_status: OrderStatus | None
+    to_status: OrderStatus | None
+    reason: str | None
+    details: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    id: int
+    created_ms: int
+    topic: str
+    order_id: int | None
+    payload: Mapping[str, object]
+    published_ms: int | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationAttempt:
+    """One check of one QR with Bakong, as the verifier records it."""
+
+    payment_id: int
+    order_id: int
+    at_ms: int
+    source: EvidenceSource
+    outcome: AttemptOutcome
+    latency_ms: int | None = None
+    detail: str | None = None
+
+
+# -- What a payment does to an order -------------------------------------------------------------
+
+
+class Action(enum.StrEnum):
+    COMPLETE = "COMPLETE"
+    # Staff marked the order paid without a hash; this is the payment they saw: attach it only.
+    ATTACH_EVIDENCE_ONLY = "ATTACH_EVIDENCE_ONLY"
+    # The same Bakong hash is already recorded for this order: nothing to do (idempotence).
+    ALREADY_RECORDED = "ALREADY_RECORDED"
+    NEEDS_REVIEW = "NEEDS_REVIEW"
+    # Money arrived for an order already paid (or refunded): record it and flag it for refund.
+    FLAG_REFUND = "FLAG_REFUND"
+    # Nothing can be recorded (e.g. marking a completed order paid without evidence).
+    REFUSED = "REFUSED"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFacts:
+    """What the decision needs to know about the order, read under its lock."""
+
+    status: OrderStatus
+    window_end_ms: int
+    expected: Money
+    receiving_accounts: frozenset[str]
+    recorded_hashes: frozenset[str]
+    paid_manually_without_hash: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    # Why, for NEEDS_REVIEW, FLAG_REFUND and REFUSED (and for review-resolving completions).
+    reason: str | None = None
+    # Why the evidence does not match the order (amount, currency, account); None if it matches.
+    mismatch: str | None = None
+
+
+def status_after(action: Action, current: OrderStatus) -> OrderStatus:
+    """The order's status once `action` is applied to an order in `current`."""
+    if action is Action.COMPLETE:
+        return OrderStatus.COMPLETED
+    if action is Action.NEEDS_REVIEW:
+        return OrderStatus.NEEDS_REVIEW
+    return current
+
+
+def find_mismatch(
+    evidence: Evidence, expected: Money, receiving_accounts: frozenset[str]
+) -> str | None:
+    """Why this payment is not the order's payment (amount, currency, account), or None."""
+    problems: list[str] = []
+    paid = evidence.money()
+    if paid is None or paid.currency is not expected.currency:
+        problems.append(
+            f"currency or amount not as expected: expected {expected}, "
+            f"paid {evidence.amount} {evidence.currency}"
+        )
+    elif not paid.same_value(expected):
+        problems.append(f"amount mismatch: expected {expected}, paid {paid}")
+    accounts = {account.casefold() for account in receiving_accounts}
+    if evidence.to_account.strip().casefold() not in accounts:
+        problems.append(f"paid to account {evidence.to_account!r}, not to the shop's account")
+    return "; ".join(problems) or None
+
+
+def decide(
+    facts: OrderFacts,
+    evidence: Evidence | None,
+    *,
+    source: EvidenceSource,
+    hash_recorded_for_other_order: bool = False,
+) -> Decision:
+    """What a payment (or a staff mark without evidence, `evidence=None`) does to the order.
+
+    Money is never lost: every decision except ALREADY_RECORDED and REFUSED records the evidence.
+    Only staff (`MARK_PAID`) resolve NEEDS_REVIEW; automatic paths never complete a reviewed order.
+    """
+    staff = source is EvidenceSource.MARK_PAID
+    if evidence is None:
+        if not staff:
+            return Decision(Action.REFUSED, "only staff may mark an order paid without evidence")
+        if facts.status in (OrderStatus.PENDING, OrderStatus.NEEDS_REVIEW):
+            return Decision(Action.COMPLETE)
+        return Decision(Action.REFUSED, f"a {facts.status} order cannot be marked paid")
+
+    short = evidence.short_hash
+    if hash_recorded_for_other_order:
+        return Decision(
+            Action.REFUSED, f"Bakong payment {short} is already recorded for another order"
+        )
+    mismatch = find_mismatch(evidence, facts.expected, facts.receiving_accounts)
+    if evidence.bakong_hash in facts.recorded_hashes:
+        if staff and facts.status is OrderStatus.NEEDS_REVIEW:
+            return Decision(Action.COMPLETE, "staff accepted the recorded payment", mismatch)
+        return Decision(Action.ALREADY_RECORDED, mismatch=mismatch)
+
+    match facts.status:
+        case OrderStatus.PENDING:
+            if evidence.paid_ms > facts.window_end_ms:
+                return Decision(
+                    Action.NEEDS_REVIEW, "paid after the payment window ended", mismatch
+                )
+            if mismatch is not None:
+                return Decision(Action.NEEDS_REVIEW, mismatch, mismatch)
+            return Decision(Action.COMPLETE, mismatch=None)
+        case OrderStatus.NEEDS_REVIEW:
+            if staff and mismatch is None:
+                return Decision(Action.COMPLETE, "staff confirmed the payment")
+            return Decision(
+                Action.NEEDS_REVIEW,
+                mismatch or f"another Bakong payment {short} arrived while the order awaits review",
+                mismatch,
+            )
+        case OrderStatus.COMPLETED:
+            if facts.paid_manually_without_hash and not facts.recorded_hashes:
+                return Decision(Action.ATTACH_EVIDENCE_ONLY, mismatch=mismatch)
+            recorded = ", ".join(sorted(h[:SHORT_HASH_LENGTH] for h in facts.recorded_hashes))
+            return Decision(
+                Action.FLAG_REFUND,
+                f"a second Bakong payment {short} for an order already paid"
+                + (f" (recorded: {recorded})" if recorded else ""),
+                mismatch,
+            )
+        case OrderStatus.REFUNDED:
+            return Decision(
+                Action.FLAG_REFUND,
+                f"Bakong payment {short} for an order already refunded",
+                mismatch,
+            )
+        case OrderStatus.EXPIRED:
+            return Decision(Action.NEEDS_REVIEW, "paid after the order expired", mismatch)
+        case OrderStatus.CANCELLED:
+            return Decision(Action.NEEDS_REVIEW, "paid a cancelled order", mismatch)

@@ -1,0 +1,105 @@
+"""Migrations: the same scripts on SQLite and PostgreSQL, matching the tables in the code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DatabaseError as DriverError
+
+from khqrpay.db import Database, DatabaseError, migrate
+from khqrpay.db.tables import metadata
+
+TABLES = {
+    "products",
+    "orders",
+    "order_lines",
+    "khqr_payments",
+    "payment_evidence",
+    "audit_log",
+    "verification_attempts",
+    "verification_attempt_totals",
+    "outbox",
+}
+
+
+def _tables(database: Database) -> set[str]:
+    return set(sa.inspect(database.engine).get_table_names()) - {"alembic_version"}
+
+
+def test_upgrade_creates_the_schema_the_code_describes(empty_database: Database) -> None:
+    assert migrate.current_revision(empty_database) is None
+    migrate.upgrade(empty_database)
+    assert migrate.current_revision(empty_database) == migrate.head_revision()
+    assert _tables(empty_database) == TABLES == set(metadata.tables)
+    # Alembic's autogenerate comparison: columns, types, nullability, indexes, uniques, keys.
+    assert migrate.schema_differences(empty_database) == []
+    # Alembic does not compare CHECK constraints: compare their names.
+    inspector = sa.inspect(empty_database.engine)
+    for table in metadata.sorted_tables:
+        in_code = {c.name for c in table.constraints if isinstance(c, sa.CheckConstraint)}
+        in_database = {c["name"] for c in inspector.get_check_constraints(table.name)}
+        assert in_database == in_code, table.name
+    migrate.require_current(empty_database)
+
+
+def test_upgrade_is_repeatable_and_downgrade_removes_everything(empty_database: Database) -> None:
+    migrate.upgrade(empty_database)
+    migrate.upgrade(empty_database)
+    migrate.downgrade(empty_database, "base")
+    assert _tables(empty_database) == set()
+    migrate.upgrade(empty_database)
+    assert _tables(empty_database) == TABLES
+
+
+def test_a_database_behind_the_code_is_refused_with_the_fix(empty_database: Database) -> None:
+    with pytest.raises(DatabaseError, match="run `khqrpay db upgrade`"):
+        migrate.require_current(empty_database)
+
+
+def test_the_audit_log_is_append_only(database: Database) -> None:
+    with database.write() as uow:
+        uow.audit.append(order_id=None, at_ms=1, actor="system", action="test")
+    for statement in ("UPDATE audit_log SET actor = 'forger'", "DELETE FROM audit_log"):
+        with pytest.raises(DriverError, match="append-only"), database.write() as uow:
+            uow.connection.exec_driver_sql(statement)
+    with database.read() as uow:
+        assert uow.connection.exec_driver_sql("SELECT actor FROM audit_log").all() == [("system",)]
+
+
+def test_the_database_refuses_negative_stock(database: Database) -> None:
+    with database.write() as uow:
+        uow.connection.execute(
+            sa.text(
+                "INSERT INTO products (sku, name, price_minor, currency, stock, active, "
+                "created_ms, updated_ms) VALUES ('S', 'n', 1, 'USD', 0, true, 0, 0)"
+            )
+        )
+    with pytest.raises(sa.exc.IntegrityError), database.write() as uow:
+        uow.connection.execute(sa.text("UPDATE products SET stock = stock - 1"))
+
+
+def test_db_upgrade_works_from_the_installed_command(tmp_path: Path) -> None:
+    """`khqrpay db upgrade` finds the migrations inside the package, wherever it runs from."""
+    url = f"sqlite:///{tmp_path / 'sub' / 'shop.sqlite3'}"
+    command = Path(sys.executable).with_name("khqrpay")
+    env = {**os.environ, "KHQRPAY_DATABASE_URL": url}
+    result = subprocess.run(
+        [command, "db", "upgrade"],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"revision": "0001"' in result.stdout
+    database = Database.from_url(url)
+    try:
+        assert _tables(database) == TABLES
+    finally:
+        database.dispose()

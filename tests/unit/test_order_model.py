@@ -1,0 +1,579 @@
+"""The order domain: validation, the state machine and the payment decision (exhaustively)."""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from khqrpay.money import Currency, Money
+from khqrpay.orders.model import (
+    ALLOWED_TRANSITIONS,
+    Action,
+    Evidence,
+    EvidenceSource,
+    LineRequest,
+    Order,
+    OrderError,
+    OrderFacts,
+    OrderStatus,
+    can_transition,
+    decide,
+    find_mismatch,
+    normalize_phone,
+    status_after,
+    validate_actor,
+    validate_sku,
+)
+
+SHOP = "shop@devb"
+WINDOW_END = 1_800_000_000_000
+EXPECTED = Money(Decimal("1.50"), Currency.USD)
+H1, H2, H3 = (hashlib.sha256(bytes([n])).hexdigest() for n in range(3))
+STAFF, VERIFIER, INSTANT = (
+    EvidenceSource.MARK_PAID,
+    EvidenceSource.VERIFIER,
+    EvidenceSource.VERIFY_INSTANTLY,
+)
+
+
+def facts(
+    status: OrderStatus = OrderStatus.PENDING,
+    *,
+    recorded: frozenset[str] = frozenset(),
+    manual: bool = False,
+) -> OrderFacts:
+    return OrderFacts(
+        status=status,
+        window_end_ms=WINDOW_END,
+        expected=EXPECTED,
+        receiving_accounts=frozenset({SHOP}),
+        recorded_hashes=recorded,
+        paid_manually_without_hash=manual,
+    )
+
+
+def paid(
+    bakong_hash: str = H1,
+    *,
+    amount: str = "1.5",
+    currency: str = "USD",
+    to_account: str = SHOP,
+    paid_ms: int = WINDOW_END - 1,
+) -> Evidence:
+    return Evidence(bakong_hash, "payer@aba", to_account, Decimal(amount), currency, paid_ms)
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("012 345 678", "+85512345678"),
+        ("+855 12 345 678", "+85512345678"),
+        ("855-97-123-4567", "+855971234567"),
+        ("(012) 345-678", "+85512345678"),
+        ("0961234567", "+855961234567"),
+    ],
+)
+def test_phones_are_normalised_to_e164(text: str, expected: str) -> None:
+    assert normalize_phone(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "12345678", "+1 555 123 4567", "0012345678", "012 345", "+855 12 345 678 999", "abc"],
+)
+def test_non_cambodian_phones_are_refused(text: str) -> None:
+    with pytest.raises(OrderError, match="not a Cambodian number"):
+        normalize_phone(text)
+
+
+@pytest.mark.parametrize("sku", ["TEA-1", "a", "x.y_z-9", "A" * 64])
+def test_valid_skus(sku: str) -> None:
+    assert validate_sku(sku) == sku
+
+
+@pytest.mark.parametrize("sku", ["", "-x", "a b", "A" * 65, "tea/1", "é"])
+def test_invalid_skus_are_refused(sku: str) -> None:
+    with pytest.raises(OrderError, match="SKU"):
+        validate_sku(sku)
+
+
+def test_line_requests_parse_and_validate() -> None:
+    assert LineRequest.parse("TEA-1:2") == LineRequest("TEA-1", 2)
+    assert LineRequest.parse(" TEA-1 : 3") == LineRequest("TEA-1", 3)
+    for bad in ("TEA-1", "TEA-1:", "TEA-1:x", "TEA-1:-1", ":2"):
+        with pytest.raises(OrderError):
+            LineRequest.parse(bad)
+    for quantity in (0, -1, 10_001):
+        with pytest.raises(OrderError, match="between 1 and"):
+            LineRequest("TEA-1", quantity)
+    with pytest.raises(OrderError, match="whole number"):
+        LineRequest("TEA-1", True)
+
+
+@pytest.mark.parametrize("actor", ["cli", "system", "customer", "worker:host-1:42", "staff:Dara"])
+def test_valid_actors(actor: str) -> None:
+    assert validate_actor(actor) == actor
+
+
+@pytest.mark.parametrize("actor", ["", "staff:", "robot", "worker:" + "x" * 57, "staff:a\nb"])
+def test_invalid_actors_are_refused(actor: str) -> None:
+    with pytest.raises(OrderError, match="actor"):
+        validate_actor(actor)
+
+
+def test_evidence_is_validated() -> None:
+    with pytest.raises(OrderError, match="64 lower-case"):
+        paid("ABC")
+    with pytest.raises(OrderError, match="64 lower-case"):
+        paid(H1.upper())
+    with pytest.raises(OrderError, match="finite Decimal"):
+        paid(amount="NaN")
+    with pytest.raises(OrderError, match="currency"):
+        paid(currency=" ")
+    with pytest.raises(OrderError, match="receiving account"):
+        paid(to_account="")
+    with pytest.raises(OrderError, match="never negative"):
+        paid(paid_ms=-1)
+    assert paid().short_hash == H1[:8]
+
+
+def test_evidence_money_is_exact_or_none() -> None:
+    assert paid(amount="1.5").money() == Money(Decimal("1.5"), Currency.USD)
+    assert paid(amount="1.505").money() is None
+    assert paid(currency="EUR").money() is None
+    assert paid(amount="4000", currency="khr").money() == Money(Decimal(4000), Currency.KHR)
+
+
+def test_order_repr_hides_the_token_and_phone() -> None:
+    order = Order(
+        id=1,
+        public_token="secret-token-value",
+        status=OrderStatus.PENDING,
+        total=EXPECTED,
+        customer_phone="+85512345678",
+        created_ms=0,
+        window_end_ms=1,
+        completed_ms=None,
+        review_reason=None,
+        refund_flag=False,
+        refund_reason=None,
+        paid_manually_without_hash=False,
+        updated_ms=0,
+    )
+    assert "secret-token-value" not in repr(order)
+    assert "85512345678" not in repr(order)
+
+
+# -- the state machine ----------------------------------------------------------------------------
+
+
+def test_transitions_are_exactly_the_documented_ones() -> None:
+    allowed = {(a, b) for a in OrderStatus for b in OrderStatus if can_transition(a, b)}
+    s = OrderStatus
+    assert allowed == {
+        (s.PENDING, s.COMPLETED),
+        (s.PENDING, s.NEEDS_REVIEW),
+        (s.PENDING, s.EXPIRED),
+        (s.PENDING, s.CANCELLED),
+        (s.NEEDS_REVIEW, s.COMPLETED),
+        (s.NEEDS_REVIEW, s.REFUNDED),
+        (s.EXPIRED, s.NEEDS_REVIEW),
+        (s.CANCELLED, s.NEEDS_REVIEW),
+    }
+    assert set(ALLOWED_TRANSITIONS) == set(OrderStatus)
+
+
+# -- matching -------------------------------------------------------------------------------------
+
+
+def test_matching_accepts_the_same_value_in_any_precision_and_account_case() -> None:
+    assert find_mismatch(paid(amount="1.50"), EXPECTED, frozenset({SHOP})) is None
+    assert find_mismatch(paid(amount="1.5"), EXPECTED, frozenset({SHOP})) is None
+    assert find_mismatch(paid(to_account=" SHOP@DEVB "), EXPECTED, frozenset({SHOP})) is None
+
+
+@pytest.mark.parametrize(
+    ("evidence", "words"),
+    [
+        (paid(amount="1.49"), "amount mismatch: expected 1.50 USD, paid 1.49 USD"),
+        (paid(amount="150", currency="KHR"), "currency or amount not as expected"),
+        (paid(amount="1.505"), "currency or amount not as expected"),
+        (paid(currency="EUR"), "currency or amount not as expected"),
+        (paid(to_account="thief@aba"), "paid to account 'thief@aba'"),
+    ],
+)
+def test_mismatches_say_what_differs(evidence: Evidence, words: str) -> None:
+    reason = find_mismatch(evidence, EXPECTED, frozenset({SHOP}))
+    assert reason is not None
+    assert words in reason
+
+
+def test_every_mismatch_is_listed() -> None:
+    reason = find_mismatch(paid(amount="2", to_account="x@y"), EXPECTED, frozenset({SHOP}))
+    assert reason is not None
+    assert "amount mismatch" in reason
+    assert "paid to account" in reason
+
+
+# -- the decision, case by case -------------------------------------------------------------------
+
+CASES = [
+    # (name, facts, evidence, source, hash elsewhere, action, reason contains)
+    ("pending paid", facts(), paid(), VERIFIER, False, Action.COMPLETE, None),
+    ("pending paid instantly", facts(), paid(), INSTANT, False, Action.COMPLETE, None),
+    ("pending staff hash", facts(), paid(), STAFF, False, Action.COMPLETE, None),
+    ("pending staff no hash", facts(), None, STAFF, False, Action.COMPLETE, None),
+    (
+        "pending wrong amount",
+        facts(),
+        paid(amount="1"),
+        VERIFIER,
+        False,
+        Action.NEEDS_REVIEW,
+        "amount mismatch",
+    ),
+    (
+        "pending wrong currency",
+        facts(),
+        paid(amount="6000", currency="KHR"),
+        VERIFIER,
+        False,
+        Action.NEEDS_REVIEW,
+        "currency",
+    ),
+    (
+        "pending wrong account",
+        facts(),
+        paid(to_account="other@devb"),
+        VERIFIER,
+        False,
+        Action.NEEDS_REVIEW,
+        "paid to account",
+    ),
+    (
+        "pending paid after window",
+        facts(),
+        paid(paid_ms=WINDOW_END + 1),
+        VERIFIER,
+        False,
+        Action.NEEDS_REVIEW,
+        "after the payment window",
+    ),
+    (
+        "pending paid exactly at window end",
+        facts(),
+        paid(paid_ms=WINDOW_END),
+        VERIFIER,
+        False,
+        Action.COMPLETE,
+        None,
+    ),
+    (
+        "hash of another order",
+        facts(),
+        paid(),
+        VERIFIER,
+        True,
+        Action.REFUSED,
+        "already recorded for another order",
+    ),
+    (
+        "automatic without evidence",
+        facts(),
+        None,
+        VERIFIER,
+        False,
+        Action.REFUSED,
+        "only staff",
+    ),
+    (
+        "same hash again",
+        facts(OrderStatus.COMPLETED, recorded=frozenset({H1})),
+        paid(),
+        VERIFIER,
+        False,
+        Action.ALREADY_RECORDED,
+        None,
+    ),
+    (
+        "same hash again by staff",
+        facts(OrderStatus.COMPLETED, recorded=frozenset({H1})),
+        paid(),
+        STAFF,
+        False,
+        Action.ALREADY_RECORDED,
+        None,
+    ),
+    (
+        "same hash on a reviewed order",
+        facts(OrderStatus.NEEDS_REVIEW, recorded=frozenset({H1})),
+        paid(amount="1"),
+        VERIFIER,
+        False,
+        Action.ALREADY_RECORDED,
+        None,
+    ),
+    (
+        "staff accepts the recorded payment",
+        facts(OrderStatus.NEEDS_REVIEW, recorded=frozenset({H1})),
+        paid(amount="1"),
+        STAFF,
+        False,
+        Action.COMPLETE,
+        "staff accepted",
+    ),
+    (
+        "staff completes a reviewed order without hash",
+        facts(OrderStatus.NEEDS_REVIEW, recorded=frozenset({H1})),
+        None,
+        STAFF,
+        False,
+        Action.COMPLETE,
+        None,
+    ),
+    (
+        "staff gives a new matching hash for a reviewed order",
+        facts(OrderStatus.NEEDS_REVIEW, recorded=frozenset({H1})),
+        paid(H2),
+        STAFF,
+        False,
+        Action.COMPLETE,
+        "staff confirmed",
+    ),
+    (
+        "staff gives a new mismatching hash for a reviewed order",
+        facts(OrderStatus.NEEDS_REVIEW, recorded=frozenset({H1})),
+        paid(H2, amount="1"),
+        STAFF,
+        False,
+        Action.NEEDS_REVIEW,
+        "amount mismatch",
+    ),
+    (
+        "another payment while in review",
+        facts(OrderStatus.NEEDS_REVIEW, recorded=frozenset({H1})),
+        paid(H2),
+        VERIFIER,
+        False,
+        Action.NEEDS_REVIEW,
+        "awaits review",
+    ),
+    (
+        "second QR paid",
+        facts(OrderStatus.COMPLETED, recorded=frozenset({H1})),
+        paid(H2),
+        VERIFIER,
+        False,
+        Action.FLAG_REFUND,
+        "second Bakong payment",
+    ),
+    (
+        "detection after staff marked paid without hash",
+        facts(OrderStatus.COMPLETED, manual=True),
+        paid(),
+        VERIFIER,
+        False,
+        Action.ATTACH_EVIDENCE_ONLY,
+        None,
+    ),
+    (
+        "a second detection after the one staff saw was attached",
+        facts(OrderStatus.COMPLETED, recorded=frozenset({H1}), manual=True),
+        paid(H2),
+        VERIFIER,
+        False,
+        Action.FLAG_REFUND,
+        "second Bakong payment",
+    ),
+    (
+        "a hash other than the one staff recorded",
+        facts(OrderStatus.COMPLETED, recorded=frozenset({H1})),
+        paid(H3),
+        STAFF,
+        False,
+        Action.FLAG_REFUND,
+        H1[:8],
+    ),
+    (
+        "paid a refunded order",
+        facts(OrderStatus.REFUNDED, recorded=frozenset({H1})),
+        paid(H2),
+        VERIFIER,
+        False,
+        Action.FLAG_REFUND,
+        "already refunded",
+    ),
+    (
+        "paid an expired order",
+        facts(OrderStatus.EXPIRED),
+        paid(),
+        VERIFIER,
+        False,
+        Action.NEEDS_REVIEW,
+        "after the order expired",
+    ),
+    (
+        "paid a cancelled order",
+        facts(OrderStatus.CANCELLED),
+        paid(),
+        VERIFIER,
+        False,
+        Action.NEEDS_REVIEW,
+        "cancelled",
+    ),
+    (
+        "staff marks a completed order paid",
+        facts(OrderStatus.COMPLETED, recorded=frozenset({H1})),
+        None,
+        STAFF,
+        False,
+        Action.REFUSED,
+        "cannot be marked paid",
+    ),
+    (
+        "staff marks an expired order paid without hash",
+        facts(OrderStatus.EXPIRED),
+        None,
+        STAFF,
+        False,
+        Action.REFUSED,
+        "EXPIRED order cannot be marked paid",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("order_facts", "evidence", "source", "elsewhere", "action", "words"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_decision(
+    order_facts: OrderFacts,
+    evidence: Evidence | None,
+    source: EvidenceSource,
+    elsewhere: bool,
+    action: Action,
+    words: str | None,
+) -> None:
+    decision = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
+    assert decision.action is action
+    if words is None:
+        assert decision.reason is None or action is Action.COMPLETE
+    else:
+        assert decision.reason is not None
+        assert words in decision.reason
+
+
+def test_mismatch_is_reported_with_every_decision_that_records_evidence() -> None:
+    decision = decide(facts(OrderStatus.COMPLETED, manual=True), paid(amount="2"), source=VERIFIER)
+    assert decision.action is Action.ATTACH_EVIDENCE_ONLY
+    assert decision.mismatch is not None
+    assert "amount mismatch" in decision.mismatch
+    assert decide(facts(), paid(), source=VERIFIER).mismatch is None
+
+
+# -- the decision, as properties over all inputs --------------------------------------------------
+
+statuses = st.sampled_from(OrderStatus)
+hashes = st.sampled_from([H1, H2, H3])
+evidences = st.one_of(
+    st.none(),
+    st.builds(
+        Evidence,
+        bakong_hash=hashes,
+        from_account=st.none() | st.just("payer@aba"),
+        to_account=st.sampled_from([SHOP, "SHOP@DEVB", "other@devb"]),
+        amount=st.sampled_from([Decimal("1.5"), Decimal("1.50"), Decimal("1.49"), Decimal(6000)]),
+        currency=st.sampled_from(["USD", "usd", "KHR", "EUR"]),
+        paid_ms=st.integers(WINDOW_END - 10, WINDOW_END + 10),
+    ),
+)
+all_facts = st.builds(
+    OrderFacts,
+    status=statuses,
+    window_end_ms=st.just(WINDOW_END),
+    expected=st.just(EXPECTED),
+    receiving_accounts=st.just(frozenset({SHOP})),
+    recorded_hashes=st.frozensets(hashes, max_size=2),
+    paid_manually_without_hash=st.booleans(),
+)
+sources = st.sampled_from(EvidenceSource)
+
+
+@given(all_facts, evidences, sources, st.booleans())
+def test_decisions_only_move_orders_along_allowed_transitions(
+    order_facts: OrderFacts, evidence: Evidence | None, source: EvidenceSource, elsewhere: bool
+) -> None:
+    decision = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
+    target = status_after(decision.action, order_facts.status)
+    assert target == order_facts.status or can_transition(order_facts.status, target)
+
+
+@given(all_facts, evidences, sources, st.booleans())
+def test_automatic_paths_complete_only_a_pending_order_paid_exactly_in_time(
+    order_facts: OrderFacts, evidence: Evidence | None, source: EvidenceSource, elsewhere: bool
+) -> None:
+    decision = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
+    if decision.action is Action.COMPLETE and source is not STAFF:
+        assert order_facts.status is OrderStatus.PENDING
+        assert evidence is not None
+        assert evidence.paid_ms <= WINDOW_END
+        assert find_mismatch(evidence, EXPECTED, frozenset({SHOP})) is None
+        assert evidence.bakong_hash not in order_facts.recorded_hashes
+        assert not elsewhere
+
+
+@given(all_facts, evidences, sources, st.booleans())
+def test_a_recorded_hash_is_never_recorded_again(
+    order_facts: OrderFacts, evidence: Evidence | None, source: EvidenceSource, elsewhere: bool
+) -> None:
+    decision = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
+    if elsewhere and evidence is not None:
+        assert decision.action is Action.REFUSED
+    elif evidence is not None and evidence.bakong_hash in order_facts.recorded_hashes:
+        staff_resolves = source is STAFF and order_facts.status is OrderStatus.NEEDS_REVIEW
+        assert decision.action is (Action.COMPLETE if staff_resolves else Action.ALREADY_RECORDED)
+
+
+@given(all_facts, evidences, sources, st.booleans())
+def test_money_found_for_a_paid_order_is_never_silently_dropped(
+    order_facts: OrderFacts, evidence: Evidence | None, source: EvidenceSource, elsewhere: bool
+) -> None:
+    decision = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
+    if evidence is None:
+        assert decision.action in (Action.COMPLETE, Action.REFUSED)
+        assert decision.action is Action.REFUSED or source is STAFF
+        return
+    new_money = evidence.bakong_hash not in order_facts.recorded_hashes and not elsewhere
+    if new_money:
+        # Every new transfer is recorded, whatever it does to the order.
+        assert decision.action in (
+            Action.COMPLETE,
+            Action.NEEDS_REVIEW,
+            Action.FLAG_REFUND,
+            Action.ATTACH_EVIDENCE_ONLY,
+        )
+    if decision.action is Action.FLAG_REFUND:
+        assert order_facts.status in (OrderStatus.COMPLETED, OrderStatus.REFUNDED)
+    if decision.action is Action.ATTACH_EVIDENCE_ONLY:
+        assert order_facts.status is OrderStatus.COMPLETED
+        assert order_facts.paid_manually_without_hash
+        assert not order_facts.recorded_hashes
+    if decision.action not in (Action.REFUSED,):
+        assert decision.mismatch == find_mismatch(evidence, EXPECTED, frozenset({SHOP}))
+
+
+@given(all_facts, evidences, sources, st.booleans())
+def test_the_decision_is_a_function_of_its_inputs(
+    order_facts: OrderFacts, evidence: Evidence | None, source: EvidenceSource, elsewhere: bool
+) -> None:
+    first = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
+    again = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
+    assert first == again
