@@ -212,16 +212,17 @@ class _Recording:
 
     def _update_order(self, action: Action, status: OrderStatus, reason: str | None) -> None:
         columns: dict[str, object] = {}
+        # Staff vouching without a hash is the only record of that money: keep it, even when the
+        # order then goes to review (short of stock).
+        vouched = {"paid_manually_without_hash": True} if self._staff_vouches() else {}
         if action is Action.COMPLETE:
             columns = {
                 "completed_ms": self.now_ms,
                 "review_reason": None,
-                "paid_manually_without_hash": (
-                    self.evidence is None and not self.facts.recorded_hashes
-                ),
+                "paid_manually_without_hash": self._staff_vouches(),
             }
         elif action is Action.NEEDS_REVIEW:
-            columns = {"review_reason": reason}
+            columns = {"review_reason": reason} | vouched
         elif action is Action.FLAG_REFUND:
             columns = {"refund_flag": True, "refund_reason": reason}
         changed = self.uow.orders.transition(
@@ -233,6 +234,9 @@ class _Recording:
         )
         if not changed:
             raise ConcurrentChange(f"order {self.order.id} changed while locked")
+
+    def _staff_vouches(self) -> bool:
+        return self.evidence is None and not self.facts.recorded_hashes
 
     def _audit(self, action: Action, status: OrderStatus, reason: str | None) -> None:
         details: dict[str, object] = {"source": self.source.value, "decision_reason": reason}
