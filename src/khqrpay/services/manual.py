@@ -1,0 +1,241 @@
+"""Actions on one order: Verify Instantly, Check Payment Status and Mark as Paid (staff), and
+watching an order (a customer on the payment or order page, or pressing "I have paid").
+
+Verify Instantly uses the verifier's own check → apply path; Mark as Paid checks a given hash with
+Bakong before recording anything. Both complete an order only through the completion function,
+and neither holds a transaction open across a Bakong call. Check Payment Status writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from khqrpay.bakong import BadResponse, BakongClient, BakongError, CheckResult, Paid
+from khqrpay.clock import Clock
+from khqrpay.db import Database
+from khqrpay.db import tables as t
+from khqrpay.orders.model import (
+    Action,
+    AttemptOutcome,
+    Evidence,
+    EvidenceSource,
+    KhqrPayment,
+    Order,
+    OrderError,
+    OrderStatus,
+    PaymentStatus,
+    VerificationAttempt,
+    find_mismatch,
+    validate_actor,
+)
+from khqrpay.orders.schedule import SchedulePolicy
+from khqrpay.services.completion import CompletionResult, record_payment
+from khqrpay.services.verification import (
+    CheckRecord,
+    CheckTarget,
+    Verifier,
+    describe_answer,
+    evidence_of,
+    outcome_of,
+)
+
+RECENT_ATTEMPTS = 20
+_FULL_HASH = re.compile(r"^[0-9a-f]{64}$")
+_SHORT_HASH = re.compile(r"^[0-9a-f]{8}$")
+
+
+class ActionRefused(OrderError):
+    """A staff action refused before anything changed; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """Verify Instantly: each unexpired QR checked now, and the order's status before and after."""
+
+    order_id: int
+    previous_status: OrderStatus
+    status: OrderStatus
+    checks: tuple[CheckRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QrStatus:
+    """What Bakong says now about one QR of the order (its transaction when paid)."""
+
+    payment: KhqrPayment
+    outcome: AttemptOutcome
+    detail: str | None
+    answer: CheckResult | BakongError
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentStatusReport:
+    order: Order
+    qrs: tuple[QrStatus, ...]
+    recent_attempts: tuple[VerificationAttempt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPaidResult:
+    completion: CompletionResult
+    # The Bakong payment staff named, as Bakong confirmed it; None for a mark without a hash.
+    evidence: Evidence | None
+
+
+class ManualActions:
+    """The staff actions; `verifier` gives Verify Instantly the worker's check → apply path."""
+
+    def __init__(
+        self, *, database: Database, client: BakongClient, verifier: Verifier, clock: Clock
+    ) -> None:
+        self._database = database
+        self._client = client
+        self._verifier = verifier
+        self._clock = clock
+
+    async def verify_instantly(self, order_id: int, *, actor: str) -> VerifyResult:
+        """Check every unexpired QR of the order now; complete it if one is paid."""
+        validate_actor(actor)
+        with self._database.read() as uow:
+            before = uow.orders.get(order_id)
+            pending = [
+                CheckTarget.of(payment)
+                for payment in uow.payments.for_order(order_id)
+                if payment.status is PaymentStatus.PENDING
+            ]
+        checks = await self._verifier.check_and_apply(
+            pending, source=EvidenceSource.VERIFY_INSTANTLY, actor=actor
+        )
+        with self._database.read() as uow:
+            after = uow.orders.get(order_id)
+        return VerifyResult(order_id, before.status, after.status, tuple(checks))
+
+    async def check_status(self, order_id: int) -> PaymentStatusReport:
+        """What Bakong says now about each QR of the order, and the recent attempts. Read-only:
+        a paid answer is reported, not recorded (that is Verify Instantly's job)."""
+        with self._database.read() as uow:
+            order = uow.orders.get(order_id)
+            payments = uow.payments.for_order(order_id)
+            attempts = sorted(
+                (a for p in payments for a in uow.attempts.recent(p.id)),
+                key=lambda attempt: attempt.at_ms,
+                reverse=True,
+            )[:RECENT_ATTEMPTS]
+        answers: dict[str, CheckResult | BakongError] = {}
+        if payments:
+            try:
+                answers = await self._client.check_md5_list([p.md5 for p in payments])
+            except BakongError as error:
+                answers = {p.md5.lower(): error for p in payments}
+        missing = BadResponse("the answer left this QR out")
+        qrs = []
+        for payment in payments:
+            answer = answers.get(payment.md5.lower(), missing)
+            qrs.append(QrStatus(payment, outcome_of(answer), describe_answer(answer), answer))
+        return PaymentStatusReport(order, tuple(qrs), tuple(attempts))
+
+    async def mark_paid(
+        self, order_id: int, *, reason: str, bakong_hash: str | None, actor: str
+    ) -> MarkPaidResult:
+        """Staff override. With a hash (64 hex) or short hash (its first 8 hex; the amount and
+        currency are the order's), Bakong must confirm a matching payment first, or nothing
+        changes. Without one, the order completes with no evidence (and is flagged
+        `paid_manually_without_hash`)."""
+        validate_actor(actor)
+        if not reason or not reason.strip():
+            raise ActionRefused("Mark as Paid needs a reason")
+        evidence = None
+        if bakong_hash is not None and bakong_hash.strip():
+            evidence = await self._confirmed_evidence(order_id, bakong_hash.strip().lower())
+        with self._database.write() as uow:
+            result = record_payment(
+                uow,
+                order_id=order_id,
+                evidence=evidence,
+                source=EvidenceSource.MARK_PAID,
+                actor=actor,
+                now_ms=self._clock.now_ms(),
+                reason=reason,
+            )
+        if result.action is Action.REFUSED:
+            raise ActionRefused(result.reason or "Mark as Paid was refused")
+        return MarkPaidResult(result, evidence)
+
+    async def _confirmed_evidence(self, order_id: int, given: str) -> Evidence:
+        if not (_FULL_HASH.match(given) or _SHORT_HASH.match(given)):
+            raise ActionRefused(
+                "a Bakong hash is 64 hexadecimal characters, or its first 8 (the short hash)"
+            )
+        with self._database.read() as uow:
+            order = uow.orders.get(order_id)
+            accounts = frozenset(p.to_account for p in uow.payments.for_order(order_id))
+        try:
+            if _FULL_HASH.match(given):
+                answer = await self._client.check_hash(given)
+            else:
+                answer = await self._client.check_short_hash(
+                    given, order.total.amount, order.currency
+                )
+        except BakongError as error:
+            raise ActionRefused(f"could not check {given[:8]} with Bakong now: {error}") from error
+        if not isinstance(answer, Paid):
+            raise ActionRefused(
+                f"Bakong has no payment {given[:8]} for {order.total} "
+                f"({outcome_of(answer).value}); nothing was changed"
+            )
+        if not answer.transaction.hash.lower().startswith(given):
+            raise ActionRefused(f"Bakong answered another transaction than {given[:8]}")
+        try:
+            evidence = evidence_of(answer.transaction)
+        except OrderError as exc:
+            raise ActionRefused(f"Bakong's transaction {given[:8]} is not usable: {exc}") from exc
+        mismatch = find_mismatch(evidence, order.total, accounts)
+        if mismatch is not None:
+            raise ActionRefused(
+                f"Bakong payment {evidence.short_hash} is not order {order_id}'s payment: "
+                f"{mismatch}; nothing was changed"
+            )
+        return evidence
+
+
+def watch_order(database: Database, order_id: int, *, policy: SchedulePolicy, clock: Clock) -> int:
+    """A customer is watching the order: its pending QRs become hot for the hot window and their
+    next check is pulled forward. How many QRs were made hot."""
+    now_ms = clock.now_ms()
+    payments = t.khqr_payments.c
+    watched = 0
+    with database.write() as uow:
+        uow.orders.get(order_id)  # an unknown order is an error, not "nothing to watch"
+        for payment in uow.payments.for_order(order_id):
+            if payment.status is not PaymentStatus.PENDING or payment.next_check_ms is None:
+                continue
+            watch = policy.watch(
+                created_ms=payment.created_ms,
+                now_ms=now_ms,
+                last_checked_ms=payment.last_checked_ms,
+                next_check_ms=payment.next_check_ms,
+                earliest_check_ms=payment.earliest_check_ms or payment.next_check_ms,
+            )
+            # Only ever earlier: a verifier may have rescheduled the payment meanwhile.
+            result = uow.connection.execute(
+                t.khqr_payments.update()
+                .where(
+                    payments.id == payment.id,
+                    payments.status == PaymentStatus.PENDING.value,
+                    payments.next_check_ms.is_not(None),
+                )
+                .values(
+                    hot_until_ms=watch.hot_until_ms,
+                    next_check_ms=_earlier(payments.next_check_ms, watch.next_check_ms),
+                    earliest_check_ms=_earlier(payments.earliest_check_ms, watch.earliest_check_ms),
+                )
+            )
+            watched += result.rowcount
+    return watched
+
+
+def _earlier(column: sa.ColumnElement[int], value: int) -> sa.ColumnElement[int]:
+    return sa.case((column < value, column), else_=sa.literal(value))

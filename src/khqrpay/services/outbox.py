@@ -1,0 +1,55 @@
+"""The outbox relay: publish events written with the changes they announce, then mark them.
+
+At least once: an event is marked published in the transaction that read it, after the bus took
+it; a crash in between publishes it again (subscribers dedupe on `outbox_id`). The rows stay
+locked while they are published (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so several workers
+relay different events instead of the same ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from khqrpay.clock import Clock
+from khqrpay.db import Database
+from khqrpay.db import tables as t
+from khqrpay.events import Event, EventBus
+
+RELAY_BATCH = 200
+PUBLISH_TIMEOUT_S = 10.0
+
+
+def _relay_batch(
+    database: Database, publish: Callable[[Event], None], clock: Clock, limit: int
+) -> int:
+    outbox = t.outbox.c
+    with database.write() as uow:
+        rows = uow.connection.execute(
+            sa.select(outbox.id, outbox.topic, outbox.order_id, outbox.payload)
+            .where(outbox.published_ms.is_(None))
+            .order_by(outbox.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in rows:
+            publish(Event(row.topic, row.order_id, row.payload, outbox_id=row.id))
+        if rows:
+            uow.outbox.mark_published([row.id for row in rows], now_ms=clock.now_ms())
+    return len(rows)
+
+
+async def relay_outbox(
+    database: Database, bus: EventBus, clock: Clock, *, limit: int = RELAY_BATCH
+) -> int:
+    """Publish up to `limit` unpublished events in order; how many were published. A publish
+    that fails leaves the whole batch unpublished, to be relayed again."""
+    loop = asyncio.get_running_loop()
+
+    def publish(event: Event) -> None:
+        # The database work runs in a thread; the bus lives on this event loop.
+        asyncio.run_coroutine_threadsafe(bus.publish(event), loop).result(PUBLISH_TIMEOUT_S)
+
+    return await asyncio.to_thread(_relay_batch, database, publish, clock, limit)

@@ -1,0 +1,178 @@
+"""The `khqrpay worker` runtime: one asyncio loop running the verifier, the expiry sweep and the
+outbox relay, with metrics, until told to stop.
+
+Shutdown: once `stop` is set no new cycle starts; a Bakong call in flight gets
+`worker_shutdown_grace_s` to answer (its batch is then applied), after which it is cancelled and
+its leases are released for another worker. Database steps are never interrupted midway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import socket
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from khqrpay.bakong import BakongClient
+from khqrpay.clock import Clock
+from khqrpay.db import Database
+from khqrpay.events import EventBus
+from khqrpay.logging import get_logger
+from khqrpay.orders.model import AttemptOutcome
+from khqrpay.services.expiry import sweep_expired_orders
+from khqrpay.services.outbox import RELAY_BATCH, relay_outbox
+from khqrpay.services.verification import CycleReport, Verifier, pending_payments_by_age
+from khqrpay.settings import Settings
+from khqrpay.worker import metrics
+
+_log = get_logger(__name__)
+_T = TypeVar("_T")
+
+_MINUTE_MS = 60_000
+_DAY_MS = 24 * 60 * _MINUTE_MS
+# The age bands of the pending-payments gauge, by upper bound (the last one is open).
+AGE_BANDS: tuple[tuple[str, int], ...] = (
+    ("under_15m", 15 * _MINUTE_MS),
+    ("15m_to_1h", 60 * _MINUTE_MS),
+    ("1h_to_1d", _DAY_MS),
+    ("1d_to_7d", 7 * _DAY_MS),
+    ("7d_to_30d", 30 * _DAY_MS),
+    ("over_30d", 0),
+)
+_ERROR_OUTCOMES = frozenset(
+    {
+        AttemptOutcome.UNAUTHORIZED,
+        AttemptOutcome.BLOCKED,
+        AttemptOutcome.RATE_LIMITED,
+        AttemptOutcome.UNAVAILABLE,
+        AttemptOutcome.BAD_RESPONSE,
+    }
+)
+_UNSAFE_ID_CHARS = re.compile(r"[^\w.-]")
+
+
+def new_worker_id() -> str:
+    """`hostname:pid:random`: unique across machines, restarts and pid reuse."""
+    host = _UNSAFE_ID_CHARS.sub("-", socket.gethostname())[:32] or "host"
+    return f"{host}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Worker:
+    """The verifier, the expiry sweep and the outbox relay on one loop."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        database: Database,
+        client: BakongClient,
+        bus: EventBus,
+        clock: Clock,
+        worker_id: str | None = None,
+    ) -> None:
+        self.worker_id = worker_id or new_worker_id()
+        self._settings = settings
+        self._database = database
+        self._bus = bus
+        self._clock = clock
+        self.verifier = Verifier(
+            database=database,
+            client=client,
+            settings=settings,
+            clock=clock,
+            worker_id=self.worker_id,
+        )
+        self._sweep_interval_ms = round(settings.worker_sweep_interval_s * 1000)
+        self._next_sweep_ms = 0
+
+    async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
+        """Cycle until `stop` is set (or once: one cycle, one sweep, one relay)."""
+        abandon = asyncio.Event()
+        grace = asyncio.create_task(self._abandon_after_grace(stop, abandon))
+        _log.info("worker started", worker_id=self.worker_id, once=once)
+        try:
+            while True:
+                report = await self._guarded("verifier cycle", self._cycle(abandon))
+                await self._guarded("expiry sweep", self._sweep(force=once))
+                await self._guarded("outbox relay", self._relay())
+                if once or stop.is_set():
+                    break
+                # A full batch means more is due: go on at once; otherwise wait for the next poll.
+                if report is None or report.claimed < self._settings.worker_batch_size:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self._settings.worker_poll_interval_s)
+        finally:
+            grace.cancel()
+            _log.info("worker stopped", worker_id=self.worker_id)
+
+    async def _abandon_after_grace(self, stop: asyncio.Event, abandon: asyncio.Event) -> None:
+        await stop.wait()
+        await asyncio.sleep(self._settings.worker_shutdown_grace_s)
+        abandon.set()
+
+    async def _guarded(self, step: str, work: Awaitable[_T]) -> _T | None:
+        """A failed step (database restarting, bus down) is logged and tried again next cycle:
+        the worker itself must keep running."""
+        try:
+            return await work
+        except Exception:
+            _log.exception("worker step failed", step=step, worker_id=self.worker_id)
+            return None
+
+    async def _cycle(self, abandon: asyncio.Event) -> CycleReport:
+        with metrics.CYCLE_SECONDS.time():
+            report = await self.verifier.run_cycle(abandon=abandon)
+        observe(report)
+        return report
+
+    async def _sweep(self, *, force: bool) -> None:
+        now_ms = self._clock.now_ms()
+        if not force and now_ms < self._next_sweep_ms:
+            return
+        self._next_sweep_ms = now_ms + self._sweep_interval_ms
+        expired = await asyncio.to_thread(
+            sweep_expired_orders,
+            self._database,
+            actor=self.verifier.actor,
+            now_ms=now_ms,
+            final_grace_ms=self.verifier.policy.final_grace_ms,
+        )
+        metrics.EXPIRED_ORDERS.inc(len(expired))
+        ages = await asyncio.to_thread(
+            pending_payments_by_age, self._database, now_ms=now_ms, bands=AGE_BANDS
+        )
+        for band, count in ages.items():
+            metrics.PENDING_PAYMENTS.labels(age_band=band).set(count)
+
+    async def _relay(self) -> None:
+        # Drain the backlog (a burst of completions) rather than one batch per poll.
+        while (published := await relay_outbox(self._database, self._bus, self._clock)) > 0:
+            metrics.OUTBOX_RELAYED.inc(published)
+            if published < RELAY_BATCH:
+                break
+
+
+def observe(report: CycleReport) -> None:
+    """A cycle's report as metrics."""
+    metrics.BAKONG_PAUSED.set(1 if report.paused else 0)
+    if report.batch_sizes:
+        metrics.CLAIMED.observe(report.claimed)
+    for size in report.batch_sizes:
+        metrics.BATCH_SIZE.observe(size)
+    for record in report.records:
+        metrics.CHECKS.labels(outcome=record.outcome.value).inc()
+        if record.outcome in _ERROR_OUTCOMES:
+            metrics.ERRORS.labels(type=record.outcome.value).inc()
+        if record.order_expired:
+            metrics.EXPIRED_ORDERS.inc()
+        completion = record.completion
+        if completion is None:
+            continue
+        metrics.COMPLETIONS.labels(result=completion.action.value).inc()
+        if completion.completed and record.transaction is not None:
+            latency_ms = max(0, record.at_ms - record.transaction.created_ms)
+            metrics.DETECTION_LATENCY.observe(latency_ms / 1000)

@@ -1,0 +1,146 @@
+"""`khqrpay worker` as a real process against a simulator and a test database (SQLite and
+PostgreSQL): killed with SIGKILL mid-batch and restarted, nothing is lost or doubled; SIGTERM is a
+clean exit; metrics are served."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import httpx
+import sqlalchemy as sa
+
+from khqrpay.db import Database
+from khqrpay.db import tables as t
+from khqrpay.orders.model import OrderStatus
+from khqrpay.simulator.server import RunningSimulator
+
+if TYPE_CHECKING:
+    from conftest import PaidOrders, StartWorker
+
+ORDERS = 30
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _set_faults(simulator: RunningSimulator, **faults: object) -> None:
+    with httpx.Client(base_url=simulator.url) as http:
+        assert http.post("/_sim/faults", json=faults).status_code == 200
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _leased(database: Database) -> int:
+    with database.read() as uow:
+        query = sa.select(sa.func.count()).where(t.khqr_payments.c.lease_owner.is_not(None))
+        return int(uow.connection.execute(query).scalar_one())
+
+
+def _statuses(database: Database) -> dict[str, int]:
+    with database.read() as uow:
+        rows = uow.connection.execute(
+            sa.select(t.orders.c.status, sa.func.count()).group_by(t.orders.c.status)
+        )
+        return dict(rows.all())
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(
+    database: Database,
+    live_simulator: RunningSimulator,
+    paid_orders: PaidOrders,
+    start_worker: StartWorker,
+) -> None:
+    product_id, _orders = paid_orders(ORDERS)
+    # Bakong answers slowly, so the kill lands while a claimed batch is being checked.
+    _set_faults(live_simulator, latency_s=3.0)
+    first = start_worker()
+    _wait_for(lambda: _leased(database) > 0, 20, "the first worker to claim a batch")
+    first.signal(signal.SIGKILL)
+    assert first.wait(10) == -signal.SIGKILL
+    assert _statuses(database) == {"PENDING": ORDERS}
+    assert _leased(database) > 0  # its leases are left behind, to expire
+
+    _set_faults(live_simulator)
+    second = start_worker()
+    _wait_for(lambda: _statuses(database) == {"COMPLETED": ORDERS}, 30, "every order completed")
+    second.signal(signal.SIGTERM)
+    assert second.wait(10) == 0, second.output()
+
+    with database.read() as uow:
+        product = uow.products.get(product_id)
+        completions = uow.connection.execute(
+            sa.select(sa.func.count()).where(t.audit_log.c.action == "completed")
+        ).scalar_one()
+        evidence = uow.connection.execute(
+            sa.select(sa.func.count(sa.distinct(t.payment_evidence.c.order_id)), sa.func.count())
+        ).one()
+    assert product is not None
+    assert product.stock == 5
+    assert completions == ORDERS
+    assert tuple(evidence) == (ORDERS, ORDERS)
+    assert _leased(database) == 0
+
+
+def test_sigterm_during_a_bakong_call_exits_cleanly_and_releases_the_batch(
+    database: Database,
+    live_simulator: RunningSimulator,
+    paid_orders: PaidOrders,
+    start_worker: StartWorker,
+) -> None:
+    paid_orders(5)
+    _set_faults(live_simulator, latency_s=30.0)  # a call that would outlast the grace
+    worker = start_worker()
+    _wait_for(lambda: _leased(database) > 0, 20, "the worker to claim a batch")
+    asked = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(10) == 0, worker.output()
+    assert time.monotonic() - asked < 5
+    assert _leased(database) == 0  # released for another worker, not left to expire
+    assert _statuses(database) == {"PENDING": 5}
+    assert "worker stopped" in worker.output()
+
+
+def test_metrics_are_served_and_once_runs_one_cycle(
+    database: Database, paid_orders: PaidOrders, start_worker: StartWorker
+) -> None:
+    paid_orders(3)
+    port = _free_port()
+    worker = start_worker("--metrics-port", str(port))
+
+    def scrape() -> str:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.TransportError:
+            return ""
+
+    _wait_for(lambda: 'khqrpay_verifier_checks_total{outcome="paid"} 3.0' in scrape(), 20, "")
+    text = scrape()
+    for name in (
+        "khqrpay_verifier_batch_size_bucket",
+        "khqrpay_detection_latency_seconds_count 3.0",
+        'khqrpay_pending_payments{age_band="under_15m"}',
+        "khqrpay_bakong_circuit_state 0.0",
+        "khqrpay_worker_bakong_paused 0.0",
+    ):
+        assert name in text
+    worker.signal(signal.SIGINT)
+    assert worker.wait(10) == 0
+    assert _statuses(database) == {OrderStatus.COMPLETED.value: 3}
+
+    once = start_worker("--once")
+    assert once.wait(30) == 0, once.output()
+    assert "worker stopped" in once.output()
