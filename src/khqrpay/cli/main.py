@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from khqrpay.cli import qr
+from khqrpay.cli import db, demo, order_actions, orders, products, qr, simulator, worker
 
 app = typer.Typer(
     name="khqrpay",
@@ -13,3 +13,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(qr.app, name="qr")
+app.command("simulator")(simulator.run)
+app.add_typer(db.app, name="db")
+app.add_typer(products.app, name="products")
+order_actions.register(orders.app)
+app.add_typer(orders.app, name="orders")
+app.command("worker")(worker.run)
+app.command("demo")(demo.run)
