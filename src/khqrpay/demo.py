@@ -20,7 +20,6 @@ import shlex
 import signal
 import socket
 import statistics
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-import uvicorn
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import SecretStr
 from rich import box
@@ -51,8 +49,8 @@ from khqrpay.services.checkout import create_order, list_orders, new_qr_for_orde
 from khqrpay.services.products import add_product
 from khqrpay.services.verification import BAKONG_UNAUTHORIZED_TOPIC
 from khqrpay.settings import Settings
-from khqrpay.simulator import SimulatorConfig, create_app
-from khqrpay.simulator.app import simulator_of
+from khqrpay.simulator import SimulatorConfig
+from khqrpay.simulator.server import run_simulator
 from khqrpay.worker import Worker
 
 DAY_S = 24 * 3600
@@ -255,52 +253,32 @@ class SimulatorEndpoint:
     port_note: str | None = None
 
 
-def bind_loopback(port: int) -> tuple[socket.socket, str | None]:
-    """A socket bound on 127.0.0.1 at `port`, or at a free port (with a note) if it is taken."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", port))
-    except OSError as exc:
-        if exc.errno != errno.EADDRINUSE:
-            sock.close()
-            raise DemoError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from exc
-        sock.bind(("127.0.0.1", 0))
-        free = sock.getsockname()[1]
-        return sock, f"port {port} is taken (another simulator?): using port {free} instead"
-    return sock, None
+def choose_port(port: int) -> tuple[int, str | None]:
+    """`port` if it is free on 127.0.0.1, else 0 (a free one) with a note saying why."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise DemoError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from exc
+            return 0, f"port {port} is taken (another simulator?): using a free port instead"
+    return port, None
 
 
 @contextlib.contextmanager
 def serve_simulator(config: SimulatorConfig, port: int) -> Iterator[SimulatorEndpoint]:
     """The simulator in a background thread on 127.0.0.1:`port` (or a free one if taken), until
-    the block ends. `run_simulator` always takes a free port; the demo wants a fixed one."""
-    app = create_app(config)
-    sock, note = bind_loopback(port)
-    bound_port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1)
-    )
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="bakong-simulator", daemon=True
-    )
-    thread.start()
+    the block ends."""
+    chosen, note = choose_port(port)
     try:
-        deadline = time.monotonic() + SIMULATOR_STARTUP_TIMEOUT_S
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise DemoError("the Bakong simulator did not start")
-            time.sleep(0.01)
-        yield SimulatorEndpoint(
-            url=f"http://127.0.0.1:{bound_port}",
-            port=bound_port,
-            token=simulator_of(app).token,
-            port_note=note,
-        )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=SIMULATOR_STARTUP_TIMEOUT_S)
-        sock.close()
+        with run_simulator(config, port=chosen) as running:
+            bound_port = int(running.url.rsplit(":", 1)[1])
+            yield SimulatorEndpoint(
+                url=running.url, port=bound_port, token=running.token, port_note=note
+            )
+    except RuntimeError as exc:
+        raise DemoError(str(exc)) from exc
 
 
 def banking_app_url(simulator_url: str, qr: str) -> str:

@@ -25,7 +25,7 @@ from khqrpay.demo import (
     SimulatorEndpoint,
     Snapshot,
     banking_app_url,
-    bind_loopback,
+    choose_port,
     customer_note,
     describe_delay,
     describe_event,
@@ -37,11 +37,13 @@ from khqrpay.demo import (
     plan_customers,
     render_dashboard,
     script_payments,
+    serve_simulator,
     wrong_amount,
 )
 from khqrpay.events import Event
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import OrderStatus, normalize_phone
+from khqrpay.simulator import SimulatorConfig
 
 START_MS = 1_795_651_200_000
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkZW1vIn0.c2lnbmF0dXJl"
@@ -154,15 +156,24 @@ def test_the_port_in_use_is_replaced_by_a_free_one_with_a_note() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy_port = taken.getsockname()[1]
-        sock, note = bind_loopback(busy_port)
-        with sock:
-            assert sock.getsockname()[1] not in (busy_port, 0)
-            assert note is not None
-            assert f"port {busy_port} is taken" in note
-            assert str(sock.getsockname()[1]) in note
-    sock, note = bind_loopback(0)
-    with sock:
-        assert note is None
+        port, note = choose_port(busy_port)
+        assert port == 0
+        assert note is not None
+        assert f"port {busy_port} is taken" in note
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    assert choose_port(free_port) == (free_port, None)
+
+
+def test_the_simulator_serves_on_the_port_asked_for() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    with serve_simulator(SimulatorConfig(), free_port) as endpoint:
+        assert endpoint.port == free_port
+        assert endpoint.url == f"http://127.0.0.1:{free_port}"
+        assert endpoint.port_note is None
 
 
 def test_the_banking_app_link_carries_the_whole_qr() -> None:

@@ -214,7 +214,6 @@ class _Recording:
         columns: dict[str, object] = {}
         # Staff vouching without a hash is the only record of that money: keep it, even when the
         # order then goes to review (short of stock).
-        vouched = {"paid_manually_without_hash": True} if self._staff_vouches() else {}
         if action is Action.COMPLETE:
             columns = {
                 "completed_ms": self.now_ms,
@@ -222,7 +221,9 @@ class _Recording:
                 "paid_manually_without_hash": self._staff_vouches(),
             }
         elif action is Action.NEEDS_REVIEW:
-            columns = {"review_reason": reason} | vouched
+            columns = {"review_reason": reason}
+            if self._staff_vouches():
+                columns["paid_manually_without_hash"] = True
         elif action is Action.FLAG_REFUND:
             columns = {"refund_flag": True, "refund_reason": reason}
         changed = self.uow.orders.transition(

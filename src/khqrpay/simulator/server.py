@@ -44,14 +44,16 @@ def _uvicorn_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
 
 @contextlib.contextmanager
 def run_simulator(
-    config: SimulatorConfig | None = None, *, clock: Clock | None = None
+    config: SimulatorConfig | None = None, *, clock: Clock | None = None, port: int = 0
 ) -> Iterator[RunningSimulator]:
-    """Serve a simulator on 127.0.0.1 at a free port in a background thread until the block ends."""
+    """Serve a simulator on 127.0.0.1 in a background thread until the block ends, at `port`
+    (0: a free one the system picks)."""
     config = config or SimulatorConfig()
     app = create_app(config, clock=clock)
     sim = simulator_of(app)
-    # Port 0: the system picks a free port, read back once the server listens.
-    server = uvicorn.Server(_uvicorn_config(app, "127.0.0.1", 0))
+    # With port 0 the system picks a free port, read back once the server listens. uvicorn binds
+    # the socket itself: a socket handed to it loses TCP_NODELAY (~40 ms a keep-alive request).
+    server = uvicorn.Server(_uvicorn_config(app, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, name="bakong-simulator", daemon=True)
     thread.start()
     try:
