@@ -58,6 +58,8 @@ async def test_a_paid_order_is_completed_by_the_worker_and_announced(
         None,
         None,
     )
+    # The check that found the money is counted on the QR too.
+    assert (payment.check_count, payment.last_outcome) == (1, AttemptOutcome.PAID)
     # Every outbox row was relayed, and the bus carried the completion.
     assert engine.count(t.outbox, t.outbox.c.published_ms.is_(None)) == 0
     change = next(e for e in received if e.topic == "order.status_changed")

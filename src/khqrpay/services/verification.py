@@ -444,6 +444,17 @@ class Verifier:
                 self._reschedule(uow, item, leased, now_ms)
                 for item in sorted(rest, key=lambda i: i.target.payment_id)
             ]
+            if completed:
+                # The check that found the money counts too (the QR is PAID now, so unguarded).
+                uow.connection.execute(
+                    t.khqr_payments.update()
+                    .where(t.khqr_payments.c.id.in_(sorted(r.target.payment_id for r in completed)))
+                    .values(
+                        check_count=t.khqr_payments.c.check_count + 1,
+                        last_checked_ms=now_ms,
+                        last_outcome=AttemptOutcome.PAID.value,
+                    )
+                )
             uow.attempts.record_batch(
                 [
                     VerificationAttempt(
