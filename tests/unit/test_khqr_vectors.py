@@ -1,8 +1,9 @@
 """The codec against facts from the official NBC SDK (bakong-khqr 1.0.20) and real bank QRs.
 
 `khqr-vectors.jsonl`: strings the SDK made and what it said of them. `khqr-bank-qrs.jsonl`: ABA and
-ACLEDA QRs printed in public code (names and numbers made up), with the SDK's verdict. `khqr-sdk-hangs.jsonl`: strings with a
-correct CRC on which the SDK's verify never returns.
+ACLEDA QRs printed in public code, with the SDK's verdict (their names and numbers replaced by
+made-up ones). `khqr-sdk-hangs.jsonl`: strings with a correct CRC on which the SDK's verify never
+returns.
 """
 
 from __future__ import annotations
