@@ -53,6 +53,20 @@ class Watch:
 
 
 @dataclass(frozen=True, slots=True)
+class NextCheck:
+    """A payment's schedule after a check: `next_check_ms` None means that was its final check
+    (the payment expires, and `earliest_check_ms` is None too)."""
+
+    next_check_ms: int | None
+    earliest_check_ms: int | None
+    consecutive_errors: int
+
+    @property
+    def final(self) -> bool:
+        return self.next_check_ms is None
+
+
+@dataclass(frozen=True, slots=True)
 class Candidate(Generic[PaymentId]):
     """A payment the worker could check now: due, or close enough to ride along in a batch."""
 

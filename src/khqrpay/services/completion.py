@@ -59,13 +59,6 @@ class CompletionResult:
         return self.action is Action.COMPLETE
 
 
-class _Shortage(Exception):
-    def __init__(self, product_id: int, needed: int) -> None:
-        super().__init__(product_id, needed)
-        self.product_id = product_id
-        self.needed = needed
-
-
 def record_payment(
     uow: UnitOfWork,
     *,
@@ -195,20 +188,13 @@ class _Recording:
         needed = Counter[int]()
         for line in self.uow.orders.lines(self.order.id):
             needed[line.product_id] += line.quantity
-        try:
-            with self.uow.connection.begin_nested():
-                # Always in product id order, so concurrent completions never deadlock.
-                for product_id in sorted(needed):
-                    if not self.uow.products.take_stock(
-                        product_id, needed[product_id], now_ms=self.now_ms
-                    ):
-                        raise _Shortage(product_id, needed[product_id])
-        except _Shortage as shortage:
-            product = self.uow.products.get(shortage.product_id)
-            left = 0 if product is None else product.stock
-            sku = shortage.product_id if product is None else product.sku
-            return f"insufficient stock for {sku}: {shortage.needed} needed, {left} left"
-        return None
+        short_id = self.uow.products.take_all_stock(needed, now_ms=self.now_ms)
+        if short_id is None:
+            return None
+        product = self.uow.products.get(short_id)
+        left = 0 if product is None else product.stock
+        sku = short_id if product is None else product.sku
+        return f"insufficient stock for {sku}: {needed[short_id]} needed, {left} left"
 
     def _update_order(self, action: Action, status: OrderStatus, reason: str | None) -> None:
         columns: dict[str, object] = {}

@@ -8,10 +8,7 @@ payments and an order); it is cheap (a partial index on pending orders' window e
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from khqrpay.db import Database, UnitOfWork
-from khqrpay.db import tables as t
 from khqrpay.orders.model import OrderStatus, PaymentStatus, Topic, validate_actor
 
 EXPIRY_REASON = "no payment found by the end of the payment window"
@@ -65,22 +62,9 @@ def sweep_expired_orders(
 ) -> list[int]:
     """Expire pending orders whose window (plus the final check's grace) has ended and that have
     no pending QR; the ids of the orders expired."""
-    orders, payments = t.orders.c, t.khqr_payments.c
-    pending_qr = sa.exists().where(
-        payments.order_id == orders.id, payments.status == PaymentStatus.PENDING.value
-    )
     with database.read() as uow:
-        candidates = list(
-            uow.connection.execute(
-                sa.select(orders.id)
-                .where(
-                    orders.status == OrderStatus.PENDING.value,
-                    orders.window_end_ms + final_grace_ms <= now_ms,
-                    ~pending_qr,
-                )
-                .order_by(orders.window_end_ms)
-                .limit(limit)
-            ).scalars()
+        candidates = uow.orders.unpaid_after_window(
+            now_ms=now_ms, grace_ms=final_grace_ms, limit=limit
         )
     expired = []
     for order_id in candidates:

@@ -11,12 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
 from khqrpay.bakong import BadResponse, BakongClient, BakongError, CheckResult, Paid
 from khqrpay.clock import Clock
 from khqrpay.db import Database
-from khqrpay.db import tables as t
 from khqrpay.orders.model import (
     Action,
     AttemptOutcome,
@@ -205,7 +202,6 @@ def watch_order(database: Database, order_id: int, *, policy: SchedulePolicy, cl
     """A customer is watching the order: its pending QRs become hot for the hot window and their
     next check is pulled forward. How many QRs were made hot."""
     now_ms = clock.now_ms()
-    payments = t.khqr_payments.c
     watched = 0
     with database.write() as uow:
         uow.orders.get(order_id)  # an unknown order is an error, not "nothing to watch"
@@ -219,23 +215,6 @@ def watch_order(database: Database, order_id: int, *, policy: SchedulePolicy, cl
                 next_check_ms=payment.next_check_ms,
                 earliest_check_ms=payment.earliest_check_ms or payment.next_check_ms,
             )
-            # Only ever earlier: a verifier may have rescheduled the payment meanwhile.
-            result = uow.connection.execute(
-                t.khqr_payments.update()
-                .where(
-                    payments.id == payment.id,
-                    payments.status == PaymentStatus.PENDING.value,
-                    payments.next_check_ms.is_not(None),
-                )
-                .values(
-                    hot_until_ms=watch.hot_until_ms,
-                    next_check_ms=_earlier(payments.next_check_ms, watch.next_check_ms),
-                    earliest_check_ms=_earlier(payments.earliest_check_ms, watch.earliest_check_ms),
-                )
-            )
-            watched += result.rowcount
+            if uow.payments.mark_watched(payment.id, watch):
+                watched += 1
     return watched
-
-
-def _earlier(column: sa.ColumnElement[int], value: int) -> sa.ColumnElement[int]:
-    return sa.case((column < value, column), else_=sa.literal(value))

@@ -11,11 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import sqlalchemy as sa
-
 from khqrpay.clock import Clock
 from khqrpay.db import Database
-from khqrpay.db import tables as t
 from khqrpay.events import Event, EventBus
 
 RELAY_BATCH = 200
@@ -25,20 +22,13 @@ PUBLISH_TIMEOUT_S = 10.0
 def _relay_batch(
     database: Database, publish: Callable[[Event], None], clock: Clock, limit: int
 ) -> int:
-    outbox = t.outbox.c
     with database.write() as uow:
-        rows = uow.connection.execute(
-            sa.select(outbox.id, outbox.topic, outbox.order_id, outbox.payload)
-            .where(outbox.published_ms.is_(None))
-            .order_by(outbox.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        for row in rows:
-            publish(Event(row.topic, row.order_id, row.payload, outbox_id=row.id))
-        if rows:
-            uow.outbox.mark_published([row.id for row in rows], now_ms=clock.now_ms())
-    return len(rows)
+        events = uow.outbox.lock_unpublished(limit)
+        for event in events:
+            publish(Event(event.topic, event.order_id, event.payload, outbox_id=event.id))
+        if events:
+            uow.outbox.mark_published([event.id for event in events], now_ms=clock.now_ms())
+    return len(events)
 
 
 async def relay_outbox(

@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from khqrpay.bakong import (
@@ -44,7 +43,6 @@ from khqrpay.bakong import (
 )
 from khqrpay.clock import Clock
 from khqrpay.db import Database, UnitOfWork
-from khqrpay.db import tables as t
 from khqrpay.logging import get_logger
 from khqrpay.orders.model import (
     Action,
@@ -53,7 +51,6 @@ from khqrpay.orders.model import (
     EvidenceSource,
     KhqrPayment,
     OrderError,
-    PaymentStatus,
     VerificationAttempt,
     validate_actor,
 )
@@ -61,6 +58,7 @@ from khqrpay.orders.schedule import (
     MD5_LIST_LIMIT,
     Candidate,
     ErrorKind,
+    NextCheck,
     SchedulePolicy,
     plan_batches,
 )
@@ -262,65 +260,19 @@ class Verifier:
     # Claim ---------------------------------------------------------------------------------------
 
     def _claim(self, now_ms: int) -> list[tuple[CheckTarget, ...]]:
-        payments = t.khqr_payments.c
         with self._database.write() as uow:
-            rows = uow.connection.execute(
-                sa.select(
-                    payments.id,
-                    payments.order_id,
-                    payments.md5,
-                    payments.created_ms,
-                    payments.expires_ms,
-                    payments.hot_until_ms,
-                    payments.consecutive_errors,
-                    payments.next_check_ms,
-                    payments.earliest_check_ms,
-                )
-                .where(
-                    payments.status == PaymentStatus.PENDING.value,
-                    # Due payments and those early enough to ride along (earliest <= next).
-                    payments.earliest_check_ms <= now_ms,
-                    sa.or_(payments.lease_until_ms.is_(None), payments.lease_until_ms <= now_ms),
-                )
-                .order_by(payments.next_check_ms)
-                .limit(self._batch_size)
-                .with_for_update(skip_locked=True)
-            ).all()
-            targets = {
-                row.id: CheckTarget(
-                    payment_id=row.id,
-                    order_id=row.order_id,
-                    md5=row.md5,
-                    created_ms=row.created_ms,
-                    expires_ms=row.expires_ms,
-                    hot_until_ms=row.hot_until_ms,
-                    consecutive_errors=row.consecutive_errors,
-                )
-                for row in rows
-            }
-            plan = plan_batches(
-                (Candidate(row.id, row.next_check_ms, row.earliest_check_ms) for row in rows),
-                now_ms=now_ms,
-            )
+            due = uow.payments.lock_due(now_ms=now_ms, limit=self._batch_size)
+            plan = plan_batches(map(_candidate, due), now_ms=now_ms)
             chosen = [candidate.payment_id for batch in plan for candidate in batch]
             if chosen:
-                uow.connection.execute(
-                    t.khqr_payments.update()
-                    .where(payments.id.in_(chosen))
-                    .values(lease_owner=self._worker_id, lease_until_ms=now_ms + self._lease_ms)
-                )
+                uow.payments.lease(chosen, owner=self._worker_id, until_ms=now_ms + self._lease_ms)
+        targets = {payment.id: CheckTarget.of(payment) for payment in due}
         return [tuple(targets[c.payment_id] for c in batch) for batch in plan]
 
     def _release(self, targets: Iterable[CheckTarget]) -> None:
-        payments = t.khqr_payments.c
         with self._database.write() as uow:
-            uow.connection.execute(
-                t.khqr_payments.update()
-                .where(
-                    payments.id.in_([target.payment_id for target in targets]),
-                    payments.lease_owner == self._worker_id,
-                )
-                .values(lease_owner=None, lease_until_ms=None)
+            uow.payments.release_leases(
+                [target.payment_id for target in targets], owner=self._worker_id
             )
 
     # Check ---------------------------------------------------------------------------------------
@@ -445,15 +397,8 @@ class Verifier:
                 for item in sorted(rest, key=lambda i: i.target.payment_id)
             ]
             if completed:
-                # The check that found the money counts too (the QR is PAID now, so unguarded).
-                uow.connection.execute(
-                    t.khqr_payments.update()
-                    .where(t.khqr_payments.c.id.in_(sorted(r.target.payment_id for r in completed)))
-                    .values(
-                        check_count=t.khqr_payments.c.check_count + 1,
-                        last_checked_ms=now_ms,
-                        last_outcome=AttemptOutcome.PAID.value,
-                    )
+                uow.payments.count_found_checks(
+                    [record.target.payment_id for record in completed], checked_ms=now_ms
                 )
             uow.attempts.record_batch(
                 [
@@ -479,42 +424,40 @@ class Verifier:
         self, uow: UnitOfWork, item: _Checked, leased: bool, now_ms: int
     ) -> CheckRecord:
         target, answer = item.target, item.answer
-        columns: dict[str, object] = {
-            "check_count": t.khqr_payments.c.check_count + 1,
-            "last_checked_ms": now_ms,
-            "last_outcome": outcome_of(answer).value,
-        }
         next_check_ms: int | None
+        next_check: NextCheck | None
         if isinstance(answer, BakongError):
             next_check_ms = self._back_off(target, answer, now_ms)
-            if next_check_ms is not None:
-                # A retry repeats the failed check: never early.
-                columns |= {
-                    "next_check_ms": next_check_ms,
-                    "earliest_check_ms": next_check_ms,
-                    "consecutive_errors": target.consecutive_errors + 1,
-                }
+            # A retry repeats the failed check: never early. None: the schedule stays as it is.
+            next_check = (
+                None
+                if next_check_ms is None
+                else NextCheck(next_check_ms, next_check_ms, target.consecutive_errors + 1)
+            )
         else:
             # An answer, not an error (a Paid that could not be recorded counts as not paid here:
-            # it is asked again on schedule).
+            # it is asked again on schedule). None: that was the final check.
             next_check_ms = self._policy.next_check_ms(
                 created_ms=target.created_ms,
                 now_ms=now_ms,
                 hot_until_ms=target.hot_until_ms,
                 window_end_ms=target.expires_ms,
             )
-            columns |= {
-                "consecutive_errors": 0,
-                "next_check_ms": next_check_ms,
-                "earliest_check_ms": None
+            earliest_check_ms = (
+                None
                 if next_check_ms is None
                 else self._policy.earliest_check_ms(
                     checked_ms=now_ms, next_check_ms=next_check_ms, window_end_ms=target.expires_ms
-                ),
-            }
-            if next_check_ms is None:  # that was the final check
-                columns["status"] = PaymentStatus.EXPIRED.value
-        changed = self._update_payment(uow, target, columns, leased)
+                )
+            )
+            next_check = NextCheck(next_check_ms, earliest_check_ms, consecutive_errors=0)
+        changed = uow.payments.record_check(
+            target.payment_id,
+            checked_ms=now_ms,
+            outcome=outcome_of(answer),
+            next_check=next_check,
+            lease_owner=self._worker_id if leased else None,
+        )
         return CheckRecord(
             target,
             now_ms,
@@ -522,7 +465,7 @@ class Verifier:
             describe_answer(answer),
             item.latency_ms,
             next_check_ms=next_check_ms,
-            payment_expired=changed and columns.get("status") == PaymentStatus.EXPIRED.value,
+            payment_expired=changed and next_check is not None and next_check.final,
         )
 
     def _back_off(self, target: CheckTarget, error: BakongError, now_ms: int) -> int | None:
@@ -544,24 +487,6 @@ class Verifier:
 
     def _pause_until(self, until_ms: int) -> None:
         self._paused_until_ms = max(self._paused_until_ms, until_ms)
-
-    def _update_payment(
-        self, uow: UnitOfWork, target: CheckTarget, columns: dict[str, object], leased: bool
-    ) -> bool:
-        """Guarded: only a still-pending QR, and for the worker only while it holds the lease (a
-        worker whose lease ran out leaves the payment to the one that took it over)."""
-        payments = t.khqr_payments.c
-        conditions = [
-            payments.id == target.payment_id,
-            payments.status == PaymentStatus.PENDING.value,
-        ]
-        if leased:
-            conditions.append(payments.lease_owner == self._worker_id)
-            columns = columns | {"lease_owner": None, "lease_until_ms": None}
-        result = uow.connection.execute(
-            t.khqr_payments.update().where(*conditions).values(**columns)
-        )
-        return result.rowcount == 1
 
     def _alert_unauthorized(
         self, uow: UnitOfWork, error: Unauthorized, source: EvidenceSource, now_ms: int
@@ -609,6 +534,13 @@ class Verifier:
         )
 
 
+def _candidate(payment: KhqrPayment) -> Candidate[int]:
+    # A claimed payment has an earliest check, and every write sets or clears both together.
+    assert payment.next_check_ms is not None
+    assert payment.earliest_check_ms is not None
+    return Candidate(payment.id, payment.next_check_ms, payment.earliest_check_ms)
+
+
 def _usable(item: _Checked) -> _Checked:
     """A Paid whose transaction cannot be evidence is a bad response: never completes, never
     expires, asked again after a back-off."""
@@ -642,19 +574,6 @@ def _retried(step: Callable[[], _T]) -> _T:
 def pending_payments_by_age(
     database: Database, *, now_ms: int, bands: Sequence[tuple[str, int]]
 ) -> dict[str, int]:
-    """How many QRs are still pending in each age band; `bands` are (name, upper bound in ms)
-    in increasing order, and older payments count in the last band."""
-    payments = t.khqr_payments.c
-    age = now_ms - payments.created_ms
-    band = sa.case(
-        *((age < upper_ms, name) for name, upper_ms in bands[:-1]), else_=bands[-1][0]
-    ).label("band")
+    """How many QRs are still pending in each age band (see `uow.payments.count_pending_by_age`)."""
     with database.read() as uow:
-        rows = uow.connection.execute(
-            sa.select(band, sa.func.count())
-            .where(payments.status == PaymentStatus.PENDING.value)
-            .group_by(band)
-        ).all()
-    counts = dict.fromkeys((name for name, _ in bands), 0)
-    counts.update((name, count) for name, count in rows)
-    return counts
+        return uow.payments.count_pending_by_age(now_ms=now_ms, bands=bands)

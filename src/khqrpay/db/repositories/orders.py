@@ -1,0 +1,177 @@
+"""Orders and their lines: `orders`, `order_lines`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from khqrpay.db import tables as t
+from khqrpay.db.repositories._shared import money
+from khqrpay.money import Money
+from khqrpay.orders.model import (
+    Order,
+    OrderLine,
+    OrderNotFound,
+    OrderStatus,
+    PaymentStatus,
+    can_transition,
+)
+
+
+class OrderRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    @staticmethod
+    def _order(row: Row[Any]) -> Order:
+        return Order(
+            id=row.id,
+            public_token=row.public_token,
+            status=OrderStatus(row.status),
+            total=money(row.total_minor, row.currency),
+            customer_phone=row.customer_phone,
+            created_ms=row.created_ms,
+            window_end_ms=row.window_end_ms,
+            completed_ms=row.completed_ms,
+            review_reason=row.review_reason,
+            refund_flag=row.refund_flag,
+            refund_reason=row.refund_reason,
+            paid_manually_without_hash=row.paid_manually_without_hash,
+            updated_ms=row.updated_ms,
+        )
+
+    def add(
+        self,
+        *,
+        public_token: str,
+        total: Money,
+        customer_phone: str | None,
+        lines: Sequence[OrderLine],
+        now_ms: int,
+        window_end_ms: int,
+    ) -> Order:
+        """A new PENDING order with its lines (all in the order's currency)."""
+        row = self._connection.execute(
+            t.orders.insert()
+            .values(
+                public_token=public_token,
+                status=OrderStatus.PENDING.value,
+                currency=total.currency.value,
+                total_minor=total.minor,
+                customer_phone=customer_phone,
+                created_ms=now_ms,
+                window_end_ms=window_end_ms,
+                updated_ms=now_ms,
+            )
+            .returning(t.orders)
+        ).one()
+        self._connection.execute(
+            t.order_lines.insert(),
+            [
+                {
+                    "order_id": row.id,
+                    "product_id": line.product_id,
+                    "sku": line.sku,
+                    "name": line.name,
+                    "unit_price_minor": line.unit_price.minor,
+                    "quantity": line.quantity,
+                }
+                for line in lines
+            ],
+        )
+        return self._order(row)
+
+    def get(self, order_id: int) -> Order:
+        row = self._connection.execute(
+            sa.select(t.orders).where(t.orders.c.id == order_id)
+        ).one_or_none()
+        if row is None:
+            raise OrderNotFound(f"order {order_id} not found")
+        return self._order(row)
+
+    def lock(self, order_id: int) -> Order:
+        """The order, locked until the transaction ends: `SELECT ... FOR UPDATE` on PostgreSQL;
+        on SQLite the write transaction (`BEGIN IMMEDIATE`) already excludes other writers."""
+        row = self._connection.execute(
+            sa.select(t.orders).where(t.orders.c.id == order_id).with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise OrderNotFound(f"order {order_id} not found")
+        return self._order(row)
+
+    def by_token(self, public_token: str) -> Order:
+        row = self._connection.execute(
+            sa.select(t.orders).where(t.orders.c.public_token == public_token)
+        ).one_or_none()
+        if row is None:
+            # Never echo the token: it is the customer's key to the order.
+            raise OrderNotFound("no order has that token")
+        return self._order(row)
+
+    def find(self, status: OrderStatus | None = None) -> list[Order]:
+        """Orders, newest first, optionally only those with one status."""
+        query = sa.select(t.orders).order_by(t.orders.c.id.desc())
+        if status is not None:
+            query = query.where(t.orders.c.status == status.value)
+        return [self._order(row) for row in self._connection.execute(query)]
+
+    def unpaid_after_window(self, *, now_ms: int, grace_ms: int, limit: int) -> list[int]:
+        """The ids of pending orders whose window (plus `grace_ms`) has ended and that have no
+        pending QR left, the earliest window end first."""
+        orders, payments = t.orders.c, t.khqr_payments.c
+        pending_qr = sa.exists().where(
+            payments.order_id == orders.id, payments.status == PaymentStatus.PENDING.value
+        )
+        return list(
+            self._connection.execute(
+                sa.select(orders.id)
+                .where(
+                    orders.status == OrderStatus.PENDING.value,
+                    orders.window_end_ms + grace_ms <= now_ms,
+                    ~pending_qr,
+                )
+                .order_by(orders.window_end_ms)
+                .limit(limit)
+            ).scalars()
+        )
+
+    def lines(self, order_id: int) -> list[OrderLine]:
+        rows = self._connection.execute(
+            sa.select(t.order_lines, t.orders.c.currency)
+            .join(t.orders, t.orders.c.id == t.order_lines.c.order_id)
+            .where(t.order_lines.c.order_id == order_id)
+            .order_by(t.order_lines.c.id)
+        )
+        return [
+            OrderLine(
+                product_id=row.product_id,
+                sku=row.sku,
+                name=row.name,
+                unit_price=money(row.unit_price_minor, row.currency),
+                quantity=row.quantity,
+            )
+            for row in rows
+        ]
+
+    def transition(
+        self,
+        order_id: int,
+        *,
+        expected: OrderStatus,
+        target: OrderStatus,
+        now_ms: int,
+        **columns: object,
+    ) -> bool:
+        """Guarded status change: happens only if the order is still `expected`. A change the
+        state machine does not allow is a bug, refused before it reaches the database."""
+        if target is not expected and not can_transition(expected, target):
+            raise ValueError(f"an order cannot go from {expected} to {target}")
+        result = self._connection.execute(
+            t.orders.update()
+            .where(t.orders.c.id == order_id, t.orders.c.status == expected.value)
+            .values(status=target.value, updated_ms=now_ms, **columns)
+        )
+        return result.rowcount == 1

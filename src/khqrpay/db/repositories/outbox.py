@@ -1,0 +1,63 @@
+"""Events written with the changes they announce: `outbox`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from khqrpay.db import tables as t
+from khqrpay.orders.model import OutboxEvent
+
+
+class OutboxRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(
+        self, *, topic: str, order_id: int | None, payload: Mapping[str, object], now_ms: int
+    ) -> None:
+        self._connection.execute(
+            t.outbox.insert().values(
+                created_ms=now_ms, topic=topic, order_id=order_id, payload=dict(payload)
+            )
+        )
+
+    def unpublished(self, limit: int) -> list[OutboxEvent]:
+        """The oldest events not yet relayed, in the order they were written."""
+        return self._oldest_unpublished(limit, lock=False)
+
+    def lock_unpublished(self, limit: int) -> list[OutboxEvent]:
+        """Like `unpublished`, locked until the transaction ends; on PostgreSQL rows another
+        relay has locked are skipped (`FOR UPDATE SKIP LOCKED`), so relays share out the events."""
+        return self._oldest_unpublished(limit, lock=True)
+
+    def _oldest_unpublished(self, limit: int, *, lock: bool) -> list[OutboxEvent]:
+        query = (
+            sa.select(t.outbox)
+            .where(t.outbox.c.published_ms.is_(None))
+            .order_by(t.outbox.c.id)
+            .limit(limit)
+        )
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        return [
+            OutboxEvent(
+                id=row.id,
+                created_ms=row.created_ms,
+                topic=row.topic,
+                order_id=row.order_id,
+                payload=row.payload,
+                published_ms=row.published_ms,
+                attempts=row.attempts,
+            )
+            for row in self._connection.execute(query)
+        ]
+
+    def mark_published(self, event_ids: Sequence[int], *, now_ms: int) -> None:
+        self._connection.execute(
+            t.outbox.update()
+            .where(t.outbox.c.id.in_(list(event_ids)), t.outbox.c.published_ms.is_(None))
+            .values(published_ms=now_ms, attempts=t.outbox.c.attempts + 1)
+        )

@@ -1,0 +1,235 @@
+"""The KHQR codes issued for orders and the verifier's schedule: `khqr_payments`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from khqrpay.db import tables as t
+from khqrpay.db.repositories._shared import money
+from khqrpay.money import Money
+from khqrpay.orders.model import AttemptOutcome, KhqrPayment, PaymentStatus
+from khqrpay.orders.schedule import NextCheck, Watch
+
+
+class PaymentRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    @staticmethod
+    def _payment(row: Row[Any]) -> KhqrPayment:
+        return KhqrPayment(
+            id=row.id,
+            order_id=row.order_id,
+            qr=row.qr,
+            md5=row.md5,
+            amount=money(row.amount_minor, row.currency),
+            to_account=row.to_account,
+            created_ms=row.created_ms,
+            expires_ms=row.expires_ms,
+            status=PaymentStatus(row.status),
+            next_check_ms=row.next_check_ms,
+            earliest_check_ms=row.earliest_check_ms,
+            hot_until_ms=row.hot_until_ms,
+            consecutive_errors=row.consecutive_errors,
+            lease_owner=row.lease_owner,
+            lease_until_ms=row.lease_until_ms,
+            check_count=row.check_count,
+            last_checked_ms=row.last_checked_ms,
+            last_outcome=None if row.last_outcome is None else AttemptOutcome(row.last_outcome),
+        )
+
+    def add(
+        self,
+        *,
+        order_id: int,
+        qr: str,
+        md5: str,
+        amount: Money,
+        to_account: str,
+        created_ms: int,
+        expires_ms: int,
+        next_check_ms: int,
+        earliest_check_ms: int,
+    ) -> KhqrPayment:
+        row = self._connection.execute(
+            t.khqr_payments.insert()
+            .values(
+                order_id=order_id,
+                qr=qr,
+                md5=md5,
+                amount_minor=amount.minor,
+                currency=amount.currency.value,
+                to_account=to_account,
+                created_ms=created_ms,
+                expires_ms=expires_ms,
+                status=PaymentStatus.PENDING.value,
+                next_check_ms=next_check_ms,
+                earliest_check_ms=earliest_check_ms,
+            )
+            .returning(t.khqr_payments)
+        ).one()
+        return self._payment(row)
+
+    def get(self, payment_id: int) -> KhqrPayment | None:
+        row = self._connection.execute(
+            sa.select(t.khqr_payments).where(t.khqr_payments.c.id == payment_id)
+        ).one_or_none()
+        return None if row is None else self._payment(row)
+
+    def for_order(self, order_id: int) -> list[KhqrPayment]:
+        rows = self._connection.execute(
+            sa.select(t.khqr_payments)
+            .where(t.khqr_payments.c.order_id == order_id)
+            .order_by(t.khqr_payments.c.id)
+        )
+        return [self._payment(row) for row in rows]
+
+    def mark_paid(self, payment_id: int, *, now_ms: int) -> None:
+        """The QR was paid: no more checks, lease released."""
+        self._connection.execute(
+            t.khqr_payments.update()
+            .where(t.khqr_payments.c.id == payment_id)
+            .values(
+                status=PaymentStatus.PAID.value,
+                next_check_ms=None,
+                earliest_check_ms=None,
+                lease_owner=None,
+                lease_until_ms=None,
+                last_checked_ms=now_ms,
+                last_outcome=AttemptOutcome.PAID.value,
+            )
+        )
+
+    # The verifier ----------------------------------------------------------------------------
+
+    def lock_due(self, *, now_ms: int, limit: int) -> list[KhqrPayment]:
+        """Pending payments that may be checked now and no live lease holds, most overdue first,
+        locked until the transaction ends. On PostgreSQL rows another transaction has locked are
+        skipped (`FOR UPDATE SKIP LOCKED`), so concurrent workers never claim the same ones."""
+        payments = t.khqr_payments.c
+        rows = self._connection.execute(
+            sa.select(t.khqr_payments)
+            .where(
+                payments.status == PaymentStatus.PENDING.value,
+                # Due payments and those early enough to ride along (earliest <= next).
+                payments.earliest_check_ms <= now_ms,
+                sa.or_(payments.lease_until_ms.is_(None), payments.lease_until_ms <= now_ms),
+            )
+            .order_by(payments.next_check_ms)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [self._payment(row) for row in rows]
+
+    def lease(self, payment_ids: Iterable[int], *, owner: str, until_ms: int) -> None:
+        """Lease payments to one worker; a lease ends by itself, so a killed worker loses none."""
+        self._connection.execute(
+            t.khqr_payments.update()
+            .where(t.khqr_payments.c.id.in_(list(payment_ids)))
+            .values(lease_owner=owner, lease_until_ms=until_ms)
+        )
+
+    def release_leases(self, payment_ids: Iterable[int], *, owner: str) -> None:
+        """Give back the leases `owner` still holds on these payments."""
+        payments = t.khqr_payments.c
+        self._connection.execute(
+            t.khqr_payments.update()
+            .where(payments.id.in_(list(payment_ids)), payments.lease_owner == owner)
+            .values(lease_owner=None, lease_until_ms=None)
+        )
+
+    def record_check(
+        self,
+        payment_id: int,
+        *,
+        checked_ms: int,
+        outcome: AttemptOutcome,
+        next_check: NextCheck | None,
+        lease_owner: str | None,
+    ) -> bool:
+        """Count one check of a still-pending QR and move its schedule to `next_check` (None:
+        leave the schedule as it is); after its final check the QR expires. With `lease_owner`,
+        only while that worker holds the lease, which is then released (a worker whose lease ran
+        out leaves the payment to the one that took it over). Whether the QR was updated."""
+        payments = t.khqr_payments.c
+        conditions = [payments.id == payment_id, payments.status == PaymentStatus.PENDING.value]
+        columns: dict[str, object] = {
+            "check_count": payments.check_count + 1,
+            "last_checked_ms": checked_ms,
+            "last_outcome": outcome.value,
+        }
+        if next_check is not None:
+            columns |= {
+                "next_check_ms": next_check.next_check_ms,
+                "earliest_check_ms": next_check.earliest_check_ms,
+                "consecutive_errors": next_check.consecutive_errors,
+            }
+            if next_check.final:
+                columns["status"] = PaymentStatus.EXPIRED.value
+        if lease_owner is not None:
+            conditions.append(payments.lease_owner == lease_owner)
+            columns |= {"lease_owner": None, "lease_until_ms": None}
+        result = self._connection.execute(
+            t.khqr_payments.update().where(*conditions).values(**columns)
+        )
+        return result.rowcount == 1
+
+    def count_found_checks(self, payment_ids: Iterable[int], *, checked_ms: int) -> None:
+        """The checks that found these QRs paid count too (they are PAID now: unguarded)."""
+        payments = t.khqr_payments.c
+        self._connection.execute(
+            t.khqr_payments.update()
+            .where(payments.id.in_(sorted(payment_ids)))
+            .values(
+                check_count=payments.check_count + 1,
+                last_checked_ms=checked_ms,
+                last_outcome=AttemptOutcome.PAID.value,
+            )
+        )
+
+    def mark_watched(self, payment_id: int, watch: Watch) -> bool:
+        """A customer is watching: hot until `watch.hot_until_ms`, and the checks pulled forward
+        but only ever earlier (a verifier may have rescheduled the payment meanwhile). Only a
+        pending QR with checks left; whether it was updated."""
+        payments = t.khqr_payments.c
+        result = self._connection.execute(
+            t.khqr_payments.update()
+            .where(
+                payments.id == payment_id,
+                payments.status == PaymentStatus.PENDING.value,
+                payments.next_check_ms.is_not(None),
+            )
+            .values(
+                hot_until_ms=watch.hot_until_ms,
+                next_check_ms=_earlier(payments.next_check_ms, watch.next_check_ms),
+                earliest_check_ms=_earlier(payments.earliest_check_ms, watch.earliest_check_ms),
+            )
+        )
+        return result.rowcount == 1
+
+    def count_pending_by_age(
+        self, *, now_ms: int, bands: Sequence[tuple[str, int]]
+    ) -> dict[str, int]:
+        """How many QRs are still pending in each age band; `bands` are (name, upper bound in ms)
+        in increasing order, and older payments count in the last band."""
+        payments = t.khqr_payments.c
+        age = now_ms - payments.created_ms
+        band = sa.case(
+            *((age < upper_ms, name) for name, upper_ms in bands[:-1]), else_=bands[-1][0]
+        ).label("band")
+        rows = self._connection.execute(
+            sa.select(band, sa.func.count())
+            .where(payments.status == PaymentStatus.PENDING.value)
+            .group_by(band)
+        ).all()
+        counts = dict.fromkeys((name for name, _ in bands), 0)
+        counts.update((name, count) for name, count in rows)
+        return counts
+
+
+def _earlier(column: sa.ColumnElement[int], value: int) -> sa.ColumnElement[int]:
+    return sa.case((column < value, column), else_=sa.literal(value))

@@ -1,0 +1,106 @@
+"""The catalogue: `products`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+
+from khqrpay.db import tables as t
+from khqrpay.db.repositories._shared import money
+from khqrpay.money import Money
+from khqrpay.orders.model import Product
+
+
+class DuplicateSku(RuntimeError):
+    """A product with that SKU already exists."""
+
+
+class _Short(Exception):
+    """Raised inside the stock savepoint to undo it as a whole."""
+
+    def __init__(self, product_id: int) -> None:
+        super().__init__(product_id)
+        self.product_id = product_id
+
+
+class ProductRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    @staticmethod
+    def _product(row: Row[Any]) -> Product:
+        return Product(
+            id=row.id,
+            sku=row.sku,
+            name=row.name,
+            price=money(row.price_minor, row.currency),
+            stock=row.stock,
+            active=row.active,
+            created_ms=row.created_ms,
+            updated_ms=row.updated_ms,
+        )
+
+    def add(self, *, sku: str, name: str, price: Money, stock: int, now_ms: int) -> Product:
+        statement = (
+            t.products.insert()
+            .values(
+                sku=sku,
+                name=name,
+                price_minor=price.minor,
+                currency=price.currency.value,
+                stock=stock,
+                active=True,
+                created_ms=now_ms,
+                updated_ms=now_ms,
+            )
+            .returning(t.products)
+        )
+        try:
+            with self._connection.begin_nested():
+                return self._product(self._connection.execute(statement).one())
+        except IntegrityError as exc:
+            if self.by_skus([sku]):
+                raise DuplicateSku(sku) from exc
+            raise
+
+    def list_all(self) -> list[Product]:
+        rows = self._connection.execute(sa.select(t.products).order_by(t.products.c.sku))
+        return [self._product(row) for row in rows]
+
+    def by_skus(self, skus: Iterable[str]) -> dict[str, Product]:
+        rows = self._connection.execute(
+            sa.select(t.products).where(t.products.c.sku.in_(list(skus)))
+        )
+        return {row.sku: self._product(row) for row in rows}
+
+    def get(self, product_id: int) -> Product | None:
+        row = self._connection.execute(
+            sa.select(t.products).where(t.products.c.id == product_id)
+        ).one_or_none()
+        return None if row is None else self._product(row)
+
+    def take_stock(self, product_id: int, quantity: int, *, now_ms: int) -> bool:
+        """Decrement stock only if enough is left; False (and no change) otherwise."""
+        result = self._connection.execute(
+            t.products.update()
+            .where(t.products.c.id == product_id, t.products.c.stock >= quantity)
+            .values(stock=t.products.c.stock - quantity, updated_ms=now_ms)
+        )
+        return result.rowcount == 1
+
+    def take_all_stock(self, quantities: Mapping[int, int], *, now_ms: int) -> int | None:
+        """Take every product's quantity or none at all (one savepoint, undone as a whole); the
+        id of the first product with too little left, None when everything was taken. In product
+        id order, so concurrent takers never deadlock."""
+        try:
+            with self._connection.begin_nested():
+                for product_id in sorted(quantities):
+                    if not self.take_stock(product_id, quantities[product_id], now_ms=now_ms):
+                        raise _Short(product_id)
+        except _Short as short:
+            return short.product_id
+        return None
