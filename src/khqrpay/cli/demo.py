@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from khqrpay.cli.db import fail
+from khqrpay.cli.common import fail
 from khqrpay.demo import (
     DEFAULT_ACCELERATION,
     DEFAULT_DATA_DIR,

@@ -13,7 +13,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from khqrpay.bakong import BakongClient, BakongError, Paid, Transaction
-from khqrpay.cli.db import amount, iso, open_database, print_json
+from khqrpay.cli.common import amount, iso, open_database, print_json
 from khqrpay.clock import SystemClock
 from khqrpay.db import Database
 from khqrpay.orders.model import Evidence, VerificationAttempt, validate_actor

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from khqrpay.cli.db import amount, fail, iso, open_database, print_json
+from khqrpay.cli.common import amount, fail, iso, open_database, print_json
 from khqrpay.clock import SystemClock
 from khqrpay.orders.model import (
     AuditEntry,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from khqrpay.cli.db import amount, open_database, print_json
+from khqrpay.cli.common import amount, open_database, print_json
 from khqrpay.clock import SystemClock
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import Product

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
+from khqrpay.cli.common import fail
 from khqrpay.clock import SystemClock
 from khqrpay.khqr import KHQRError, KHQRInput, decode, encode, verify
 from khqrpay.khqr.image import card_png, card_svg, qr_png, qr_svg
@@ -19,15 +20,9 @@ from khqrpay.money import Currency, Money, MoneyError
 
 app = typer.Typer(help="Encode, decode, verify and draw KHQR strings.", no_args_is_help=True)
 
-INVALID_INPUT = 2
 NOT_VALID = 1
 
 _Text = Annotated[str | None, typer.Option()]
-
-
-def _refuse(reason: object) -> NoReturn:
-    typer.echo(f"error: {reason}", err=True)
-    raise typer.Exit(INVALID_INPUT)
 
 
 @app.command("encode")
@@ -69,7 +64,7 @@ def encode_command(
         chosen_currency = Currency.parse(currency)
         exact_amount = None if amount is None else Money.parse(amount, chosen_currency).amount
     except MoneyError as exc:
-        _refuse(exc)
+        fail(str(exc))
     data = KHQRInput(
         bakong_account_id=account,
         merchant_name=name,
@@ -94,7 +89,7 @@ def encode_command(
     try:
         encoded = encode(data, now_ms=SystemClock().now_ms() if now_ms is None else now_ms)
     except KHQRError as exc:
-        _refuse(exc)
+        fail(str(exc))
     typer.echo(encoded.qr)
 
 
@@ -104,7 +99,7 @@ def decode_command(qr: Annotated[str, typer.Argument(help="The KHQR string.")]) 
     try:
         decoded = decode(qr)
     except KHQRError as exc:
-        _refuse(exc)
+        fail(str(exc))
     typer.echo(json.dumps(decoded.as_json(), ensure_ascii=False, indent=2))
 
 
@@ -137,7 +132,7 @@ def image_command(
     """Write the QR code, or the payment card, as SVG or PNG."""
     kind = output.suffix.lower()
     if kind not in (".svg", ".png"):
-        _refuse(f"{output.name}: the file name must end in .svg or .png")
+        fail(f"{output.name}: the file name must end in .svg or .png")
     try:
         if card:
             image = card_svg(qr) if kind == ".svg" else card_png(qr, scale=scale or 2)
@@ -146,6 +141,6 @@ def image_command(
         else:
             image = qr_png(qr, scale=scale or 8)
     except KHQRError as exc:
-        _refuse(exc)
+        fail(str(exc))
     output.write_bytes(image)
     typer.echo(str(output))

@@ -11,7 +11,7 @@ import typer
 from prometheus_client import start_http_server
 
 from khqrpay.bakong import BakongClient
-from khqrpay.cli.db import open_database
+from khqrpay.cli.common import open_database
 from khqrpay.clock import SystemClock
 from khqrpay.db import Database
 from khqrpay.events import create_event_bus
