@@ -45,7 +45,8 @@ from khqrpay.events import Event, EventBus, create_event_bus
 from khqrpay.logging import configure_logging
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import LineRequest, OrderStatus, Topic
-from khqrpay.services.checkout import create_order, list_orders, new_qr_for_order, order_details
+from khqrpay.services.checkout import create_order, new_qr_for_order
+from khqrpay.services.orders import list_orders, order_details
 from khqrpay.services.products import add_product
 from khqrpay.services.verification import BAKONG_UNAUTHORIZED_TOPIC
 from khqrpay.settings import Settings

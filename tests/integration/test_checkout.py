@@ -21,15 +21,8 @@ from khqrpay.orders.model import (
     Topic,
 )
 from khqrpay.orders.schedule import SchedulePolicy
-from khqrpay.services.checkout import (
-    MAX_QRS_PER_ORDER,
-    bill_number,
-    create_order,
-    list_orders,
-    new_qr_for_order,
-    order_by_token,
-    order_details,
-)
+from khqrpay.services.checkout import MAX_QRS_PER_ORDER, bill_number, create_order, new_qr_for_order
+from khqrpay.services.orders import list_orders, order_by_token, order_details
 from khqrpay.settings import Settings
 
 if TYPE_CHECKING:

@@ -26,8 +26,9 @@ from khqrpay.orders.model import (
     PaymentStatus,
     Topic,
 )
-from khqrpay.services.checkout import new_qr_for_order, order_details
+from khqrpay.services.checkout import new_qr_for_order
 from khqrpay.services.completion import CompletionResult, record_payment
+from khqrpay.services.orders import order_details
 from khqrpay.settings import Settings
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ import pytest
 from khqrpay.db import Database, migrate
 from khqrpay.demo import CATALOGUE, DATABASE_FILE, LOG_FILE
 from khqrpay.orders.model import OrderStatus
-from khqrpay.services.checkout import list_orders, order_details
+from khqrpay.services.orders import list_orders, order_details
 
 KHQRPAY = Path(sys.executable).with_name("khqrpay")
 DURATION_S = 20

@@ -17,7 +17,8 @@ from khqrpay.orders.model import (
     OrderStatus,
     RecordedEvidence,
 )
-from khqrpay.services.checkout import create_order, list_orders, order_details
+from khqrpay.services.checkout import create_order
+from khqrpay.services.orders import list_orders, order_details
 
 app = typer.Typer(help="Create, show and list orders.", no_args_is_help=True)
 

@@ -10,14 +10,12 @@ from khqrpay.clock import Clock
 from khqrpay.db import UnitOfWork
 from khqrpay.khqr import KHQRInput, encode
 from khqrpay.orders.model import (
-    AuditEntry,
     KhqrPayment,
     LineRequest,
     Order,
     OrderError,
     OrderLine,
     OrderStatus,
-    RecordedEvidence,
     Topic,
     normalize_phone,
     validate_actor,
@@ -191,37 +189,3 @@ def _issue_qr(
         # The first check is never early: nobody pays in the first seconds.
         earliest_check_ms=first_check_ms,
     )
-
-
-# -- Reading orders (for the CLI now, the shop and the staff console later) ---------------------
-
-
-@dataclass(frozen=True, slots=True)
-class OrderDetails:
-    """Everything known about one order, read in one snapshot."""
-
-    order: Order
-    lines: tuple[OrderLine, ...]
-    payments: tuple[KhqrPayment, ...]
-    evidence: tuple[RecordedEvidence, ...]
-    audit: tuple[AuditEntry, ...]
-
-
-def order_details(uow: UnitOfWork, order_id: int) -> OrderDetails:
-    return OrderDetails(
-        order=uow.orders.get(order_id),
-        lines=tuple(uow.orders.lines(order_id)),
-        payments=tuple(uow.payments.for_order(order_id)),
-        evidence=tuple(uow.evidence.for_order(order_id)),
-        audit=tuple(uow.audit.for_order(order_id)),
-    )
-
-
-def order_by_token(uow: UnitOfWork, public_token: str) -> Order:
-    """The customer's way in: their order, by the token they were given at checkout."""
-    return uow.orders.by_token(public_token)
-
-
-def list_orders(uow: UnitOfWork, status: OrderStatus | None = None) -> list[Order]:
-    """Orders, newest first, optionally only those with one status."""
-    return uow.orders.find(status)
