@@ -132,18 +132,7 @@ def _template(tag: str, sub_fields: list[str], label: str) -> str:
 def _mcc(mcc: object) -> str:
     if type(mcc) is not str:
         raise KHQRInputError("mcc", "the merchant category code must be text")
-    if not (mcc.isascii() and mcc.isdigit()):
-        raise KHQRInputError(
-            "mcc",
-            f"the merchant category code {shown(mcc)} must be digits",
-            SdkCode.MERCHANT_CATEGORY_CODE_INVALID,
-        )
-    if len(mcc) != f.MCC_DIGITS:
-        raise KHQRInputError(
-            "mcc",
-            f"the merchant category code {shown(mcc)} must be exactly {f.MCC_DIGITS} digits",
-            SdkCode.MERCHANT_CATEGORY_CODE_LENGTH_INVALID,
-        )
+    f.check_mcc(mcc, field="mcc", error=KHQRInputError)
     return mcc
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from khqrpay.khqr.errors import KHQRError, SdkCode
+from khqrpay.khqr.errors import KHQRError, SdkCode, shown
 from khqrpay.khqr.tlv import utf16_length
 
 # Top-level tags.
@@ -191,3 +191,19 @@ def check_length(spec: TextField, value: str, *, field: str, error: type[KHQRErr
             spec.length_code,
         )
     return length
+
+
+def check_mcc(mcc: str, *, field: str, error: type[KHQRError]) -> None:
+    """The merchant category code: exactly `MCC_DIGITS` ASCII digits."""
+    if not (mcc.isascii() and mcc.isdigit()):
+        raise error(
+            field,
+            f"the merchant category code {shown(mcc)} must be digits",
+            SdkCode.MERCHANT_CATEGORY_CODE_INVALID,
+        )
+    if len(mcc) != MCC_DIGITS:
+        raise error(
+            field,
+            f"the merchant category code {shown(mcc)} must be exactly {MCC_DIGITS} digits",
+            SdkCode.MERCHANT_CATEGORY_CODE_LENGTH_INVALID,
+        )

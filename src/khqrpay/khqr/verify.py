@@ -105,19 +105,7 @@ def _check_account(decoded: DecodedKHQR) -> None:
 
 
 def _check_plain_fields(decoded: DecodedKHQR) -> None:
-    mcc = decoded.mcc
-    if not (mcc.isascii() and mcc.isdigit()):
-        raise KHQRVerifyError(
-            "tag 52",
-            f"the merchant category code {shown(mcc)} must be digits",
-            SdkCode.MERCHANT_CATEGORY_CODE_INVALID,
-        )
-    if len(mcc) != f.MCC_DIGITS:
-        raise KHQRVerifyError(
-            "tag 52",
-            f"the merchant category code {shown(mcc)} must be exactly {f.MCC_DIGITS} digits",
-            SdkCode.MERCHANT_CATEGORY_CODE_LENGTH_INVALID,
-        )
+    f.check_mcc(decoded.mcc, field="tag 52", error=KHQRVerifyError)
     if decoded.country != f.COUNTRY_KH:
         raise KHQRVerifyError("tag 58", f"the country is {shown(decoded.country)}; KHQR is KH")
     f.check_length(f.NAME, decoded.merchant_name, field="tag 59", error=KHQRVerifyError)

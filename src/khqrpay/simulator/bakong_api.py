@@ -139,16 +139,10 @@ class BakongApi:
         return expires_ms is not None and self._clock.now_ms() < expires_ms
 
     def check_md5(self, payload: Any) -> Reply:
-        md5 = _text(payload, "md5")
-        if md5 is None:
-            return failure(ErrorCode.MISSING_FIELDS)
-        return _lookup_reply(self._state.find_by_md5(md5, self._clock.now_ms()))
+        return self._check_one(payload, "md5", self._state.find_by_md5)
 
     def check_hash(self, payload: Any) -> Reply:
-        hash_ = _text(payload, "hash")
-        if hash_ is None:
-            return failure(ErrorCode.MISSING_FIELDS)
-        return _lookup_reply(self._state.find_by_hash(hash_, self._clock.now_ms()))
+        return self._check_one(payload, "hash", self._state.find_by_hash)
 
     def check_short_hash(self, payload: Any) -> Reply:
         short_hash = _text(payload, "hash", SHORT_HASH_LENGTH)
@@ -171,16 +165,17 @@ class BakongApi:
         return _lookup_reply(found)
 
     def check_instruction_ref(self, payload: Any) -> Reply:
-        ref = _text(payload, "instructionRef")
-        if ref is None:
-            return failure(ErrorCode.MISSING_FIELDS)
-        return _lookup_reply(self._state.find_by_instruction_ref(ref, self._clock.now_ms()))
+        return self._check_one(payload, "instructionRef", self._state.find_by_instruction_ref)
 
     def check_external_ref(self, payload: Any) -> Reply:
-        ref = _text(payload, "externalRef")
-        if ref is None:
+        return self._check_one(payload, "externalRef", self._state.find_by_external_ref)
+
+    def _check_one(self, payload: Any, key_name: str, find: Callable[[str, int], Lookup]) -> Reply:
+        """The body is a JSON object whose `key_name` is the text to look up."""
+        key = _text(payload, key_name)
+        if key is None:
             return failure(ErrorCode.MISSING_FIELDS)
-        return _lookup_reply(self._state.find_by_external_ref(ref, self._clock.now_ms()))
+        return _lookup_reply(find(key, self._clock.now_ms()))
 
     def check_md5_list(self, payload: Any) -> Reply:
         return self._check_list(payload, "md5", self._state.find_by_md5)

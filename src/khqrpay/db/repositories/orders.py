@@ -85,19 +85,18 @@ class OrderRepository:
         return self._order(row)
 
     def get(self, order_id: int) -> Order:
-        row = self._connection.execute(
-            sa.select(t.orders).where(t.orders.c.id == order_id)
-        ).one_or_none()
-        if row is None:
-            raise OrderNotFound(f"order {order_id} not found")
-        return self._order(row)
+        return self._by_id(order_id, lock=False)
 
     def lock(self, order_id: int) -> Order:
         """The order, locked until the transaction ends: `SELECT ... FOR UPDATE` on PostgreSQL;
         on SQLite the write transaction (`BEGIN IMMEDIATE`) already excludes other writers."""
-        row = self._connection.execute(
-            sa.select(t.orders).where(t.orders.c.id == order_id).with_for_update()
-        ).one_or_none()
+        return self._by_id(order_id, lock=True)
+
+    def _by_id(self, order_id: int, *, lock: bool) -> Order:
+        query = sa.select(t.orders).where(t.orders.c.id == order_id)
+        if lock:
+            query = query.with_for_update()
+        row = self._connection.execute(query).one_or_none()
         if row is None:
             raise OrderNotFound(f"order {order_id} not found")
         return self._order(row)
