@@ -50,6 +50,7 @@ PAY_CONCURRENCY = 32
 class Outcome:
     backend: str
     workers: int
+    products: int
     orders: int
     wall_s: float
     first_to_last_s: float
@@ -85,27 +86,31 @@ class PostgresDatabase:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(self.name)))
 
 
-def _create_orders(database: Database, settings: Settings, count: int) -> list[str]:
-    """`count` one-line orders, made now and due for their first check at once; their QRs."""
+def _create_orders(database: Database, settings: Settings, count: int, products: int) -> list[str]:
+    """`count` one-line orders spread round-robin over `products` products, made now and due for
+    their first check at once; their QRs."""
     clock = SystemClock()
     with database.write() as uow:
-        product = add_product(
-            uow,
-            sku="BURST-1",
-            name="Burst tea",
-            price=Money.parse("1.25", Currency.USD),
-            stock=count,
-            now_ms=clock.now_ms(),
-        )
+        skus = [
+            add_product(
+                uow,
+                sku=f"BURST-{number}",
+                name=f"Burst tea {number}",
+                price=Money.parse("1.25", Currency.USD),
+                stock=count,
+                now_ms=clock.now_ms(),
+            ).sku
+            for number in range(1, products + 1)
+        ]
         return [
             create_order(
                 uow,
-                lines=[LineRequest(product.sku, 1)],
+                lines=[LineRequest(skus[number % products], 1)],
                 phone=None,
                 settings=settings,
                 clock=clock,
             ).payment.qr
-            for _ in range(count)
+            for number in range(count)
         ]
 
 
@@ -135,7 +140,12 @@ def _checks(database: Database) -> int:
 
 
 def run_setup(
-    backend: str, database_url: str, workers: int, orders: int, simulator: RunningSimulator
+    backend: str,
+    database_url: str,
+    workers: int,
+    orders: int,
+    simulator: RunningSimulator,
+    products: int = 1,
 ) -> Outcome:
     database = Database.from_url(database_url)
     try:
@@ -147,11 +157,12 @@ def run_setup(
             merchant_account="shop@devb",
         )
         started = time.monotonic()
-        qrs = _create_orders(database, settings, orders)
+        qrs = _create_orders(database, settings, orders, products)
         created_s = time.monotonic() - started
         asyncio.run(_pay_all(simulator, qrs))
         print(
-            f"  {backend}/{workers}: {orders} orders created in {created_s:.1f} s and paid",
+            f"  {backend}/{workers} workers/{products} products: {orders} orders created in "
+            f"{created_s:.1f} s and paid",
             flush=True,
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("KHQRPAY_")} | {
@@ -188,6 +199,7 @@ def run_setup(
         return Outcome(
             backend,
             workers,
+            products,
             orders,
             finished - launched,
             finished - (first_done or launched),
@@ -213,6 +225,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=5000)
     parser.add_argument("--postgres", default=os.environ.get("KHQRPAY_BENCH_POSTGRES_URL"))
+    parser.add_argument(
+        "--spread",
+        type=int,
+        default=500,
+        help="products the orders are spread over in the extra PostgreSQL rows (0: skip them)",
+    )
     args = parser.parse_args()
     postgres_url = args.postgres or DEFAULT_POSTGRES
     print(f"Payment burst: {args.orders} orders paid at once. Machine: {_machine()}")
@@ -222,15 +240,24 @@ def main() -> None:
         with run_simulator(config) as simulator:
             sqlite_url = f"sqlite:///{Path(folder) / 'burst.sqlite3'}"
             outcomes.append(run_setup("SQLite", sqlite_url, 1, args.orders, simulator))
-        for workers in (1, 4):
-            with run_simulator(config) as simulator, PostgresDatabase(postgres_url) as url:
-                outcomes.append(run_setup("PostgreSQL", url, workers, args.orders, simulator))
+        # One product for every order (a flash sale: one hot stock row), then orders spread over
+        # many products, to tell lock contention from CPU.
+        spreads = [1] + ([args.spread] if args.spread > 0 else [])
+        for products in spreads:
+            for workers in (1, 4):
+                with run_simulator(config) as simulator, PostgresDatabase(postgres_url) as url:
+                    outcomes.append(
+                        run_setup("PostgreSQL", url, workers, args.orders, simulator, products)
+                    )
     print()
-    print("| database | workers | orders | wall time (s) | first→last (s) | orders/s | checks |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| database | workers | products | orders | wall time (s) | first→last (s) | orders/s "
+        "| checks |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for o in outcomes:
         print(
-            f"| {o.backend} | {o.workers} | {o.orders:,} | {o.wall_s:.1f} | "
+            f"| {o.backend} | {o.workers} | {o.products} | {o.orders:,} | {o.wall_s:.1f} | "
             f"{o.first_to_last_s:.1f} | {o.per_second:,.0f} | {o.checks:,} |"
         )
 
