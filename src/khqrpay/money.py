@@ -126,4 +126,7 @@ class Money:
         return f"${self.minor // 100:,}.{self.minor % 100:02d}"
 
     def __str__(self) -> str:
-        return f"{self.khqr_text()} {self.currency.value}"
+        """For records and messages: every decimal of the currency (`25.00 USD`, `12000 KHR`)."""
+        if self.currency is Currency.KHR:
+            return f"{self.minor} KHR"
+        return f"{self.minor // 100}.{self.minor % 100:02d} USD"

@@ -75,3 +75,14 @@ def test_currency_parses_codes_and_names() -> None:
 def test_display_for_people() -> None:
     assert Money.parse("4000", Currency.KHR).display() == "4,000 ៛"
     assert Money.parse("1234.5", Currency.USD).display() == "$1,234.50"
+
+
+def test_records_show_every_decimal_of_the_currency() -> None:
+    assert str(Money.parse("25", Currency.USD)) == "25.00 USD"
+    assert str(Money.parse("0.5", Currency.USD)) == "0.50 USD"
+    assert str(Money.parse("12000", Currency.KHR)) == "12000 KHR"
+
+
+def test_an_amount_too_long_for_exact_arithmetic_is_refused_not_crashed() -> None:
+    with pytest.raises(MoneyError):
+        Money(Decimal("1234567890123456789012345678.123"), Currency.USD)
