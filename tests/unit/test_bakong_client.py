@@ -6,7 +6,6 @@ and the rate limiter are tested without waiting.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -23,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from helpers.virtual_time import VirtualSleep
 from khqrpay.bakong import (
     AccountState,
     BadResponse,
@@ -128,17 +128,6 @@ class FakeBakong:
 
     def body(self, index: int = -1) -> object:
         return json.loads(self.requests[index].content)
-
-
-class VirtualSleep:
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.clock.advance(ms=round(seconds * 1000))
-        await asyncio.sleep(0)
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from helpers.virtual_time import VirtualSleep
 from khqrpay.bakong.resilience import (
     Backoff,
     CircuitBreaker,
@@ -18,19 +19,6 @@ from khqrpay.bakong.resilience import (
     TokenBucket,
 )
 from khqrpay.clock import FakeClock
-
-
-class VirtualSleep:
-    """Records every wait and moves the fake clock instead of sleeping."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.clock.advance(ms=round(seconds * 1000))
-        await asyncio.sleep(0)
 
 
 class Transient(Exception):
