@@ -36,26 +36,31 @@ class Cli:
         return result.stderr
 
 
+def products_add(sku: str, name: str, price: str, currency: str, stock: str) -> tuple[str, ...]:
+    """The arguments of `products add`."""
+    return (
+        "products",
+        "add",
+        "--sku",
+        sku,
+        "--name",
+        name,
+        "--price",
+        price,
+        "--currency",
+        currency,
+        "--stock",
+        stock,
+    )
+
+
 @pytest.fixture
 def cli(database_url: str) -> Cli:
     return Cli(database_url)
 
 
 def test_products_and_orders_round_trip(cli: Cli) -> None:
-    tea = cli.ok(
-        "products",
-        "add",
-        "--sku",
-        "TEA-1",
-        "--name",
-        "Iced tea",
-        "--price",
-        "1.50",
-        "--currency",
-        "USD",
-        "--stock",
-        "5",
-    )
+    tea = cli.ok(*products_add("TEA-1", "Iced tea", "1.50", "USD", "5"))
     assert tea == {
         "id": 1,
         "sku": "TEA-1",
@@ -65,20 +70,7 @@ def test_products_and_orders_round_trip(cli: Cli) -> None:
         "stock": 5,
         "active": True,
     }
-    cli.ok(
-        "products",
-        "add",
-        "--sku",
-        "RICE",
-        "--name",
-        "Rice",
-        "--price",
-        "4000",
-        "--currency",
-        "khr",
-        "--stock",
-        "2",
-    )
+    cli.ok(*products_add("RICE", "Rice", "4000", "khr", "2"))
     listed = cli.ok("products", "list")
     assert [(p["sku"], p["price"], p["currency"]) for p in listed] == [
         ("RICE", "4000", "KHR"),
@@ -128,77 +120,16 @@ def test_products_and_orders_round_trip(cli: Cli) -> None:
         (("orders", "create", "--line", "TEA-1"), "must be SKU:QTY"),
         (("orders", "create", "--line", "TEA-1:1", "--phone", "123"), "not a Cambodian number"),
         (("orders", "list", "--status", "PAID"), "status 'PAID' is not one of PENDING"),
-        (
-            (
-                "products",
-                "add",
-                "--sku",
-                "X",
-                "--name",
-                "X",
-                "--price",
-                "1.005",
-                "--currency",
-                "USD",
-                "--stock",
-                "1",
-            ),
-            "USD allows at most 2 decimals",
-        ),
-        (
-            (
-                "products",
-                "add",
-                "--sku",
-                "X",
-                "--name",
-                "X",
-                "--price",
-                "1",
-                "--currency",
-                "EUR",
-                "--stock",
-                "1",
-            ),
-            "unsupported currency",
-        ),
-        (
-            (
-                "products",
-                "add",
-                "--sku",
-                "X",
-                "--name",
-                "X",
-                "--price",
-                "1",
-                "--currency",
-                "USD",
-                "--stock",
-                "-1",
-            ),
-            "stock must be a whole number",
-        ),
+        (products_add("X", "X", "1.005", "USD", "1"), "USD allows at most 2 decimals"),
+        (products_add("X", "X", "1", "EUR", "1"), "unsupported currency"),
+        (products_add("X", "X", "1", "USD", "-1"), "stock must be a whole number"),
         (("orders", "show", "x"), "Invalid value"),
     ],
 )
 def test_refused_input_is_a_message_on_stderr_and_exit_2(
     cli: Cli, args: tuple[str, ...], message: str
 ) -> None:
-    cli.ok(
-        "products",
-        "add",
-        "--sku",
-        "TEA-1",
-        "--name",
-        "Tea",
-        "--price",
-        "1",
-        "--currency",
-        "USD",
-        "--stock",
-        "1",
-    )
+    cli.ok(*products_add("TEA-1", "Tea", "1", "USD", "1"))
     assert message in cli.error(*args)
 
 

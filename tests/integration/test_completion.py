@@ -68,6 +68,26 @@ def count(database: Database, table: sa.Table, *conditions: Any) -> int:
         return int(uow.connection.execute(query).scalar_one())
 
 
+def mark_paid(
+    database: Database,
+    order_id: int,
+    evidence: Evidence | None,
+    *,
+    clock: FakeClock,
+    reason: str,
+    actor: str = "staff:sok",
+) -> CompletionResult:
+    """Staff's Mark as Paid, with or without a Bakong hash."""
+    return record(
+        database, order_id, evidence, clock=clock, source=STAFF, actor=actor, reason=reason
+    )
+
+
+def ledger_rows(database: Database) -> list[int]:
+    """How many evidence, audit and outbox rows there are: what recording a payment adds to."""
+    return [count(database, table) for table in (t.payment_evidence, t.audit_log, t.outbox)]
+
+
 def stock(database: Database, sku: str) -> int:
     with database.read() as uow:
         return uow.products.by_skus([sku])[sku].stock
@@ -124,7 +144,7 @@ def test_the_same_payment_again_changes_nothing(
     created = shop.order((product, 1))
     evidence = shop.evidence(created.payment)
     first = record(database, created.order.id, evidence, clock=clock, payment_id=created.payment.id)
-    rows = [count(database, table) for table in (t.payment_evidence, t.audit_log, t.outbox)]
+    rows = ledger_rows(database)
     for source in EvidenceSource:
         again = record(
             database,
@@ -138,7 +158,7 @@ def test_the_same_payment_again_changes_nothing(
         assert again.action is Action.ALREADY_RECORDED
         assert again.status is OrderStatus.COMPLETED
     assert first.completed
-    assert [count(database, table) for table in (t.payment_evidence, t.audit_log, t.outbox)] == rows
+    assert ledger_rows(database) == rows
     assert stock(database, product.sku) == 4
 
 
@@ -230,28 +250,21 @@ def test_too_little_stock_takes_none_and_staff_complete_after_restocking(
     assert count(database, t.payment_evidence, t.payment_evidence.c.order_id == created.order.id)
 
     # Staff completing it while still out of stock: still in review, nothing taken.
-    still = record(
+    still = mark_paid(
         database,
         created.order.id,
         None,
         clock=clock,
-        source=STAFF,
-        actor="staff:dara",
         reason="customer paid, checked the receipt",
+        actor="staff:dara",
     )
     assert (still.action, still.status) == (Action.NEEDS_REVIEW, OrderStatus.NEEDS_REVIEW)
     with database.write() as uow:
         uow.connection.execute(
             t.products.update().where(t.products.c.id == scarce.id).values(stock=5)
         )
-    done = record(
-        database,
-        created.order.id,
-        None,
-        clock=clock,
-        source=STAFF,
-        actor="staff:dara",
-        reason="restocked",
+    done = mark_paid(
+        database, created.order.id, None, clock=clock, reason="restocked", actor="staff:dara"
     )
     assert (done.action, done.status) == (Action.COMPLETE, OrderStatus.COMPLETED)
     assert (stock(database, plenty.sku), stock(database, scarce.sku)) == (7, 4)
@@ -301,15 +314,7 @@ def test_a_later_detection_of_a_manually_paid_order_attaches_its_evidence_only(
 ) -> None:
     product = shop.product(stock=5)
     created = shop.order((product, 1))
-    manual = record(
-        database,
-        created.order.id,
-        None,
-        clock=clock,
-        source=STAFF,
-        actor="staff:sok",
-        reason="paid at the counter",
-    )
+    manual = mark_paid(database, created.order.id, None, clock=clock, reason="paid at the counter")
     assert manual.completed
     detected = shop.evidence(created.payment)
     attached = record(
@@ -342,14 +347,8 @@ def test_a_staff_hash_is_linked_to_its_qr_when_the_verifier_finds_it(
 ) -> None:
     created = shop.order((shop.product(), 1))
     evidence = shop.evidence(created.payment)
-    staff = record(
-        database,
-        created.order.id,
-        evidence,
-        clock=clock,
-        source=STAFF,
-        actor="staff:sok",
-        reason="customer gave the hash",
+    staff = mark_paid(
+        database, created.order.id, evidence, clock=clock, reason="customer gave the hash"
     )
     assert staff.completed
     found = record(database, created.order.id, evidence, clock=clock, payment_id=created.payment.id)
@@ -368,19 +367,11 @@ def test_a_hash_recorded_for_another_order_is_refused(
     mine, theirs = shop.order((product, 1)), shop.order((product, 1))
     evidence = shop.evidence(theirs.payment)
     assert record(database, theirs.order.id, evidence, clock=clock).completed
-    rows = [count(database, table) for table in (t.payment_evidence, t.audit_log, t.outbox)]
-    result = record(
-        database,
-        mine.order.id,
-        evidence,
-        clock=clock,
-        source=STAFF,
-        actor="staff:sok",
-        reason="wrong order",
-    )
+    rows = ledger_rows(database)
+    result = mark_paid(database, mine.order.id, evidence, clock=clock, reason="wrong order")
     assert (result.action, result.status) == (Action.REFUSED, OrderStatus.PENDING)
     assert "already recorded for another order" in (result.reason or "")
-    assert [count(database, table) for table in (t.payment_evidence, t.audit_log, t.outbox)] == rows
+    assert ledger_rows(database) == rows
 
 
 def test_marking_a_completed_order_paid_without_a_hash_is_refused(
@@ -388,15 +379,7 @@ def test_marking_a_completed_order_paid_without_a_hash_is_refused(
 ) -> None:
     created = shop.order((shop.product(), 1))
     assert record(database, created.order.id, shop.evidence(created.payment), clock=clock).completed
-    result = record(
-        database,
-        created.order.id,
-        None,
-        clock=clock,
-        source=STAFF,
-        actor="staff:sok",
-        reason="again",
-    )
+    result = mark_paid(database, created.order.id, None, clock=clock, reason="again")
     assert (result.action, result.reason) == (
         Action.REFUSED,
         "a COMPLETED order cannot be marked paid",
@@ -441,7 +424,7 @@ def test_a_failure_midway_leaves_no_trace(
 
     product = shop.product(stock=3)
     created = shop.order((product, 1))
-    before = [count(database, table) for table in (t.payment_evidence, t.audit_log, t.outbox)]
+    before = ledger_rows(database)
 
     def broken_outbox(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("the disk is full")
@@ -461,9 +444,7 @@ def test_a_failure_midway_leaves_no_trace(
     assert details.order.status is OrderStatus.PENDING
     assert details.payments[0].status is PaymentStatus.PENDING
     assert stock(database, product.sku) == 3
-    assert [
-        count(database, table) for table in (t.payment_evidence, t.audit_log, t.outbox)
-    ] == before
+    assert ledger_rows(database) == before
 
 
 # -- races between real threads -------------------------------------------------------------------
@@ -552,13 +533,11 @@ def test_one_hash_claimed_by_two_orders_at_once_goes_to_one(
         evidence = shop.evidence(first.payment)
         for created in (first, second):
             jobs.append(
-                lambda created=created, evidence=evidence: record(
+                lambda created=created, evidence=evidence: mark_paid(
                     database,
                     created.order.id,
                     evidence,
                     clock=clock,
-                    source=STAFF,
-                    actor="staff:sok",
                     reason="customer gave the hash",
                 )
             )

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from khqrpay.clock import FakeClock
-from khqrpay.db import Database, DuplicateHash
+from khqrpay.db import Database, DuplicateHash, UnitOfWork
 from khqrpay.orders.model import (
     AttemptOutcome,
+    Evidence,
     EvidenceSource,
     OrderStatus,
     VerificationAttempt,
@@ -21,6 +22,26 @@ if TYPE_CHECKING:
     from conftest import Shop
 
 
+def add_evidence(
+    uow: UnitOfWork,
+    evidence: Evidence,
+    order_id: int,
+    *,
+    now_ms: int,
+    source: EvidenceSource = EvidenceSource.VERIFIER,
+    mismatch_reason: str | None = None,
+) -> int:
+    """Evidence not tied to one of the order's QRs, found by the verifier unless told otherwise."""
+    return uow.evidence.add(
+        evidence,
+        order_id=order_id,
+        payment_id=None,
+        source=source,
+        mismatch_reason=mismatch_reason,
+        now_ms=now_ms,
+    )
+
+
 @pytest.mark.parametrize("amount", ["0.01", "1.0", "1.005", "123456789.123456789", "9800", "1E+2"])
 def test_evidence_amounts_are_stored_exactly_as_given(
     shop: Shop, database: Database, clock: FakeClock, amount: str
@@ -28,14 +49,7 @@ def test_evidence_amounts_are_stored_exactly_as_given(
     created = shop.order((shop.product(), 1))
     evidence = shop.evidence(created.payment, amount=Decimal(amount))
     with database.write() as uow:
-        uow.evidence.add(
-            evidence,
-            order_id=created.order.id,
-            payment_id=None,
-            source=EvidenceSource.VERIFIER,
-            mismatch_reason="test",
-            now_ms=clock.now_ms(),
-        )
+        add_evidence(uow, evidence, created.order.id, mismatch_reason="test", now_ms=clock.now_ms())
     with database.read() as uow:
         [recorded] = uow.evidence.for_order(created.order.id)
     assert recorded.evidence.amount == Decimal(amount)
@@ -50,22 +64,14 @@ def test_a_hash_is_recorded_once_across_all_orders(
     first, second = shop.order((product, 1)), shop.order((product, 1))
     evidence = shop.evidence(first.payment)
     with database.write() as uow:
-        uow.evidence.add(
-            evidence,
-            order_id=first.order.id,
-            payment_id=None,
-            source=EvidenceSource.VERIFIER,
-            mismatch_reason=None,
-            now_ms=clock.now_ms(),
-        )
+        add_evidence(uow, evidence, first.order.id, now_ms=clock.now_ms())
         # The refused insert is undone by its savepoint; the transaction goes on.
         with pytest.raises(DuplicateHash):
-            uow.evidence.add(
+            add_evidence(
+                uow,
                 evidence,
-                order_id=second.order.id,
-                payment_id=None,
+                second.order.id,
                 source=EvidenceSource.MARK_PAID,
-                mismatch_reason=None,
                 now_ms=clock.now_ms(),
             )
         assert uow.evidence.order_of_hash(evidence.bakong_hash) == first.order.id
