@@ -13,7 +13,7 @@ import re
 import sys
 import threading
 from collections.abc import Mapping, MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
@@ -71,6 +71,17 @@ def redact_secrets(_logger: WrappedLogger, _method: str, event: EventDict) -> Ev
     return dict(redacted)
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written, not when logging was configured: test
+    runners and CLI runners swap it and close their stand-ins afterwards."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(
     level: str = "INFO", *, json_output: bool = False, stream: TextIO | None = None
 ) -> None:
@@ -95,7 +106,10 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stderr),
+        # structlog only writes and flushes: the stand-in is a TextIO for that purpose.
+        logger_factory=structlog.WriteLoggerFactory(
+            file=stream or cast("TextIO", _CurrentStderr())
+        ),
         # Not cached, so a later configure_logging() also reaches loggers taken at import time.
         cache_logger_on_first_use=False,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
 
 import pytest
 import structlog
@@ -135,3 +136,20 @@ def test_get_logger_configures_structlog_when_nobody_did(monkeypatch: pytest.Mon
     monkeypatch.setattr("sys.stderr", io.StringIO())
     get_logger("first")
     assert structlog.is_configured()
+
+
+def test_default_log_stream_is_stderr_at_write_time_not_at_configure_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A CLI runner swaps sys.stderr and closes its stand-in: logging must follow, not crash."""
+    stand_in = io.StringIO()
+    real = sys.stderr
+    sys.stderr = stand_in
+    try:
+        configure_logging("INFO")
+    finally:
+        sys.stderr = real
+    stand_in.close()
+    get_logger("test").info("after the swap")
+    assert "after the swap" in capsys.readouterr().err
+    structlog.reset_defaults()
