@@ -24,7 +24,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in this thread
+# while it is open, and the asyncio tests of the other folders need that loop gone.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists() and not shutil.which(str(CHROMIUM)):
         message = f"browser tests need chromium at {CHROMIUM} (apt-get install chromium)"
