@@ -11,7 +11,7 @@ from contextlib import closing
 from pathlib import Path
 
 import sqlalchemy as sa
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -145,6 +145,30 @@ class CompletionMachine(RuleBasedStateMachine):
         self._record(order_id, evidence, source)
         return order_id, evidence
 
+    @rule(
+        paid_for=orders,
+        recorded_for=orders,
+        source=st.sampled_from([EvidenceSource.VERIFIER, EvidenceSource.VERIFY_INSTANTLY]),
+    )
+    def staff_record_a_transfer_on_the_wrong_order_then_bakong_finds_it(
+        self, paid_for: int, recorded_for: int, source: EvidenceSource
+    ) -> None:
+        assume(paid_for != recorded_for)
+        sku, quantity = self.quantities[paid_for]
+        evidence = Evidence(
+            bakong_hash=f"{next(self.transfer_numbers):064x}",
+            from_account="payer@aba",
+            to_account="shop@devb",
+            amount=Money.from_minor(PRICES[sku] * quantity, Currency.USD).amount,
+            currency="USD",
+            paid_ms=self.clock.now_ms(),
+        )
+        assert self._record(recorded_for, evidence, EvidenceSource.MARK_PAID) is not Action.REFUSED
+        self.made[evidence.bakong_hash] = recorded_for
+        # Bakong's word is never refused: both orders are flagged, the first time only.
+        assert self._record(paid_for, evidence, source) is Action.CONFLICT
+        assert self._record(paid_for, evidence, source) is Action.ALREADY_RECORDED
+
     @rule(transfer=transfers, source=st.sampled_from(EvidenceSource))
     def the_same_transfer_is_found_again(
         self, transfer: tuple[int, Evidence], source: EvidenceSource
@@ -231,7 +255,14 @@ class CompletionMachine(RuleBasedStateMachine):
     @invariant()
     def orders_in_review_have_their_money_recorded(self) -> None:
         # Staff vouching for a payment without a hash is the record when no transfer is known
-        # (e.g. marked paid, then short of stock).
+        # (e.g. marked paid, then short of stock); a transfer recorded for another order is
+        # recorded there, and the conflict is in this order's audit trail.
+        conflicts = {
+            row.order_id
+            for row in self._rows(
+                sa.select(t.audit_log.c.order_id).where(t.audit_log.c.action == "payment_conflict")
+            )
+        }
         reviewed = self._rows(
             sa.select(
                 t.orders.c.id,
@@ -242,7 +273,10 @@ class CompletionMachine(RuleBasedStateMachine):
             .where(t.orders.c.status == "NEEDS_REVIEW")
             .group_by(t.orders.c.id, t.orders.c.paid_manually_without_hash)
         )
-        assert all(row.evidence >= 1 or row.paid_manually_without_hash for row in reviewed)
+        assert all(
+            row.evidence >= 1 or row.paid_manually_without_hash or row.id in conflicts
+            for row in reviewed
+        )
 
 
 def test_the_engine_keeps_its_invariants(sqlite_template: Path) -> None:

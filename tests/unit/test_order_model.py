@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -13,6 +14,7 @@ from khqrpay.money import Currency, Money
 from khqrpay.orders.model import (
     ALLOWED_TRANSITIONS,
     Action,
+    Decision,
     Evidence,
     EvidenceSource,
     LineRequest,
@@ -21,6 +23,8 @@ from khqrpay.orders.model import (
     OrderFacts,
     OrderStatus,
     can_transition,
+    conflict_flags_refund,
+    conflict_reason_for_recorded_order,
     decide,
     find_mismatch,
     normalize_phone,
@@ -33,6 +37,9 @@ SHOP = "shop@devb"
 WINDOW_END = 1_800_000_000_000
 EXPECTED = Money(Decimal("1.50"), Currency.USD)
 H1, H2, H3 = (hashlib.sha256(bytes([n])).hexdigest() for n in range(3))
+# The order a hash is already recorded for, when it is another order; and a paid QR's md5.
+OTHER_ORDER = 41
+QR_MD5 = "0123456789abcdef0123456789abcdef"
 STAFF, VERIFIER, INSTANT = (
     EvidenceSource.MARK_PAID,
     EvidenceSource.VERIFIER,
@@ -276,13 +283,22 @@ CASES = [
         None,
     ),
     (
-        "hash of another order",
+        "staff give the hash of another order",
+        facts(),
+        paid(),
+        STAFF,
+        True,
+        Action.REFUSED,
+        "already recorded for another order",
+    ),
+    (
+        "verifier finds a transfer recorded for another order",
         facts(),
         paid(),
         VERIFIER,
         True,
-        Action.REFUSED,
-        "already recorded for another order",
+        Action.CONFLICT,
+        f"Bakong payment {H1[:8]} for a QR is already recorded for order {OTHER_ORDER}",
     ),
     (
         "automatic without evidence",
@@ -462,7 +478,9 @@ def test_decision(
     action: Action,
     words: str | None,
 ) -> None:
-    decision = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
+    decision = decide(
+        order_facts, evidence, source=source, other_order_id=OTHER_ORDER if elsewhere else None
+    )
     assert decision.action is action
     if words is None:
         assert decision.reason is None or action is Action.COMPLETE
@@ -503,6 +521,7 @@ all_facts = st.builds(
     receiving_accounts=st.just(frozenset({SHOP})),
     recorded_hashes=st.frozensets(hashes, max_size=2),
     paid_manually_without_hash=st.booleans(),
+    conflict_hashes=st.frozensets(hashes, max_size=1),
 )
 sources = st.sampled_from(EvidenceSource)
 
@@ -511,7 +530,9 @@ sources = st.sampled_from(EvidenceSource)
 def test_decisions_only_move_orders_along_allowed_transitions(
     order_facts: OrderFacts, evidence: Evidence | None, source: EvidenceSource, elsewhere: bool
 ) -> None:
-    decision = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
+    decision = decide(
+        order_facts, evidence, source=source, other_order_id=OTHER_ORDER if elsewhere else None
+    )
     target = status_after(decision.action, order_facts.status)
     assert target == order_facts.status or can_transition(order_facts.status, target)
 
@@ -520,7 +541,9 @@ def test_decisions_only_move_orders_along_allowed_transitions(
 def test_automatic_paths_complete_only_a_pending_order_paid_exactly_in_time(
     order_facts: OrderFacts, evidence: Evidence | None, source: EvidenceSource, elsewhere: bool
 ) -> None:
-    decision = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
+    decision = decide(
+        order_facts, evidence, source=source, other_order_id=OTHER_ORDER if elsewhere else None
+    )
     if decision.action is Action.COMPLETE and source is not STAFF:
         assert order_facts.status is OrderStatus.PENDING
         assert evidence is not None
@@ -534,9 +557,16 @@ def test_automatic_paths_complete_only_a_pending_order_paid_exactly_in_time(
 def test_a_recorded_hash_is_never_recorded_again(
     order_facts: OrderFacts, evidence: Evidence | None, source: EvidenceSource, elsewhere: bool
 ) -> None:
-    decision = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
+    decision = decide(
+        order_facts, evidence, source=source, other_order_id=OTHER_ORDER if elsewhere else None
+    )
     if elsewhere and evidence is not None:
-        assert decision.action is Action.REFUSED
+        if source is STAFF:
+            assert decision.action is Action.REFUSED
+        elif evidence.bakong_hash in order_facts.conflict_hashes:
+            assert decision.action is Action.ALREADY_RECORDED
+        else:
+            assert decision.action is Action.CONFLICT
     elif evidence is not None and evidence.bakong_hash in order_facts.recorded_hashes:
         staff_resolves = source is STAFF and order_facts.status is OrderStatus.NEEDS_REVIEW
         assert decision.action is (Action.COMPLETE if staff_resolves else Action.ALREADY_RECORDED)
@@ -546,7 +576,9 @@ def test_a_recorded_hash_is_never_recorded_again(
 def test_money_found_for_a_paid_order_is_never_silently_dropped(
     order_facts: OrderFacts, evidence: Evidence | None, source: EvidenceSource, elsewhere: bool
 ) -> None:
-    decision = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
+    decision = decide(
+        order_facts, evidence, source=source, other_order_id=OTHER_ORDER if elsewhere else None
+    )
     if evidence is None:
         assert decision.action in (Action.COMPLETE, Action.REFUSED)
         assert decision.action is Action.REFUSED or source is STAFF
@@ -570,10 +602,90 @@ def test_money_found_for_a_paid_order_is_never_silently_dropped(
         assert decision.mismatch == find_mismatch(evidence, EXPECTED, frozenset({SHOP}))
 
 
+@given(all_facts, evidences, st.sampled_from([VERIFIER, INSTANT]), st.booleans())
+def test_money_bakong_reports_is_never_refused(
+    order_facts: OrderFacts, evidence: Evidence | None, source: EvidenceSource, elsewhere: bool
+) -> None:
+    # Refusing a transfer Bakong says paid this order's QR would let the QR expire: money guessed.
+    decision = decide(
+        order_facts, evidence, source=source, other_order_id=OTHER_ORDER if elsewhere else None
+    )
+    assert (decision.action is Action.REFUSED) == (evidence is None)
+
+
 @given(all_facts, evidences, sources, st.booleans())
 def test_the_decision_is_a_function_of_its_inputs(
     order_facts: OrderFacts, evidence: Evidence | None, source: EvidenceSource, elsewhere: bool
 ) -> None:
-    first = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
-    again = decide(order_facts, evidence, source=source, hash_recorded_for_other_order=elsewhere)
+    first = decide(
+        order_facts, evidence, source=source, other_order_id=OTHER_ORDER if elsewhere else None
+    )
+    again = decide(
+        order_facts, evidence, source=source, other_order_id=OTHER_ORDER if elsewhere else None
+    )
     assert first == again
+
+
+# -- a transfer recorded for another order ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "after", "refund"),
+    [
+        (OrderStatus.PENDING, OrderStatus.NEEDS_REVIEW, False),
+        (OrderStatus.EXPIRED, OrderStatus.NEEDS_REVIEW, False),
+        (OrderStatus.CANCELLED, OrderStatus.NEEDS_REVIEW, False),
+        (OrderStatus.NEEDS_REVIEW, OrderStatus.NEEDS_REVIEW, False),
+        (OrderStatus.COMPLETED, OrderStatus.COMPLETED, True),
+        (OrderStatus.REFUNDED, OrderStatus.REFUNDED, True),
+    ],
+)
+@pytest.mark.parametrize("source", [VERIFIER, INSTANT])
+def test_bakong_finding_a_transfer_recorded_for_another_order_is_a_conflict(
+    status: OrderStatus, after: OrderStatus, refund: bool, source: EvidenceSource
+) -> None:
+    order_facts = facts(status, recorded=frozenset({H2}))
+    decision = decide(
+        order_facts, paid(H1), source=source, other_order_id=OTHER_ORDER, qr_md5=QR_MD5
+    )
+    assert decision == Decision(
+        Action.CONFLICT,
+        f"Bakong payment {H1[:8]} for QR {QR_MD5} is already recorded for order {OTHER_ORDER}",
+        None,
+    )
+    assert status_after(decision.action, status) is after
+    assert conflict_flags_refund(status) is refund
+
+
+def test_a_conflict_keeps_the_mismatch_of_the_transfer() -> None:
+    decision = decide(facts(), paid(H1, amount="2"), source=VERIFIER, other_order_id=OTHER_ORDER)
+    assert decision.action is Action.CONFLICT
+    assert decision.mismatch is not None
+    assert "amount mismatch" in decision.mismatch
+
+
+@pytest.mark.parametrize("status", list(OrderStatus))
+def test_the_same_conflict_again_is_already_recorded(status: OrderStatus) -> None:
+    order_facts = replace(facts(status), conflict_hashes=frozenset({H1}))
+    seen = decide(order_facts, paid(H1), source=VERIFIER, other_order_id=OTHER_ORDER)
+    assert seen.action is Action.ALREADY_RECORDED
+    # Another transfer recorded elsewhere is a new conflict.
+    other = decide(order_facts, paid(H2), source=VERIFIER, other_order_id=OTHER_ORDER)
+    assert other.action is Action.CONFLICT
+
+
+def test_staff_giving_a_hash_recorded_for_another_order_stays_refused() -> None:
+    decision = decide(facts(), paid(H1), source=STAFF, other_order_id=OTHER_ORDER, qr_md5=QR_MD5)
+    assert decision.action is Action.REFUSED
+    assert decision.reason == (
+        f"Bakong payment {H1[:8]} is already recorded for another order ({OTHER_ORDER})"
+    )
+
+
+def test_the_recorded_order_is_told_which_order_and_qr_the_transfer_paid() -> None:
+    assert conflict_reason_for_recorded_order(paid(H1), qr_md5=QR_MD5, paid_order_id=7) == (
+        f"its recorded Bakong payment {H1[:8]} was made for QR {QR_MD5} of order 7"
+    )
+    assert conflict_reason_for_recorded_order(paid(H1), qr_md5=None, paid_order_id=7) == (
+        f"its recorded Bakong payment {H1[:8]} was made for a QR of order 7"
+    )

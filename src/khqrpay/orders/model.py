@@ -93,6 +93,9 @@ class Topic(enum.StrEnum):
     ORDER_STATUS_CHANGED = "order.status_changed"
     ORDER_REFUND_FLAGGED = "order.refund_flagged"
     ORDER_EVIDENCE_ATTACHED = "order.evidence_attached"
+    # A transfer found for one order's QR is recorded for another order (see Action.CONFLICT);
+    # used when the conflict neither changes the order's status nor flags a refund.
+    ORDER_PAYMENT_CONFLICT = "order.payment_conflict"
 
 
 _ACTOR = re.compile(r"^(cli|system|customer|worker:[\w.@:-]{1,56}|staff:[\w .@-]{1,56})$")
@@ -333,6 +336,10 @@ class Action(enum.StrEnum):
     NEEDS_REVIEW = "NEEDS_REVIEW"
     # Money arrived for an order already paid (or refunded): record it and flag it for refund.
     FLAG_REFUND = "FLAG_REFUND"
+    # Bakong says this order's QR was paid, but the transfer's hash is recorded for another order
+    # (staff gave it there by mistake). The money is real, so it is never refused: this order goes
+    # to review (or is flagged for refund if final) and so is the other order, for people to sort.
+    CONFLICT = "CONFLICT"
     # Nothing can be recorded (e.g. marking a completed order paid without evidence).
     REFUSED = "REFUSED"
 
@@ -347,15 +354,22 @@ class OrderFacts:
     receiving_accounts: frozenset[str]
     recorded_hashes: frozenset[str]
     paid_manually_without_hash: bool
+    # Hashes already reported as conflicts for this order's QRs (recorded for another order).
+    conflict_hashes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     action: Action
-    # Why, for NEEDS_REVIEW, FLAG_REFUND and REFUSED (and for review-resolving completions).
+    # Why, for NEEDS_REVIEW, FLAG_REFUND, CONFLICT and REFUSED (and review-resolving completions).
     reason: str | None = None
     # Why the evidence does not match the order (amount, currency, account); None if it matches.
     mismatch: str | None = None
+
+
+# Orders that money arriving (or a disputed payment) sends to review; the others keep their status:
+# NEEDS_REVIEW is already there, COMPLETED and REFUNDED are final and get a refund flag instead.
+_MONEY_OPENS_REVIEW = frozenset({OrderStatus.PENDING, OrderStatus.EXPIRED, OrderStatus.CANCELLED})
 
 
 def status_after(action: Action, current: OrderStatus) -> OrderStatus:
@@ -364,7 +378,28 @@ def status_after(action: Action, current: OrderStatus) -> OrderStatus:
         return OrderStatus.COMPLETED
     if action is Action.NEEDS_REVIEW:
         return OrderStatus.NEEDS_REVIEW
+    if action is Action.CONFLICT and current in _MONEY_OPENS_REVIEW:
+        return OrderStatus.NEEDS_REVIEW
     return current
+
+
+def conflict_flags_refund(status: OrderStatus) -> bool:
+    """Whether a CONFLICT flags a refund on an order in `status` (else it sets a review reason)."""
+    return status in (OrderStatus.COMPLETED, OrderStatus.REFUNDED)
+
+
+def conflict_reason_for_recorded_order(
+    evidence: Evidence, *, qr_md5: str | None, paid_order_id: int
+) -> str:
+    """Why the order that holds a transfer's hash is flagged when the transfer paid another's QR."""
+    return (
+        f"its recorded Bakong payment {evidence.short_hash} was made for "
+        f"{_qr_name(qr_md5)} of order {paid_order_id}"
+    )
+
+
+def _qr_name(qr_md5: str | None) -> str:
+    return "a QR" if qr_md5 is None else f"QR {qr_md5}"
 
 
 def find_mismatch(
@@ -391,11 +426,15 @@ def decide(
     evidence: Evidence | None,
     *,
     source: EvidenceSource,
-    hash_recorded_for_other_order: bool = False,
+    other_order_id: int | None = None,
+    qr_md5: str | None = None,
 ) -> Decision:
     """What a payment (or a staff mark without evidence, `evidence=None`) does to the order.
 
-    Money is never lost: every decision except ALREADY_RECORDED and REFUSED records the evidence.
+    `other_order_id` is the order the evidence's hash is already recorded for, if another one;
+    `qr_md5` the QR Bakong says was paid, if known (it names the QR in a conflict's reason).
+    Money is never lost: every decision except ALREADY_RECORDED, CONFLICT and REFUSED records the
+    evidence (a CONFLICT's money is the other order's record, flagged on both orders).
     Only staff (`MARK_PAID`) resolve NEEDS_REVIEW; automatic paths never complete a reviewed order.
     """
     staff = source is EvidenceSource.MARK_PAID
@@ -407,11 +446,22 @@ def decide(
         return Decision(Action.REFUSED, f"a {facts.status} order cannot be marked paid")
 
     short = evidence.short_hash
-    if hash_recorded_for_other_order:
-        return Decision(
-            Action.REFUSED, f"Bakong payment {short} is already recorded for another order"
-        )
     mismatch = find_mismatch(evidence, facts.expected, facts.receiving_accounts)
+    if other_order_id is not None:
+        if staff:
+            # Staff typed a hash that belongs to another order: a mistake to refuse, not money.
+            return Decision(
+                Action.REFUSED,
+                f"Bakong payment {short} is already recorded for another order ({other_order_id})",
+            )
+        if evidence.bakong_hash in facts.conflict_hashes:
+            return Decision(Action.ALREADY_RECORDED, mismatch=mismatch)
+        return Decision(
+            Action.CONFLICT,
+            f"Bakong payment {short} for {_qr_name(qr_md5)} is already recorded "
+            f"for order {other_order_id}",
+            mismatch,
+        )
     if evidence.bakong_hash in facts.recorded_hashes:
         if staff and facts.status is OrderStatus.NEEDS_REVIEW:
             return Decision(Action.COMPLETE, "staff accepted the recorded payment", mismatch)

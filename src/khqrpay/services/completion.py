@@ -8,6 +8,7 @@ transaction is ever held open across a Bakong call.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from khqrpay.db import DuplicateHash, UnitOfWork
@@ -21,7 +22,10 @@ from khqrpay.orders.model import (
     OrderError,
     OrderFacts,
     OrderStatus,
+    PaymentStatus,
     Topic,
+    conflict_flags_refund,
+    conflict_reason_for_recorded_order,
     decide,
     status_after,
     validate_actor,
@@ -35,11 +39,19 @@ AUDIT_ACTIONS = {
     Action.NEEDS_REVIEW: "needs_review",
     Action.FLAG_REFUND: "refund_flagged",
     Action.ATTACH_EVIDENCE_ONLY: "evidence_attached",
+    Action.CONFLICT: "payment_conflict",
 }
 
 
 class ConcurrentChange(RuntimeError):
     """A guarded update found the order changed under its lock: a bug, never a business case."""
+
+
+class HashRecordedMeanwhile(RuntimeError):
+    """Another transaction recorded this transfer's hash for another order while this one ran.
+
+    The conflict must lock that order too, and locks are taken in id order before anything else,
+    so the caller rolls back and runs the call again (it then sees the other order up front)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +65,8 @@ class CompletionResult:
     status: OrderStatus
     reason: str | None
     evidence_id: int | None
+    # CONFLICT: the order the transfer's hash is recorded for (flagged too).
+    other_order_id: int | None = None
 
     @property
     def completed(self) -> bool:
@@ -78,6 +92,11 @@ def record_payment(
     taken), guarded status update, the paid QR (`payment_id`) marked PAID and unscheduled, one
     audit record and one outbox event. Idempotent: the same hash again is ALREADY_RECORDED and
     writes nothing new. Staff (`MARK_PAID`) must give a reason.
+
+    A hash recorded for another order is REFUSED for staff; from Bakong (automatic sources) it is
+    a CONFLICT: both orders are locked in id order and flagged, the QR is marked PAID, no evidence
+    is inserted. Raises `HashRecordedMeanwhile` when such a hash was recorded concurrently: the
+    caller runs the transaction again.
     """
     validate_actor(actor)
     staff_reason = _staff_reason(source, reason)
@@ -86,7 +105,14 @@ def record_payment(
     if evidence is None and payment_id is not None:
         # Only Bakong can say which QR was paid; staff's word leaves every QR checked.
         raise OrderError("a QR is marked paid only with Bakong evidence of its payment")
-    order = uow.orders.lock(order_id)
+    # A recorded hash never moves to another order, so reading its owner before the locks is
+    # safe; a conflict flags that order too, so both are locked, in id order (no deadlock).
+    owner = None if evidence is None else uow.evidence.order_of_hash(evidence.bakong_hash)
+    other_order_id = owner if owner != order_id else None
+    conflict_with = None if source is EvidenceSource.MARK_PAID else other_order_id
+    lock_ids = {order_id} if conflict_with is None else {order_id, conflict_with}
+    locked = {locked_id: uow.orders.lock(locked_id) for locked_id in sorted(lock_ids)}
+    order = locked[order_id]
     payment = _payment_of(uow, order_id, payment_id)
     recorded = uow.evidence.for_order(order_id)
     facts = OrderFacts(
@@ -96,18 +122,32 @@ def record_payment(
         receiving_accounts=frozenset(p.to_account for p in uow.payments.for_order(order_id)),
         recorded_hashes=frozenset(r.evidence.bakong_hash for r in recorded),
         paid_manually_without_hash=order.paid_manually_without_hash,
+        conflict_hashes=frozenset() if conflict_with is None else _conflict_hashes(uow, order_id),
     )
-    owner = None if evidence is None else uow.evidence.order_of_hash(evidence.bakong_hash)
     decision = decide(
         facts,
         evidence,
         source=source,
-        hash_recorded_for_other_order=owner not in (None, order_id),
+        other_order_id=other_order_id,
+        qr_md5=None if payment is None else payment.md5,
     )
     recording = _Recording(
         uow, order, facts, evidence, payment, source, actor, staff_reason, now_ms
     )
+    if conflict_with is not None:
+        return recording.apply_conflict(decision, locked[conflict_with])
     return recording.apply(decision)
+
+
+def _conflict_hashes(uow: UnitOfWork, order_id: int) -> frozenset[str]:
+    """The hashes of the conflicts already applied to this order (its audit trail records them),
+    so the same conflict seen again writes nothing."""
+    return frozenset(
+        str(entry.details["bakong_hash"])
+        for entry in uow.audit.for_order(order_id)
+        if entry.action == AUDIT_ACTIONS[Action.CONFLICT]
+        and entry.details.get("paid_order_id") == order_id
+    )
 
 
 def _staff_reason(source: EvidenceSource, reason: str | None) -> str | None:
@@ -161,16 +201,18 @@ class _Recording:
                     mismatch_reason=decision.mismatch,
                     now_ms=self.now_ms,
                 )
-            except DuplicateHash:
+            except DuplicateHash as exc:
                 # Recorded meanwhile for another order (this one is locked, so not for it).
+                if self.source is not EvidenceSource.MARK_PAID:
+                    raise HashRecordedMeanwhile(evidence.short_hash) from exc
+                other_order_id = self.uow.evidence.order_of_hash(evidence.bakong_hash)
                 refusal = decide(
-                    self.facts, evidence, source=self.source, hash_recorded_for_other_order=True
+                    self.facts, evidence, source=self.source, other_order_id=other_order_id
                 )
                 return self._result(refusal.action, order.status, refusal.reason)
-        if self.payment is not None:
-            self.uow.payments.mark_paid(self.payment.id, now_ms=self.now_ms)
-            if evidence is not None and not is_new:
-                self.uow.evidence.link_payment(evidence.bakong_hash, self.payment.id)
+        self._mark_qr_paid()
+        if self.payment is not None and evidence is not None and not is_new:
+            self.uow.evidence.link_payment(evidence.bakong_hash, self.payment.id)
         if decision.action is Action.ALREADY_RECORDED:
             return self._result(Action.ALREADY_RECORDED, order.status, None)
 
@@ -178,10 +220,50 @@ class _Recording:
         if action is Action.COMPLETE and (shortage := self._take_stock()):
             action, reason = Action.NEEDS_REVIEW, shortage
         status = status_after(action, order.status)
-        self._update_order(action, status, reason)
-        self._audit(action, status, reason)
-        self._announce(action, status, reason)
+        self._update_order(order, action, status, reason)
+        self._audit(order, action, status, reason, {})
+        self._announce(order, action, status, reason, {})
         return CompletionResult(order.id, action, order.status, status, reason, evidence_id)
+
+    def apply_conflict(self, decision: Decision, recorded_for: Order) -> CompletionResult:
+        """Bakong found this order's QR paid by a transfer recorded for `recorded_for`: the QR is
+        paid (no more checks), and both orders are flagged for people (no evidence row: the other
+        order's row is the record of the money). The same conflict again writes nothing."""
+        self._mark_qr_paid()
+        if decision.action is not Action.CONFLICT:  # ALREADY_RECORDED: seen before
+            return self._result(decision.action, self.order.status, None)
+        assert self.evidence is not None  # a conflict is about a transfer
+        link = {"paid_order_id": self.order.id, "recorded_order_id": recorded_for.id}
+        status = status_after(Action.CONFLICT, self.order.status)
+        self._flag_conflict(self.order, status, decision.reason, link)
+        other_reason = conflict_reason_for_recorded_order(
+            self.evidence,
+            qr_md5=None if self.payment is None else self.payment.md5,
+            paid_order_id=self.order.id,
+        )
+        other_status = status_after(Action.CONFLICT, recorded_for.status)
+        self._flag_conflict(recorded_for, other_status, other_reason, link)
+        return CompletionResult(
+            self.order.id,
+            Action.CONFLICT,
+            self.order.status,
+            status,
+            decision.reason,
+            None,
+            other_order_id=recorded_for.id,
+        )
+
+    def _flag_conflict(
+        self, order: Order, status: OrderStatus, reason: str | None, link: Mapping[str, object]
+    ) -> None:
+        self._update_order(order, Action.CONFLICT, status, reason)
+        self._audit(order, Action.CONFLICT, status, reason, link)
+        self._announce(order, Action.CONFLICT, status, reason, link)
+
+    def _mark_qr_paid(self) -> None:
+        # Already PAID: nothing to write (the same answer seen again).
+        if self.payment is not None and self.payment.status is not PaymentStatus.PAID:
+            self.uow.payments.mark_paid(self.payment.id, now_ms=self.now_ms)
 
     def _take_stock(self) -> str | None:
         """Take every line's stock, or none of it; the reason when a product has too little."""
@@ -196,7 +278,9 @@ class _Recording:
         sku = short_id if product is None else product.sku
         return f"insufficient stock for {sku}: {needed[short_id]} needed, {left} left"
 
-    def _update_order(self, action: Action, status: OrderStatus, reason: str | None) -> None:
+    def _update_order(
+        self, order: Order, action: Action, status: OrderStatus, reason: str | None
+    ) -> None:
         columns: dict[str, object] = {}
         # Staff vouching without a hash is the only record of that money: keep it, even when the
         # order then goes to review (short of stock).
@@ -206,26 +290,33 @@ class _Recording:
                 "review_reason": None,
                 "paid_manually_without_hash": self._staff_vouches(),
             }
-        elif action is Action.NEEDS_REVIEW:
+        elif _flags_refund(action, order.status):
+            columns = {"refund_flag": True, "refund_reason": reason}
+        elif action in (Action.NEEDS_REVIEW, Action.CONFLICT):
             columns = {"review_reason": reason}
             if self._staff_vouches():
                 columns["paid_manually_without_hash"] = True
-        elif action is Action.FLAG_REFUND:
-            columns = {"refund_flag": True, "refund_reason": reason}
         changed = self.uow.orders.transition(
-            self.order.id,
-            expected=self.order.status,
+            order.id,
+            expected=order.status,
             target=status,
             now_ms=self.now_ms,
             **columns,
         )
         if not changed:
-            raise ConcurrentChange(f"order {self.order.id} changed while locked")
+            raise ConcurrentChange(f"order {order.id} changed while locked")
 
     def _staff_vouches(self) -> bool:
         return self.evidence is None and not self.facts.recorded_hashes
 
-    def _audit(self, action: Action, status: OrderStatus, reason: str | None) -> None:
+    def _audit(
+        self,
+        order: Order,
+        action: Action,
+        status: OrderStatus,
+        reason: str | None,
+        extra: Mapping[str, object],
+    ) -> None:
         details: dict[str, object] = {"source": self.source.value, "decision_reason": reason}
         if self.payment is not None:
             details["payment_id"] = self.payment.id
@@ -237,28 +328,43 @@ class _Recording:
                 "paid_ms": self.evidence.paid_ms,
             }
         self.uow.audit.append(
-            order_id=self.order.id,
+            order_id=order.id,
             at_ms=self.now_ms,
             actor=self.actor,
             action=AUDIT_ACTIONS[action],
-            from_status=self.order.status,
+            from_status=order.status,
             to_status=status,
             reason=self.staff_reason or reason,
-            details=details,
+            details={**details, **extra},
         )
 
-    def _announce(self, action: Action, status: OrderStatus, reason: str | None) -> None:
-        payload: dict[str, object] = {"order_id": self.order.id, "at_ms": self.now_ms}
+    def _announce(
+        self,
+        order: Order,
+        action: Action,
+        status: OrderStatus,
+        reason: str | None,
+        extra: Mapping[str, object],
+    ) -> None:
+        payload: dict[str, object] = {"order_id": order.id, "at_ms": self.now_ms}
         payload["reason"] = reason
-        if status is not self.order.status:
+        if status is not order.status:
             topic = Topic.ORDER_STATUS_CHANGED
-            payload |= {"from": self.order.status.value, "to": status.value}
-        elif action is Action.FLAG_REFUND:
+            payload |= {"from": order.status.value, "to": status.value}
+        elif _flags_refund(action, order.status):
             topic = Topic.ORDER_REFUND_FLAGGED
+        elif action is Action.CONFLICT:
+            topic = Topic.ORDER_PAYMENT_CONFLICT
         else:
             topic = Topic.ORDER_EVIDENCE_ATTACHED
         if self.evidence is not None:
             payload["short_hash"] = self.evidence.short_hash
         self.uow.outbox.add(
-            topic=topic, order_id=self.order.id, payload=payload, now_ms=self.now_ms
+            topic=topic, order_id=order.id, payload={**payload, **extra}, now_ms=self.now_ms
         )
+
+
+def _flags_refund(action: Action, status: OrderStatus) -> bool:
+    return action is Action.FLAG_REFUND or (
+        action is Action.CONFLICT and conflict_flags_refund(status)
+    )

@@ -62,7 +62,7 @@ from khqrpay.orders.schedule import (
     SchedulePolicy,
     plan_batches,
 )
-from khqrpay.services.completion import CompletionResult, record_payment
+from khqrpay.services.completion import CompletionResult, HashRecordedMeanwhile, record_payment
 from khqrpay.services.expiry import expire_order_if_unpaid
 from khqrpay.settings import Settings
 
@@ -340,7 +340,7 @@ class Verifier:
         record = partial(self._record, target, evidence_of(transaction), source, actor, now_ms)
         try:
             result = _retried(record)
-        except DBAPIError as exc:
+        except (DBAPIError, HashRecordedMeanwhile) as exc:
             _log.error("recording a payment failed", payment_id=target.payment_id, error=str(exc))
             return None
         if result.action is Action.REFUSED:
@@ -351,6 +351,15 @@ class Verifier:
                 reason=result.reason,
             )
             return None
+        if result.action is Action.CONFLICT:
+            # Recorded (the QR is paid, both orders flagged), but people must sort it out.
+            _log.error(
+                "bakong payment already recorded for another order: both orders flagged",
+                payment_id=target.payment_id,
+                order_id=target.order_id,
+                recorded_order_id=result.other_order_id,
+                reason=result.reason,
+            )
         return CheckRecord(
             target,
             now_ms,
@@ -567,7 +576,13 @@ def _retried(step: Callable[[], _T]) -> _T:
             retryable = getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
             if not retryable or attempt == APPLY_ATTEMPTS:
                 raise
-            _log.warning("transaction retried", reason=type(exc.orig).__name__, attempt=attempt)
+            reason = type(exc.orig).__name__
+        except HashRecordedMeanwhile:
+            # Run again, the completion then locks the order that got the hash as well.
+            if attempt == APPLY_ATTEMPTS:
+                raise
+            reason = HashRecordedMeanwhile.__name__
+        _log.warning("transaction retried", reason=reason, attempt=attempt)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
