@@ -4,6 +4,7 @@ HTTP, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -185,3 +186,45 @@ async def test_watching_makes_payments_hot_and_pulls_their_next_check_forward(
     (record,) = (await verifier.run_cycle()).records
     assert record.next_check_ms == engine.clock.now_ms() + policy.fast_interval_ms  # hot: 2 s
     assert engine.count(t.khqr_payments, t.khqr_payments.c.hot_until_ms.is_not(None)) == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_mark_paid_waiting_for_a_busy_database_does_not_block_the_event_loop(
+    engine: Engine, shop: Shop
+) -> None:
+    """A web app serves many customers on one loop: a staff action waiting for SQLite's write
+    lock must leave it free."""
+    created = shop.order((shop.product(), 1))
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with engine.database.write():
+            holding.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    holding.wait(5)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.create_task(tick())
+    marking = asyncio.create_task(
+        engine.actions().mark_paid(
+            created.order.id, reason="receipt shown", bakong_hash=None, actor="staff:sokha"
+        )
+    )
+    await asyncio.sleep(0.5)
+    assert not marking.done()  # still waiting for the lock...
+    assert ticks >= 20  # ...while the loop keeps running
+    release.set()
+    result = await marking
+    ticker.cancel()
+    holder.join(5)
+    assert result.completion.status is OrderStatus.COMPLETED

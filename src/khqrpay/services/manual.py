@@ -8,6 +8,7 @@ and neither holds a transaction open across a Bakong call. Check Payment Status 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 
@@ -96,31 +97,18 @@ class ManualActions:
     async def verify_instantly(self, order_id: int, *, actor: str) -> VerifyResult:
         """Check every unexpired QR of the order now; complete it if one is paid."""
         validate_actor(actor)
-        with self._database.read() as uow:
-            before = uow.orders.get(order_id)
-            pending = [
-                CheckTarget.of(payment)
-                for payment in uow.payments.for_order(order_id)
-                if payment.status is PaymentStatus.PENDING
-            ]
+        before, payments = await asyncio.to_thread(self._order_and_payments, order_id)
+        pending = [CheckTarget.of(p) for p in payments if p.status is PaymentStatus.PENDING]
         checks = await self._verifier.check_and_apply(
             pending, source=EvidenceSource.VERIFY_INSTANTLY, actor=actor
         )
-        with self._database.read() as uow:
-            after = uow.orders.get(order_id)
+        after, _ = await asyncio.to_thread(self._order_and_payments, order_id)
         return VerifyResult(order_id, before.status, after.status, tuple(checks))
 
     async def check_status(self, order_id: int) -> PaymentStatusReport:
         """What Bakong says now about each QR of the order, and the recent attempts. Read-only:
         a paid answer is reported, not recorded (that is Verify Instantly's job)."""
-        with self._database.read() as uow:
-            order = uow.orders.get(order_id)
-            payments = uow.payments.for_order(order_id)
-            attempts = sorted(
-                (a for p in payments for a in uow.attempts.recent(p.id)),
-                key=lambda attempt: attempt.at_ms,
-                reverse=True,
-            )[:RECENT_ATTEMPTS]
+        order, payments, attempts = await asyncio.to_thread(self._recent_attempts, order_id)
         answers: dict[str, CheckResult | BakongError] = {}
         if payments:
             try:
@@ -147,16 +135,9 @@ class ManualActions:
         evidence = None
         if bakong_hash is not None and bakong_hash.strip():
             evidence = await self._confirmed_evidence(order_id, bakong_hash.strip().lower())
-        with self._database.write() as uow:
-            result = record_payment(
-                uow,
-                order_id=order_id,
-                evidence=evidence,
-                source=EvidenceSource.MARK_PAID,
-                actor=actor,
-                now_ms=self._clock.now_ms(),
-                reason=reason,
-            )
+        result = await asyncio.to_thread(
+            self._record_mark_paid, order_id, evidence=evidence, reason=reason, actor=actor
+        )
         if result.action is Action.REFUSED:
             raise ActionRefused(result.reason or "Mark as Paid was refused")
         return MarkPaidResult(result, evidence)
@@ -166,9 +147,8 @@ class ManualActions:
             raise ActionRefused(
                 "a Bakong hash is 64 hexadecimal characters, or its first 8 (the short hash)"
             )
-        with self._database.read() as uow:
-            order = uow.orders.get(order_id)
-            accounts = frozenset(p.to_account for p in uow.payments.for_order(order_id))
+        order, payments = await asyncio.to_thread(self._order_and_payments, order_id)
+        accounts = frozenset(p.to_account for p in payments)
         try:
             if _FULL_HASH.match(given):
                 answer = await self._client.check_hash(given)
@@ -196,6 +176,40 @@ class ManualActions:
                 f"{mismatch}; nothing was changed"
             )
         return evidence
+
+    # The database work of the actions, run in a thread so that an async caller (the worker, the
+    # web app) keeps serving while a query or a lock wait is in progress.
+
+    def _order_and_payments(self, order_id: int) -> tuple[Order, list[KhqrPayment]]:
+        with self._database.read() as uow:
+            return uow.orders.get(order_id), uow.payments.for_order(order_id)
+
+    def _recent_attempts(
+        self, order_id: int
+    ) -> tuple[Order, list[KhqrPayment], list[VerificationAttempt]]:
+        with self._database.read() as uow:
+            order = uow.orders.get(order_id)
+            payments = uow.payments.for_order(order_id)
+            attempts = sorted(
+                (a for p in payments for a in uow.attempts.recent(p.id)),
+                key=lambda attempt: attempt.at_ms,
+                reverse=True,
+            )[:RECENT_ATTEMPTS]
+        return order, payments, attempts
+
+    def _record_mark_paid(
+        self, order_id: int, *, evidence: Evidence | None, reason: str, actor: str
+    ) -> CompletionResult:
+        with self._database.write() as uow:
+            return record_payment(
+                uow,
+                order_id=order_id,
+                evidence=evidence,
+                source=EvidenceSource.MARK_PAID,
+                actor=actor,
+                now_ms=self._clock.now_ms(),
+                reason=reason,
+            )
 
 
 def watch_order(database: Database, order_id: int, *, policy: SchedulePolicy, clock: Clock) -> int:
