@@ -390,7 +390,7 @@ def main() -> int:
     parser.add_argument("--tick-s", type=float, default=1.0, help="verifier wake-up period")
     args = parser.parse_args()
     started = time.perf_counter()
-    policy = SchedulePolicy.from_settings(Settings(_env_file=None))
+    policy = Settings(_env_file=None).schedule_policy()
     orders = make_orders(args.orders, args.seed, policy)
     naive = run_naive(orders, policy.payment_window_ms)
     sim_started = time.perf_counter()

@@ -38,17 +38,17 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from khqrpay.bakong import BakongClient, BakongMetrics
+from khqrpay.bakong import BakongMetrics
+from khqrpay.bootstrap import App, BakongServices, bootstrap
 from khqrpay.clock import Clock, SystemClock
 from khqrpay.db import Database, UnitOfWork, migrate
-from khqrpay.events import Event, EventBus, create_event_bus
+from khqrpay.events import Event, EventBus
 from khqrpay.logging import configure_logging
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import LineRequest, OrderStatus, Topic
 from khqrpay.services.checkout import create_order, new_qr_for_order
 from khqrpay.services.orders import list_orders, order_details
 from khqrpay.services.products import add_product
-from khqrpay.services.verification import BAKONG_UNAUTHORIZED_TOPIC
 from khqrpay.settings import Settings
 from khqrpay.simulator import SimulatorConfig
 from khqrpay.simulator.server import run_simulator
@@ -625,7 +625,7 @@ def describe_event(event: Event, row: OrderRow | None) -> Text | None:
     payload = event.payload
     at = clock_time(int(payload.get("at_ms", 0))) if payload.get("at_ms") else "--:--:--"
     line = Text(f"{at}  ")
-    if event.topic == BAKONG_UNAUTHORIZED_TOPIC:
+    if event.topic == Topic.BAKONG_UNAUTHORIZED:
         line.append("Bakong refused the token: checks are paused", style="bold red")
         return line
     if event.topic == Topic.ORDER_STATUS_CHANGED:
@@ -766,8 +766,7 @@ class _Prepared:
     """What `run_demo` sets up before the event loop starts."""
 
     options: DemoOptions
-    settings: Settings
-    database: Database
+    app: App
     simulator: SimulatorEndpoint
     orders: tuple[DemoOrder, ...]
     script: tuple[ScriptedPayment, ...]
@@ -793,32 +792,28 @@ def run_demo(options: DemoOptions, console: Console) -> Snapshot:
         configure_logging("INFO", stream=log_stream)
         with serve_simulator(simulator_config, options.sim_port) as simulator:
             settings = demo_settings(database_url, simulator)
-            database = Database.from_url(database_url)
-            try:
-                migrate.upgrade(database)
-                seed_catalogue(database, clock)
+            with bootstrap(settings, clock=clock, migrated=False) as app:
+                migrate.upgrade(app.database)
+                seed_catalogue(app.database, clock)
                 kinds = plan_customers(options.orders, rng)
-                orders = tuple(create_demo_orders(database, settings, clock, kinds, rng))
+                orders = tuple(create_demo_orders(app.database, settings, clock, kinds, rng))
                 prepared = _Prepared(
                     options,
-                    settings,
-                    database,
+                    app,
                     simulator,
                     orders,
                     tuple(script_payments(orders, rng)),
                     log_path,
                 )
-                return asyncio.run(DemoRun(prepared, clock, console).run())
-            finally:
-                database.dispose()
+                return asyncio.run(DemoRun(prepared, console).run())
 
 
 class DemoRun:
     """The event-loop part: customers, worker, event printer and dashboard, then the summary."""
 
-    def __init__(self, prepared: _Prepared, clock: Clock, console: Console) -> None:
+    def __init__(self, prepared: _Prepared, console: Console) -> None:
         self._prepared = prepared
-        self._clock = clock
+        self._clock = prepared.app.clock
         self._console = console
         self._started = time.monotonic()
         self._stop = asyncio.Event()
@@ -830,22 +825,20 @@ class DemoRun:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._stop.set)
         prepared = self._prepared
-        bus = create_event_bus(prepared.settings.database_url)
+        bus = prepared.app.event_bus()
         try:
             async with (
-                BakongClient(
-                    settings=prepared.settings, clock=self._clock, metrics=self._metrics
-                ) as client,
+                prepared.app.bakong(metrics=self._metrics) as bakong,
                 httpx.AsyncClient(
                     base_url=prepared.simulator.url, timeout=CONTROL_TIMEOUT_S
                 ) as control,
             ):
                 screen = DemoScreen(
                     simulator=prepared.simulator,
-                    database_url=prepared.settings.database_url,
+                    database_url=prepared.app.settings.database_url,
                     acceleration=prepared.options.acceleration,
-                    initial_delay_s=prepared.settings.schedule_initial_delay_s,
-                    fast_interval_s=prepared.settings.schedule_fast_interval_s,
+                    initial_delay_s=prepared.app.settings.schedule_initial_delay_s,
+                    fast_interval_s=prepared.app.settings.schedule_fast_interval_s,
                     duration_s=prepared.options.duration_s,
                     orders=prepared.orders,
                     delays=await hand_to_customers(control, prepared.orders),
@@ -853,7 +846,7 @@ class DemoRun:
                 with DemoOutput(self._console, screen) as out:
                     for text in intro_lines(screen, prepared.log_path):
                         out.line(text)
-                    final = await self._run_worker(client, control, bus, out)
+                    final = await self._run_worker(bakong, control, bus, out)
                 for text in summary_lines(screen, final):
                     out.line(text)
                 return final
@@ -863,16 +856,9 @@ class DemoRun:
                 loop.remove_signal_handler(signum)
 
     async def _run_worker(
-        self, client: BakongClient, control: httpx.AsyncClient, bus: EventBus, out: DemoOutput
+        self, bakong: BakongServices, control: httpx.AsyncClient, bus: EventBus, out: DemoOutput
     ) -> Snapshot:
-        prepared = self._prepared
-        worker = Worker(
-            settings=prepared.settings,
-            database=prepared.database,
-            client=client,
-            bus=bus,
-            clock=self._clock,
-        )
+        worker = Worker(app=self._prepared.app, bakong=bakong, bus=bus)
         # Subscribed before the worker starts, so no status change is missed.
         async with bus.subscribe() as events:
             helpers = [
@@ -893,7 +879,7 @@ class DemoRun:
         return final
 
     async def _snapshot(self) -> Snapshot:
-        rows = await asyncio.to_thread(read_orders, self._prepared.database)
+        rows = await asyncio.to_thread(read_orders, self._prepared.app.database)
         return Snapshot(
             at_ms=self._clock.now_ms(),
             elapsed_s=time.monotonic() - self._started,
@@ -942,7 +928,9 @@ class DemoRun:
                 seen.add(event.outbox_id)
             row = None
             if event.order_id is not None and event.topic == Topic.ORDER_STATUS_CHANGED:
-                row = await asyncio.to_thread(read_order, self._prepared.database, event.order_id)
+                row = await asyncio.to_thread(
+                    read_order, self._prepared.app.database, event.order_id
+                )
             line = describe_event(event, row)
             if line is not None:
                 out.line(line)

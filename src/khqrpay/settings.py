@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from khqrpay.orders.schedule import SchedulePolicy
+
 
 def _default_database_url() -> str:
     return f"sqlite:///{Path('data').resolve() / 'khqrpay.sqlite3'}"
@@ -72,6 +74,25 @@ class Settings(BaseSettings):
     worker_sweep_interval_s: float = Field(default=60.0, gt=0)
     worker_metrics_host: str = "127.0.0.1"
     attempts_kept_per_payment: int = Field(default=20, ge=1)
+
+    def schedule_policy(self) -> SchedulePolicy:
+        """The verification schedule these settings describe, in integer milliseconds."""
+        return SchedulePolicy(
+            initial_delay_ms=_seconds_to_ms(self.schedule_initial_delay_s),
+            fast_interval_ms=_seconds_to_ms(self.schedule_fast_interval_s),
+            fresh_window_ms=_seconds_to_ms(self.schedule_fresh_window_s),
+            hot_window_ms=_seconds_to_ms(self.schedule_hot_window_s),
+            age_factor=self.schedule_age_factor,
+            max_interval_ms=_seconds_to_ms(self.schedule_max_interval_s),
+            payment_window_ms=_seconds_to_ms(self.payment_window_s),
+            final_grace_ms=_seconds_to_ms(self.schedule_final_grace_s),
+            early_fraction=self.schedule_early_fraction,
+            error_backoff_max_ms=_seconds_to_ms(self.schedule_error_backoff_max_s),
+        )
+
+
+def _seconds_to_ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 def load_settings() -> Settings:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from khqrpay.bakong import BakongClient
+from khqrpay.bootstrap import App
 from khqrpay.clock import FakeClock, SystemClock
 from khqrpay.db import Database
 from khqrpay.db import tables as t
@@ -84,23 +85,20 @@ class Engine:
             worker_id=worker_id,
         )
 
+    @property
+    def app(self) -> App:
+        return App(settings=self.settings, database=self.database, clock=self.clock)
+
     def worker(self, worker_id: str = "test-worker") -> Worker:
         return Worker(
-            settings=self.settings,
-            database=self.database,
-            client=self.client,
+            app=self.app,
+            bakong=self.app.services_on(self.client),
             bus=self.bus,
-            clock=self.clock,
             worker_id=worker_id,
         )
 
     def actions(self) -> ManualActions:
-        return ManualActions(
-            database=self.database,
-            client=self.client,
-            verifier=self.verifier("staff-tool"),
-            clock=self.clock,
-        )
+        return self.app.services_on(self.client).staff
 
     async def pay(self, qr: str, **overrides: Any) -> dict[str, Any]:
         """Pay a QR in the simulated banking app; the transaction as Bakong will show it."""

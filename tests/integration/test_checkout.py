@@ -20,7 +20,6 @@ from khqrpay.orders.model import (
     PaymentStatus,
     Topic,
 )
-from khqrpay.orders.schedule import SchedulePolicy
 from khqrpay.services.checkout import MAX_QRS_PER_ORDER, bill_number, create_order, new_qr_for_order
 from khqrpay.services.orders import list_orders, order_by_token, order_details
 from khqrpay.settings import Settings
@@ -54,7 +53,7 @@ def test_an_order_gets_snapshots_a_verifiable_qr_and_a_schedule(
     assert decoded.creation_ms == clock.now_ms()
     assert decoded.expiration_ms == order.window_end_ms == payment.expires_ms
     assert payment.status is PaymentStatus.PENDING
-    policy = SchedulePolicy.from_settings(settings)
+    policy = settings.schedule_policy()
     assert payment.next_check_ms == policy.first_check_ms(clock.now_ms())
     assert payment.earliest_check_ms == payment.next_check_ms
 

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from khqrpay.bakong import BakongClient
 from khqrpay.clock import SystemClock
 from khqrpay.db import tables as t
-from khqrpay.orders.model import AttemptOutcome, OrderStatus
+from khqrpay.orders.model import AttemptOutcome, OrderStatus, Topic
 from khqrpay.services.checkout import CreatedOrder
-from khqrpay.services.verification import BAKONG_UNAUTHORIZED_TOPIC, Verifier
+from khqrpay.services.verification import Verifier
 
 if TYPE_CHECKING:
     from conftest import Engine, Shop
@@ -80,7 +80,7 @@ async def test_an_error_never_changes_an_order_and_payments_are_found_after(
     assert outcomes == {outcome}
     if outcome is AttemptOutcome.UNAUTHORIZED:
         # A token problem is loud: an alert event, and no more calls until the pause ends.
-        alerts = engine.count(t.outbox, t.outbox.c.topic == BAKONG_UNAUTHORIZED_TOPIC)
+        alerts = engine.count(t.outbox, t.outbox.c.topic == Topic.BAKONG_UNAUTHORIZED)
         assert alerts == 2
         assert errors == [0] * 4
     else:

@@ -15,11 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from khqrpay.bakong import BakongClient
+from khqrpay.bootstrap import App
 from khqrpay.clock import SystemClock
 from khqrpay.db import Database
 from khqrpay.db import tables as t
 from khqrpay.orders.model import OrderStatus
-from khqrpay.services.manual import ManualActions
 from khqrpay.services.verification import Verifier
 from khqrpay.settings import Settings
 
@@ -97,11 +97,8 @@ async def test_workers_and_staff_racing_complete_each_order_once(
         created = targets[number]
 
         async def work(client: BakongClient) -> None:
-            verifier = Verifier(
-                database=database, client=client, settings=settings, clock=clock, worker_id="s"
-            )
-            actions = ManualActions(
-                database=database, client=client, verifier=verifier, clock=clock
+            actions = (
+                App(settings=settings, database=database, clock=clock).services_on(client).staff
             )
             start.wait()
             actor = f"staff:s{number}"

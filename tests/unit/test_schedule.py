@@ -54,14 +54,14 @@ def test_from_settings_defaults_are_the_issues_figures(monkeypatch: pytest.Monke
     for name in list(os.environ):
         if name.startswith("KHQRPAY_"):
             monkeypatch.delenv(name)
-    assert SchedulePolicy.from_settings(Settings(_env_file=None)) == POLICY
+    assert Settings(_env_file=None).schedule_policy() == POLICY
 
 
 def test_from_settings_reads_the_environment_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KHQRPAY_SCHEDULE_FAST_INTERVAL_S", "3.5")
     monkeypatch.setenv("KHQRPAY_PAYMENT_WINDOW_S", "86400")
     monkeypatch.setenv("KHQRPAY_SCHEDULE_FINAL_GRACE_S", "0")
-    policy = SchedulePolicy.from_settings(Settings(_env_file=None))
+    policy = Settings(_env_file=None).schedule_policy()
     assert policy.fast_interval_ms == 3_500
     assert policy.payment_window_ms == DAY
     assert policy.final_grace_ms == 0

@@ -24,16 +24,10 @@ from khqrpay.bakong import (
 )
 from khqrpay.orders.model import Action, AttemptOutcome, OrderError, OrderStatus, validate_actor
 from khqrpay.orders.schedule import ErrorKind
+from khqrpay.services.bakong_answers import describe_answer, error_kind, evidence_of, outcome_of
+from khqrpay.services.checking import CheckRecord, CheckTarget
 from khqrpay.services.completion import CompletionResult
-from khqrpay.services.verification import (
-    CheckRecord,
-    CheckTarget,
-    CycleReport,
-    describe_answer,
-    error_kind,
-    evidence_of,
-    outcome_of,
-)
+from khqrpay.services.verification import CycleReport
 from khqrpay.worker.runtime import new_worker_id, observe
 
 HASH = "8465d722d7d5065f2886f0a474a4d34dc6a7855355b611836f7b6111228893e9"

@@ -12,12 +12,13 @@ import pydantic
 import typer
 from sqlalchemy.exc import OperationalError
 
+from khqrpay.bootstrap import App, bootstrap
 from khqrpay.clock import ms_to_datetime
-from khqrpay.db import Database, DatabaseError, migrate
+from khqrpay.db import Database, DatabaseError
 from khqrpay.khqr import KHQRError
 from khqrpay.money import Money, MoneyError
 from khqrpay.orders.model import OrderError
-from khqrpay.settings import Settings, load_settings
+from khqrpay.settings import Settings
 
 USAGE_ERROR = 2
 
@@ -58,15 +59,14 @@ def reported_errors() -> Iterator[None]:
 
 
 @contextmanager
+def open_app(*, migrated: bool = True) -> Iterator[App]:
+    """The app's parts from the settings (the database refused unless at the latest schema when
+    `migrated`); inside `reported_errors`."""
+    with reported_errors(), bootstrap(migrated=migrated) as app:
+        yield app
+
+
+@contextmanager
 def open_database(*, migrated: bool = True) -> Iterator[tuple[Database, Settings]]:
-    """The database of `KHQRPAY_DATABASE_URL` (refused unless at the latest schema when
-    `migrated`), with the settings; inside `reported_errors`."""
-    with reported_errors():
-        settings = load_settings()
-        database = Database.from_url(settings.database_url)
-        try:
-            if migrated:
-                migrate.require_current(database)
-            yield database, settings
-        finally:
-            database.dispose()
+    with open_app(migrated=migrated) as app:
+        yield app.database, app.settings

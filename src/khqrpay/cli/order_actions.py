@@ -6,17 +6,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
 
-from khqrpay.bakong import BakongClient, BakongError, Paid, Transaction
-from khqrpay.cli.common import amount, iso, open_database, print_json
-from khqrpay.clock import SystemClock
-from khqrpay.db import Database
+from khqrpay.bakong import BakongError, Paid, Transaction
+from khqrpay.bootstrap import App
+from khqrpay.cli.common import amount, iso, open_app, print_json
 from khqrpay.orders.model import Evidence, VerificationAttempt, validate_actor
+from khqrpay.services.checking import CheckRecord
 from khqrpay.services.completion import CompletionResult
 from khqrpay.services.manual import (
     ManualActions,
@@ -25,9 +24,6 @@ from khqrpay.services.manual import (
     QrStatus,
     VerifyResult,
 )
-from khqrpay.services.verification import CheckRecord, Verifier
-from khqrpay.settings import Settings
-from khqrpay.worker import new_worker_id
 
 _T = TypeVar("_T")
 
@@ -42,27 +38,13 @@ def _actor(staff: str | None) -> str:
     return validate_actor("cli" if staff is None else f"staff:{staff.strip()}")
 
 
-@asynccontextmanager
-async def _manual_actions(database: Database, settings: Settings) -> AsyncIterator[ManualActions]:
-    clock = SystemClock()
-    async with BakongClient(settings=settings, clock=clock) as client:
-        verifier = Verifier(
-            database=database,
-            client=client,
-            settings=settings,
-            clock=clock,
-            worker_id=new_worker_id(),
-        )
-        yield ManualActions(database=database, client=client, verifier=verifier, clock=clock)
-
-
 def _run(action: Callable[[ManualActions], Awaitable[_T]]) -> _T:
-    async def main(database: Database, settings: Settings) -> _T:
-        async with _manual_actions(database, settings) as actions:
-            return await action(actions)
+    async def main(app: App) -> _T:
+        async with app.bakong() as bakong:
+            return await action(bakong.staff)
 
-    with open_database() as (database, settings):
-        return asyncio.run(main(database, settings))
+    with open_app() as app:
+        return asyncio.run(main(app))
 
 
 def verify(order_id: OrderId, staff: Staff = None) -> None:

@@ -10,13 +10,9 @@ from typing import Annotated
 import typer
 from prometheus_client import start_http_server
 
-from khqrpay.bakong import BakongClient
-from khqrpay.cli.common import open_database
-from khqrpay.clock import SystemClock
-from khqrpay.db import Database
-from khqrpay.events import create_event_bus
+from khqrpay.bootstrap import App
+from khqrpay.cli.common import open_app
 from khqrpay.logging import configure_logging, get_logger
-from khqrpay.settings import Settings
 from khqrpay.worker import Worker
 
 _log = get_logger(__name__)
@@ -35,29 +31,24 @@ def run(
 ) -> None:
     """Run the payment verifier worker."""
     configure_logging(log_level, json_output=json_logs)
-    with open_database() as (database, settings):
-        asyncio.run(_serve(database, settings, metrics_port=metrics_port, once=once))
+    with open_app() as app:
+        asyncio.run(_serve(app, metrics_port=metrics_port, once=once))
 
 
-async def _serve(
-    database: Database, settings: Settings, *, metrics_port: int | None, once: bool
-) -> None:
+async def _serve(app: App, *, metrics_port: int | None, once: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     metrics_server = None
     if metrics_port is not None:
-        metrics_server, _thread = start_http_server(metrics_port, addr=settings.worker_metrics_host)
-        _log.info("metrics served", host=settings.worker_metrics_host, port=metrics_port)
-    bus = create_event_bus(settings.database_url)
-    clock = SystemClock()
+        host = app.settings.worker_metrics_host
+        metrics_server, _thread = start_http_server(metrics_port, addr=host)
+        _log.info("metrics served", host=host, port=metrics_port)
+    bus = app.event_bus()
     try:
-        async with BakongClient(settings=settings, clock=clock) as client:
-            worker = Worker(
-                settings=settings, database=database, client=client, bus=bus, clock=clock
-            )
-            await worker.run(stop, once=once)
+        async with app.bakong() as bakong:
+            await Worker(app=app, bakong=bakong, bus=bus).run(stop, once=once)
     finally:
         await bus.aclose()
         if metrics_server is not None:

@@ -86,7 +86,7 @@ class AttemptOutcome(enum.StrEnum):
 
 
 class Topic(enum.StrEnum):
-    """Outbox topics this part writes (the verifier adds its own, e.g. `bakong.unauthorized`)."""
+    """Every outbox topic."""
 
     ORDER_CREATED = "order.created"
     ORDER_QR_CREATED = "order.qr_created"
@@ -96,6 +96,8 @@ class Topic(enum.StrEnum):
     # A transfer found for one order's QR is recorded for another order (see Action.CONFLICT);
     # used when the conflict neither changes the order's status nor flags a refund.
     ORDER_PAYMENT_CONFLICT = "order.payment_conflict"
+    # Bakong refused the token: every check stops until it is renewed (no order).
+    BAKONG_UNAUTHORIZED = "bakong.unauthorized"
 
 
 _ACTOR = re.compile(r"^(cli|system|customer|worker:[\w.@:-]{1,56}|staff:[\w .@-]{1,56})$")

@@ -25,8 +25,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from khqrpay.settings import Settings
-
 # Bakong's md5-list endpoint takes at most 50 md5s a call.
 MD5_LIST_LIMIT = 50
 
@@ -79,15 +77,11 @@ class Candidate(Generic[PaymentId]):
             raise ValueError("earliest_check_ms must not be after next_check_ms")
 
 
-def _seconds_to_ms(seconds: float) -> int:
-    return round(seconds * 1000)
-
-
 @dataclass(frozen=True, slots=True)
 class SchedulePolicy:
     """The schedule's figures in integer milliseconds (age factor and early fraction are ratios).
 
-    Built from `Settings` (`from_settings`), which holds the defaults and documents each figure.
+    Built by `Settings.schedule_policy()`; the settings hold the defaults and document each figure.
     """
 
     initial_delay_ms: int
@@ -116,21 +110,6 @@ class SchedulePolicy:
             raise ValueError("age_factor must be a positive number")
         if not (math.isfinite(self.early_fraction) and 0 <= self.early_fraction < 1):
             raise ValueError("early_fraction must be in [0, 1)")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SchedulePolicy:
-        return cls(
-            initial_delay_ms=_seconds_to_ms(settings.schedule_initial_delay_s),
-            fast_interval_ms=_seconds_to_ms(settings.schedule_fast_interval_s),
-            fresh_window_ms=_seconds_to_ms(settings.schedule_fresh_window_s),
-            hot_window_ms=_seconds_to_ms(settings.schedule_hot_window_s),
-            age_factor=settings.schedule_age_factor,
-            max_interval_ms=_seconds_to_ms(settings.schedule_max_interval_s),
-            payment_window_ms=_seconds_to_ms(settings.payment_window_s),
-            final_grace_ms=_seconds_to_ms(settings.schedule_final_grace_s),
-            early_fraction=settings.schedule_early_fraction,
-            error_backoff_max_ms=_seconds_to_ms(settings.schedule_error_backoff_max_s),
-        )
 
     def window_end_ms(self, created_ms: int) -> int:
         """When a payment created at `created_ms` stops being payable (the QR's tag 99 expiry)."""

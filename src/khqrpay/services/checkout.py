@@ -93,7 +93,7 @@ def create_order(
     total = sum((line.total for line in priced[1:]), start=priced[0].total)
     if total.minor == 0:
         raise OrderError("an order paid by KHQR must cost something")
-    policy = SchedulePolicy.from_settings(settings)
+    policy = settings.schedule_policy()
     now_ms = clock.now_ms()
     order = uow.orders.add(
         public_token=secrets.token_urlsafe(TOKEN_BYTES),
@@ -137,7 +137,7 @@ def new_qr_for_order(
         raise OrderError(f"order {order_id} already has {MAX_QRS_PER_ORDER} payment codes")
     # The creation time is inside the QR: one millisecond later than the newest keeps md5s unique.
     created_ms = max([now_ms, *(payment.created_ms + 1 for payment in existing)])
-    policy = SchedulePolicy.from_settings(settings)
+    policy = settings.schedule_policy()
     payment = _issue_qr(uow, order, settings, policy, created_ms=created_ms)
     uow.audit.append(
         order_id=order.id,

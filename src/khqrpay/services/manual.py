@@ -1,20 +1,22 @@
 """Actions on one order: Verify Instantly, Check Payment Status and Mark as Paid (staff), and
 watching an order (a customer on the payment or order page, or pressing "I have paid").
 
-Verify Instantly uses the verifier's own check → apply path; Mark as Paid checks a given hash with
-Bakong before recording anything. Both complete an order only through the completion function,
-and neither holds a transaction open across a Bakong call. Check Payment Status writes nothing.
+Verify Instantly uses the one check → apply path (`PaymentChecker`); Mark as Paid checks a given
+hash with Bakong before recording anything. Both complete an order only through the completion
+function, and neither holds a transaction open across a Bakong call. Check Payment Status writes
+nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 
-from khqrpay.bakong import BadResponse, BakongClient, BakongError, CheckResult, Paid
+from khqrpay.bakong import BakongError, CheckResult, Paid
+from khqrpay.bakong.port import BakongPort
 from khqrpay.clock import Clock
 from khqrpay.db import Database
+from khqrpay.hashes import FULL_HASH, SHORT_HASH
 from khqrpay.orders.model import (
     Action,
     AttemptOutcome,
@@ -30,19 +32,16 @@ from khqrpay.orders.model import (
     validate_actor,
 )
 from khqrpay.orders.schedule import SchedulePolicy
-from khqrpay.services.completion import CompletionResult, record_payment
-from khqrpay.services.verification import (
-    CheckRecord,
-    CheckTarget,
-    Verifier,
+from khqrpay.services.bakong_answers import (
     describe_answer,
     evidence_of,
+    missing_from_list,
     outcome_of,
 )
+from khqrpay.services.checking import CheckRecord, CheckTarget, PaymentChecker
+from khqrpay.services.completion import CompletionResult, record_payment
 
 RECENT_ATTEMPTS = 20
-_FULL_HASH = re.compile(r"^[0-9a-f]{64}$")
-_SHORT_HASH = re.compile(r"^[0-9a-f]{8}$")
 
 
 class ActionRefused(OrderError):
@@ -84,14 +83,14 @@ class MarkPaidResult:
 
 
 class ManualActions:
-    """The staff actions; `verifier` gives Verify Instantly the worker's check → apply path."""
+    """The staff actions; `checker` gives Verify Instantly the one check → apply path."""
 
     def __init__(
-        self, *, database: Database, client: BakongClient, verifier: Verifier, clock: Clock
+        self, *, database: Database, client: BakongPort, checker: PaymentChecker, clock: Clock
     ) -> None:
         self._database = database
         self._client = client
-        self._verifier = verifier
+        self._checker = checker
         self._clock = clock
 
     async def verify_instantly(self, order_id: int, *, actor: str) -> VerifyResult:
@@ -99,11 +98,11 @@ class ManualActions:
         validate_actor(actor)
         before, payments = await asyncio.to_thread(self._order_and_payments, order_id)
         pending = [CheckTarget.of(p) for p in payments if p.status is PaymentStatus.PENDING]
-        checks = await self._verifier.check_and_apply(
+        run = await self._checker.check_and_apply(
             pending, source=EvidenceSource.VERIFY_INSTANTLY, actor=actor
         )
         after, _ = await asyncio.to_thread(self._order_and_payments, order_id)
-        return VerifyResult(order_id, before.status, after.status, tuple(checks))
+        return VerifyResult(order_id, before.status, after.status, run.records)
 
     async def check_status(self, order_id: int) -> PaymentStatusReport:
         """What Bakong says now about each QR of the order, and the recent attempts. Read-only:
@@ -115,10 +114,9 @@ class ManualActions:
                 answers = await self._client.check_md5_list([p.md5 for p in payments])
             except BakongError as error:
                 answers = {p.md5.lower(): error for p in payments}
-        missing = BadResponse("the answer left this QR out")
         qrs = []
         for payment in payments:
-            answer = answers.get(payment.md5.lower(), missing)
+            answer = answers.get(payment.md5.lower()) or missing_from_list(payment.md5)
             qrs.append(QrStatus(payment, outcome_of(answer), describe_answer(answer), answer))
         return PaymentStatusReport(order, tuple(qrs), tuple(attempts))
 
@@ -143,14 +141,14 @@ class ManualActions:
         return MarkPaidResult(result, evidence)
 
     async def _confirmed_evidence(self, order_id: int, given: str) -> Evidence:
-        if not (_FULL_HASH.match(given) or _SHORT_HASH.match(given)):
+        if not (FULL_HASH.match(given) or SHORT_HASH.match(given)):
             raise ActionRefused(
                 "a Bakong hash is 64 hexadecimal characters, or its first 8 (the short hash)"
             )
         order, payments = await asyncio.to_thread(self._order_and_payments, order_id)
         accounts = frozenset(p.to_account for p in payments)
         try:
-            if _FULL_HASH.match(given):
+            if FULL_HASH.match(given):
                 answer = await self._client.check_hash(given)
             else:
                 answer = await self._client.check_short_hash(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from khqrpay.db import UnitOfWork
+from khqrpay.db import Database, UnitOfWork
 from khqrpay.orders.model import (
     AuditEntry,
     KhqrPayment,
@@ -44,3 +45,11 @@ def order_by_token(uow: UnitOfWork, public_token: str) -> Order:
 def list_orders(uow: UnitOfWork, status: OrderStatus | None = None) -> list[Order]:
     """Orders, newest first, optionally only those with one status."""
     return uow.orders.find(status)
+
+
+def pending_payments_by_age(
+    database: Database, *, now_ms: int, bands: Sequence[tuple[str, int]]
+) -> dict[str, int]:
+    """How many QRs are still pending in each age band (see `uow.payments.count_pending_by_age`)."""
+    with database.read() as uow:
+        return uow.payments.count_pending_by_age(now_ms=now_ms, bands=bands)

@@ -17,16 +17,14 @@ import socket
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from khqrpay.bakong import BakongClient
-from khqrpay.clock import Clock
-from khqrpay.db import Database
+from khqrpay.bootstrap import App, BakongServices
 from khqrpay.events import EventBus
 from khqrpay.logging import get_logger
 from khqrpay.orders.model import AttemptOutcome
 from khqrpay.services.expiry import sweep_expired_orders
+from khqrpay.services.orders import pending_payments_by_age
 from khqrpay.services.outbox import RELAY_BATCH, relay_outbox
-from khqrpay.services.verification import CycleReport, Verifier, pending_payments_by_age
-from khqrpay.settings import Settings
+from khqrpay.services.verification import CycleReport
 from khqrpay.worker import metrics
 
 _log = get_logger(__name__)
@@ -65,28 +63,15 @@ class Worker:
     """The verifier, the expiry sweep and the outbox relay on one loop."""
 
     def __init__(
-        self,
-        *,
-        settings: Settings,
-        database: Database,
-        client: BakongClient,
-        bus: EventBus,
-        clock: Clock,
-        worker_id: str | None = None,
+        self, *, app: App, bakong: BakongServices, bus: EventBus, worker_id: str | None = None
     ) -> None:
         self.worker_id = worker_id or new_worker_id()
-        self._settings = settings
-        self._database = database
+        self._settings = app.settings
+        self._database = app.database
         self._bus = bus
-        self._clock = clock
-        self.verifier = Verifier(
-            database=database,
-            client=client,
-            settings=settings,
-            clock=clock,
-            worker_id=self.worker_id,
-        )
-        self._sweep_interval_ms = round(settings.worker_sweep_interval_s * 1000)
+        self._clock = app.clock
+        self.verifier = app.verifier(bakong, worker_id=self.worker_id)
+        self._sweep_interval_ms = round(app.settings.worker_sweep_interval_s * 1000)
         self._next_sweep_ms = 0
 
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:

@@ -1,0 +1,31 @@
+"""The port the services depend on: what they ask of Bakong, as a Protocol.
+
+`BakongClient` (httpx, the real API or the simulator over HTTP) implements it; fast service tests
+may use a fake. Answers and errors are the typed values of `khqrpay.bakong.outcomes` and
+`khqrpay.bakong.errors`: no error is ever a "not paid".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Protocol
+
+from khqrpay.bakong.errors import BakongError
+from khqrpay.bakong.outcomes import AccountStatus, CheckResult
+from khqrpay.money import Currency
+
+
+class BakongPort(Protocol):
+    async def check_md5_list(self, md5s: Iterable[str]) -> dict[str, CheckResult | BakongError]:
+        """Each md5's answer (lower-case keys), or the error for that md5; raises BakongError
+        when the whole call failed."""
+        ...
+
+    async def check_hash(self, tx_hash: str) -> CheckResult: ...
+
+    async def check_short_hash(
+        self, short_hash: str, amount: Decimal, currency: Currency
+    ) -> CheckResult: ...
+
+    async def check_account(self, account_id: str) -> AccountStatus: ...

@@ -1,0 +1,449 @@
+"""Check QRs with Bakong and apply the answers: the one check → apply path.
+
+Stateless and claim-free: given QRs, ask Bakong (md5-list calls, outside any transaction), then
+apply each answer. Paid → the completion function, one transaction per payment. Not paid → the
+next check of the schedule; after the final check the QR expires, and an order left without a
+pending QR expires too. An error → back off per its kind; an error never completes or expires
+anything. Unauthorized raises an alert (error log + `bakong.unauthorized` outbox event). Every
+attempt is recorded and logged.
+
+The verifier loop (leased claims), Verify Instantly, and later the web app all call it. What is
+not its own (leases, pausing Bakong calls, cadence) belongs to the caller: a run reports until
+when Bakong asked not to be called (`CheckRun.pause_until_ms`) and the caller decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from khqrpay.bakong import BakongError, CircuitOpen, Paid, RateLimited, Transaction, Unauthorized
+from khqrpay.bakong.port import BakongPort
+from khqrpay.clock import Clock
+from khqrpay.db import Database, UnitOfWork
+from khqrpay.db.retry import run_retried
+from khqrpay.logging import get_logger
+from khqrpay.orders.model import (
+    Action,
+    AttemptOutcome,
+    Evidence,
+    EvidenceSource,
+    KhqrPayment,
+    Topic,
+    VerificationAttempt,
+    validate_actor,
+)
+from khqrpay.orders.schedule import MD5_LIST_LIMIT, NextCheck, SchedulePolicy
+from khqrpay.services.bakong_answers import (
+    Answer,
+    describe_answer,
+    error_kind,
+    evidence_of,
+    missing_from_list,
+    outcome_of,
+    usable,
+)
+from khqrpay.services.completion import CompletionResult, HashRecordedMeanwhile, record_payment
+from khqrpay.services.expiry import expire_order_if_unpaid
+from khqrpay.settings import Settings
+
+_log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckTarget:
+    """What checking one QR and applying the answer needs to know about it."""
+
+    payment_id: int
+    order_id: int
+    md5: str
+    created_ms: int
+    expires_ms: int
+    hot_until_ms: int | None
+    consecutive_errors: int
+
+    @classmethod
+    def of(cls, payment: KhqrPayment) -> CheckTarget:
+        return cls(
+            payment_id=payment.id,
+            order_id=payment.order_id,
+            md5=payment.md5,
+            created_ms=payment.created_ms,
+            expires_ms=payment.expires_ms,
+            hot_until_ms=payment.hot_until_ms,
+            consecutive_errors=payment.consecutive_errors,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRecord:
+    """One check of one QR and what was done with the answer."""
+
+    target: CheckTarget
+    at_ms: int
+    outcome: AttemptOutcome
+    detail: str | None
+    latency_ms: int
+    transaction: Transaction | None = None
+    completion: CompletionResult | None = None
+    next_check_ms: int | None = None
+    payment_expired: bool = False
+    order_expired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedQr:
+    """Bakong's answer for one QR, before it is applied."""
+
+    target: CheckTarget
+    answer: Answer
+    latency_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRun:
+    """The records of one check → apply run, and until when Bakong should not be called
+    (rate limited, circuit open, token refused); 0 when nothing asked for a pause."""
+
+    records: tuple[CheckRecord, ...]
+    pause_until_ms: int = 0
+
+
+class PaymentChecker:
+    """Asks Bakong about QRs and applies the answers. Holds no state between calls."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        bakong: BakongPort,
+        policy: SchedulePolicy,
+        clock: Clock,
+        attempts_kept: int,
+        unauthorized_pause_ms: int,
+    ) -> None:
+        self._database = database
+        self._bakong = bakong
+        self._policy = policy
+        self._clock = clock
+        self._attempts_kept = attempts_kept
+        self._unauthorized_pause_ms = unauthorized_pause_ms
+
+    @classmethod
+    def configured(
+        cls, database: Database, bakong: BakongPort, settings: Settings, clock: Clock
+    ) -> PaymentChecker:
+        """The checker with the deployment's schedule and limits."""
+        return cls(
+            database=database,
+            bakong=bakong,
+            policy=settings.schedule_policy(),
+            clock=clock,
+            attempts_kept=settings.attempts_kept_per_payment,
+            unauthorized_pause_ms=round(settings.worker_unauthorized_pause_s * 1000),
+        )
+
+    @property
+    def policy(self) -> SchedulePolicy:
+        return self._policy
+
+    async def check_and_apply(
+        self, targets: Sequence[CheckTarget], *, source: EvidenceSource, actor: str
+    ) -> CheckRun:
+        """Check these QRs now and apply the answers (no leases: Verify Instantly)."""
+        validate_actor(actor)
+        batches = [
+            tuple(targets[i : i + MD5_LIST_LIMIT]) for i in range(0, len(targets), MD5_LIST_LIMIT)
+        ]
+        checked = await self.ask(batches, abandon=None)
+        assert checked is not None  # only an abandon event gives None
+        return await self.apply(checked, source=source, actor=actor)
+
+    async def ask(
+        self, batches: Sequence[Sequence[CheckTarget]], *, abandon: asyncio.Event | None
+    ) -> list[CheckedQr] | None:
+        """One md5-list call per batch, concurrently. None if `abandon` was set first (the calls
+        are then cancelled)."""
+        asking = asyncio.ensure_future(asyncio.gather(*(self._ask(batch) for batch in batches)))
+        if abandon is not None:
+            abandoned = asyncio.ensure_future(abandon.wait())
+            waited: set[asyncio.Future[Any]] = {asking, abandoned}
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+            abandoned.cancel()
+            if not asking.done():
+                asking.cancel()
+                await asyncio.gather(asking, return_exceptions=True)
+                return None
+        return [checked for batch in await asking for checked in batch]
+
+    async def _ask(self, batch: Sequence[CheckTarget]) -> list[CheckedQr]:
+        started = time.perf_counter()
+        answers: dict[str, Answer]
+        try:
+            answers = await self._bakong.check_md5_list([target.md5 for target in batch])
+        except BakongError as error:
+            answers = {target.md5.lower(): error for target in batch}
+        latency_ms = round((time.perf_counter() - started) * 1000)
+        return [
+            CheckedQr(
+                target, answers.get(target.md5.lower(), missing_from_list(target.md5)), latency_ms
+            )
+            for target in batch
+        ]
+
+    async def apply(
+        self,
+        checked: Sequence[CheckedQr],
+        *,
+        source: EvidenceSource,
+        actor: str,
+        lease_owner: str | None = None,
+    ) -> CheckRun:
+        """Apply the answers: completions, then one transaction rescheduling the rest and
+        recording every attempt, then expiries. `lease_owner`: the claims to release."""
+        application = _Application(
+            database=self._database,
+            policy=self._policy,
+            attempts_kept=self._attempts_kept,
+            unauthorized_pause_ms=self._unauthorized_pause_ms,
+            source=source,
+            actor=actor,
+            lease_owner=lease_owner,
+            now_ms=self._clock.now_ms(),
+        )
+        return await asyncio.to_thread(application.run, checked)
+
+
+@dataclass(slots=True)
+class _Application:
+    """One `PaymentChecker.apply` call, run in a worker thread."""
+
+    database: Database
+    policy: SchedulePolicy
+    attempts_kept: int
+    unauthorized_pause_ms: int
+    source: EvidenceSource
+    actor: str
+    lease_owner: str | None
+    now_ms: int
+    pause_until_ms: int = 0
+
+    def run(self, checked: Sequence[CheckedQr]) -> CheckRun:
+        completed: list[CheckRecord] = []
+        rest: list[CheckedQr] = []
+        for item in map(usable, checked):
+            record = self._complete(item) if isinstance(item.answer, Paid) else None
+            if record is None:
+                rest.append(item)
+            else:
+                completed.append(record)
+        scheduled = run_retried(partial(self._schedule, rest, completed))
+        records = (
+            *completed,
+            *(self._expire_order(r) if r.payment_expired else r for r in scheduled),
+        )
+        for record in records:
+            self._log_attempt(record)
+        return CheckRun(records, self.pause_until_ms)
+
+    def _complete(self, item: CheckedQr) -> CheckRecord | None:
+        """A Paid answer through the completion function; None when it could not be recorded
+        (then the QR stays pending and is checked again on its schedule)."""
+        assert isinstance(item.answer, Paid)
+        transaction, target = item.answer.transaction, item.target
+        record = partial(self._record, target, evidence_of(transaction))
+        try:
+            result = run_retried(record, also=(HashRecordedMeanwhile,))
+        except (DBAPIError, HashRecordedMeanwhile) as exc:
+            _log.error("recording a payment failed", payment_id=target.payment_id, error=str(exc))
+            return None
+        if result.action is Action.REFUSED:
+            _log.error(
+                "bakong payment not recorded",
+                payment_id=target.payment_id,
+                order_id=target.order_id,
+                reason=result.reason,
+            )
+            return None
+        if result.action is Action.CONFLICT:
+            # Recorded (the QR is paid, both orders flagged), but people must sort it out.
+            _log.error(
+                "bakong payment already recorded for another order: both orders flagged",
+                payment_id=target.payment_id,
+                order_id=target.order_id,
+                recorded_order_id=result.other_order_id,
+                reason=result.reason,
+            )
+        return CheckRecord(
+            target,
+            self.now_ms,
+            AttemptOutcome.PAID,
+            f"hash {transaction.short_hash}: {result.action.value}",
+            item.latency_ms,
+            transaction=transaction,
+            completion=result,
+        )
+
+    def _record(self, target: CheckTarget, evidence: Evidence) -> CompletionResult:
+        with self.database.write() as uow:
+            return record_payment(
+                uow,
+                order_id=target.order_id,
+                evidence=evidence,
+                source=self.source,
+                actor=self.actor,
+                now_ms=self.now_ms,
+                payment_id=target.payment_id,
+            )
+
+    def _schedule(
+        self, rest: Sequence[CheckedQr], completed: Sequence[CheckRecord]
+    ) -> list[CheckRecord]:
+        """One transaction: reschedule, back off or expire every QR not recorded paid, record
+        all attempts, and raise the alert if Bakong refused the token."""
+        with self.database.write() as uow:
+            # In id order, so two transactions touching the same rows never deadlock.
+            records = [
+                self._reschedule(uow, item)
+                for item in sorted(rest, key=lambda i: i.target.payment_id)
+            ]
+            if completed:
+                uow.payments.count_found_checks(
+                    [record.target.payment_id for record in completed], checked_ms=self.now_ms
+                )
+            uow.attempts.record_batch(
+                [
+                    VerificationAttempt(
+                        payment_id=record.target.payment_id,
+                        order_id=record.target.order_id,
+                        at_ms=record.at_ms,
+                        source=self.source,
+                        outcome=record.outcome,
+                        latency_ms=record.latency_ms,
+                        detail=record.detail,
+                    )
+                    for record in [*completed, *records]
+                ],
+                keep=self.attempts_kept,
+            )
+            refused = next((i.answer for i in rest if isinstance(i.answer, Unauthorized)), None)
+            if refused is not None:
+                self._alert_unauthorized(uow, refused)
+        return records
+
+    def _reschedule(self, uow: UnitOfWork, item: CheckedQr) -> CheckRecord:
+        target, answer, policy = item.target, item.answer, self.policy
+        next_check_ms: int | None
+        next_check: NextCheck | None
+        if isinstance(answer, BakongError):
+            next_check_ms = self._back_off(target, answer)
+            # A retry repeats the failed check: never early. None: the schedule stays as it is.
+            next_check = (
+                None
+                if next_check_ms is None
+                else NextCheck(next_check_ms, next_check_ms, target.consecutive_errors + 1)
+            )
+        else:
+            # An answer, not an error (a Paid that could not be recorded counts as not paid here:
+            # it is asked again on schedule). None: that was the final check.
+            next_check_ms = policy.next_check_ms(
+                created_ms=target.created_ms,
+                now_ms=self.now_ms,
+                hot_until_ms=target.hot_until_ms,
+                window_end_ms=target.expires_ms,
+            )
+            earliest_check_ms = (
+                None
+                if next_check_ms is None
+                else policy.earliest_check_ms(
+                    checked_ms=self.now_ms,
+                    next_check_ms=next_check_ms,
+                    window_end_ms=target.expires_ms,
+                )
+            )
+            next_check = NextCheck(next_check_ms, earliest_check_ms, consecutive_errors=0)
+        changed = uow.payments.record_check(
+            target.payment_id,
+            checked_ms=self.now_ms,
+            outcome=outcome_of(answer),
+            next_check=next_check,
+            lease_owner=self.lease_owner,
+        )
+        return CheckRecord(
+            target,
+            self.now_ms,
+            outcome_of(answer),
+            describe_answer(answer),
+            item.latency_ms,
+            next_check_ms=next_check_ms,
+            payment_expired=changed and next_check is not None and next_check.final,
+        )
+
+    def _back_off(self, target: CheckTarget, error: BakongError) -> int | None:
+        """The next check after an error, or None to leave the payment due (token refused: the
+        caller pauses every call instead). Errors about Bakong as a whole also ask for a pause."""
+        retry_after_s = error.retry_after_s if isinstance(error, RateLimited) else None
+        backoff_ms = self.policy.error_backoff_ms(
+            error_kind(error),
+            consecutive_errors=target.consecutive_errors + 1,
+            retry_after_s=retry_after_s,
+        )
+        if backoff_ms is None:
+            return None
+        if retry_after_s is not None:
+            self._pause_until(self.now_ms + backoff_ms)
+        if isinstance(error, CircuitOpen):
+            self._pause_until(self.now_ms + round(error.retry_in_s * 1000))
+        return self.now_ms + backoff_ms
+
+    def _pause_until(self, until_ms: int) -> None:
+        self.pause_until_ms = max(self.pause_until_ms, until_ms)
+
+    def _alert_unauthorized(self, uow: UnitOfWork, error: Unauthorized) -> None:
+        """A token problem must be loud: an error log and an outbox event, and no more calls for
+        a while (each later probe that is refused alerts again)."""
+        self._pause_until(self.now_ms + self.unauthorized_pause_ms)
+        _log.error(
+            "bakong refused the token: payment checks stopped",
+            error=str(error),
+            source=self.source.value,
+            paused_until_ms=self.pause_until_ms,
+            action="renew the Bakong token (KHQRPAY_BAKONG_TOKEN) and restart the worker",
+        )
+        uow.outbox.add(
+            topic=Topic.BAKONG_UNAUTHORIZED,
+            order_id=None,
+            payload={"at_ms": self.now_ms, "error": str(error), "worker": self.actor},
+            now_ms=self.now_ms,
+        )
+
+    def _expire_order(self, record: CheckRecord) -> CheckRecord:
+        def expire() -> bool:
+            with self.database.write() as uow:
+                return expire_order_if_unpaid(
+                    uow, record.target.order_id, actor=self.actor, now_ms=self.now_ms
+                )
+
+        return replace(record, order_expired=run_retried(expire))
+
+    def _log_attempt(self, record: CheckRecord) -> None:
+        _log.info(
+            "payment checked",
+            payment_id=record.target.payment_id,
+            order_id=record.target.order_id,
+            md5=record.target.md5[:8],
+            source=self.source.value,
+            outcome=record.outcome.value,
+            latency_ms=record.latency_ms,
+            detail=record.detail,
+            action=None if record.completion is None else record.completion.action.value,
+            next_check_ms=record.next_check_ms,
+            payment_expired=record.payment_expired,
+            order_expired=record.order_expired,
+        )
