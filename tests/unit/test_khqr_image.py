@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import xml.etree.ElementTree as ElementTree
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import segno
-from PIL import Image
+from PIL import Image, ImageFont, features
 
 from khqrpay.khqr import KHQRDecodeError, KHQRInput, decode, encode
 from khqrpay.khqr import image as khqr_image
@@ -118,17 +119,25 @@ def test_a_static_card_shows_the_currency_without_an_amount() -> None:
     assert "KHR" in ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
 
 
-def test_a_khmer_name_falls_back_to_one_the_machine_can_draw(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(khqr_image, "_khmer_font", lambda size: None)
-    decoded = decode(STATIC_KHMER)
-    name, _ = khqr_image._drawable_name(decoded, 30)
-    assert name == "jonhsmith@nbcq"
-    latin_and_khmer = encode(
-        KHQRInput("coffee@devb", "ហាងកាហ្វេ", language_preference="en", merchant_name_alt="Coffee"),
-        now_ms=NOW_MS,
-    ).qr
-    assert khqr_image._drawable_name(decode(latin_and_khmer), 30)[0] == "Coffee"
+def test_a_khmer_name_is_drawn_with_the_packaged_khmer_font_and_shaped() -> None:
+    name, font = khqr_image._drawable_name(decode(STATIC_KHMER), 30)
+    assert name == "ហាងកាហ្វេ ភ្នំពេញ"
+    assert isinstance(font, ImageFont.FreeTypeFont)
+    assert Path(str(font.path)) == khqr_image.KHMER_FONT_FILE
+    # Shaped: the subscript consonant (្ព) is placed under its base, so the shaped run is
+    # narrower than its characters drawn one by one.
+    assert features.check("raqm")
+    one_by_one = sum(font.getlength(character) for character in "ភ្នំ")
+    assert font.getlength("ភ្នំ") < one_by_one
     picture = Image.open(io.BytesIO(card_png(STATIC_KHMER)))
     assert picture.size == (640, 928)
+
+
+def test_a_name_in_a_script_without_a_font_falls_back_to_one_that_can_be_drawn() -> None:
+    latin_alternative = encode(
+        KHQRInput("coffee@devb", "咖啡店", language_preference="en", merchant_name_alt="Coffee"),
+        now_ms=NOW_MS,
+    ).qr
+    assert khqr_image._drawable_name(decode(latin_alternative), 30)[0] == "Coffee"
+    no_alternative = encode(KHQRInput("coffee@devb", "咖啡店"), now_ms=NOW_MS).qr
+    assert khqr_image._drawable_name(decode(no_alternative), 30)[0] == "coffee@devb"

@@ -1,9 +1,11 @@
 """Draw a KHQR: the bare QR code, or a payment card in the style banks use. Bytes out, no files.
 
 The card: a red header band with "KHQR", the merchant name, the amount and currency, a dashed
-separator and the code. SVG text is laid out by the viewer, which has the fonts for Khmer. For PNG,
-Pillow needs a font with the glyphs (and libraqm to shape Khmer); when the machine has none, the
-card shows the first name it can draw (tag 59, the alternate-language name, the account id).
+separator and the code. SVG text is laid out by the viewer (the web app serves it the same Noto
+fonts). For PNG, Pillow draws with Noto Sans and Noto Sans Khmer, installed with khqrpay as Python
+packages (never a font the machine may lack), and shapes Khmer with libraqm (bundled in Pillow's
+wheels). A name in a script neither font has falls back to the first name that can be drawn (tag
+59, the alternate-language name, the account id).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import fontpkg_noto_sans
+import fontpkg_noto_sans_khmer
 import segno
 from PIL import Image, ImageDraw, ImageFont, features
 
@@ -47,10 +51,9 @@ _CURRENCY_SIZE = 14
 _TITLE_SIZE = 24
 _SVG_FONTS = "'Noto Sans Khmer', 'Khmer OS', 'DejaVu Sans', Arial, sans-serif"
 
-_FONT_DIRECTORIES = ("/usr/share/fonts", "/usr/local/share/fonts", "/Library/Fonts")
-_LATIN_FONTS = ("DejaVuSans.ttf", "LiberationSans-Regular.ttf", "Arial.ttf")
-_LATIN_BOLD_FONTS = ("DejaVuSans-Bold.ttf", "LiberationSans-Bold.ttf", "Arial Bold.ttf")
-_KHMER_FONTS = ("NotoSansKhmer-Regular.ttf", "KhmerOS.ttf", "KhmerOSsys.ttf", "Hanuman.ttf")
+# Variable fonts (weight and width axes), from the fontpkg packages.
+LATIN_FONT_FILE = fontpkg_noto_sans.ROOT / "files" / "NotoSans[wdth,wght].ttf"
+KHMER_FONT_FILE = fontpkg_noto_sans_khmer.ROOT / "files" / "NotoSansKhmer[wdth,wght].ttf"
 
 
 def qr_svg(qr: str, *, scale: int = 8) -> bytes:
@@ -240,7 +243,7 @@ def _drawable_name(
         if not name:
             continue
         for font in (_font(bold=False, size=size), _khmer_font(size)):
-            if font is not None and _can_draw(font, name):
+            if _can_draw(font, name):
                 return name, font
     return decoded.bakong_account_id, _font(bold=False, size=size)
 
@@ -266,33 +269,20 @@ def _glyph_image(font: ImageFont.FreeTypeFont, character: str) -> bytes:
 
 
 @lru_cache(maxsize=32)
-def _font(*, bold: bool, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """A Latin font from the machine, or Pillow's built-in one."""
-    path = _find_font(_LATIN_BOLD_FONTS if bold else _LATIN_FONTS)
-    if path is None:
-        return ImageFont.load_default(size=size)
-    return ImageFont.truetype(str(path), size)
+def _font(*, bold: bool, size: int) -> ImageFont.FreeTypeFont:
+    return _packaged_font(LATIN_FONT_FILE, size, bold=bold)
 
 
 @lru_cache(maxsize=32)
-def _khmer_font(size: int) -> ImageFont.FreeTypeFont | None:
-    path = _find_font(_KHMER_FONTS)
-    if path is None:
-        return None
+def _khmer_font(size: int) -> ImageFont.FreeTypeFont:
+    return _packaged_font(KHMER_FONT_FILE, size, bold=False)
+
+
+def _packaged_font(path: Path, size: int, *, bold: bool) -> ImageFont.FreeTypeFont:
     layout = ImageFont.Layout.RAQM if features.check("raqm") else ImageFont.Layout.BASIC
-    return ImageFont.truetype(str(path), size, layout_engine=layout)
-
-
-@lru_cache(maxsize=8)
-def _find_font(names: tuple[str, ...]) -> Path | None:
-    for name in names:
-        for directory in _FONT_DIRECTORIES:
-            root = Path(directory)
-            if root.is_dir():
-                found = next(root.rglob(name), None)
-                if found is not None:
-                    return found
-    return None
+    font = ImageFont.truetype(str(path), size, layout_engine=layout)
+    font.set_variation_by_name("Bold" if bold else "Regular")
+    return font
 
 
 def _header_path() -> str:
