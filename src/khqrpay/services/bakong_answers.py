@@ -6,19 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from khqrpay.bakong import (
-    BadResponse,
-    BakongError,
-    Blocked,
-    CheckResult,
-    Failed,
-    NotFound,
-    Paid,
-    RateLimited,
-    StaticQr,
-    Transaction,
-    Unauthorized,
-)
+from khqrpay.bakong.errors import BadResponse, BakongError, Blocked, RateLimited, Unauthorized
+from khqrpay.bakong.outcomes import CheckResult, Failed, NotFound, Paid, StaticQr, Transaction
 from khqrpay.logging import get_logger
 from khqrpay.orders.model import AttemptOutcome, Evidence, OrderError
 from khqrpay.orders.schedule import ErrorKind

@@ -23,7 +23,8 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from khqrpay.bakong import BakongError, CircuitOpen, Paid, RateLimited, Transaction, Unauthorized
+from khqrpay.bakong.errors import BakongError, CircuitOpen, RateLimited, Unauthorized
+from khqrpay.bakong.outcomes import Paid, Transaction
 from khqrpay.bakong.port import BakongPort
 from khqrpay.clock import Clock
 from khqrpay.db import Database, UnitOfWork

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from khqrpay.bakong import BakongError, CheckResult, Paid
+from khqrpay.bakong.errors import BakongError
+from khqrpay.bakong.outcomes import CheckResult, Paid
 from khqrpay.bakong.port import BakongPort
 from khqrpay.clock import Clock
 from khqrpay.db import Database
