@@ -1,0 +1,467 @@
+"""What entry points show: one pydantic model per answer, built from the services' results.
+
+The CLI prints them (`model_dump(mode="json")`) and the JSON API returns the same models, so an
+order, a QR or a piece of payment evidence looks the same everywhere. Amounts are strings with all
+of the currency's decimals (`"3.00"`, `"4000"`), never floats; times are ISO 8601 UTC with
+milliseconds (`"2026-11-26T00:00:00.000Z"`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+
+from khqrpay.bakong.errors import BakongError
+from khqrpay.bakong.outcomes import Paid, Transaction
+from khqrpay.clock import ms_to_datetime
+from khqrpay.money import Money
+from khqrpay.orders.model import (
+    AuditEntry,
+    Evidence,
+    KhqrPayment,
+    Order,
+    OrderLine,
+    Product,
+    RecordedEvidence,
+    VerificationAttempt,
+)
+from khqrpay.services.checking import CheckRecord
+from khqrpay.services.checkout import CreatedOrder
+from khqrpay.services.completion import CompletionResult
+from khqrpay.services.manual import MarkPaidResult, PaymentStatusReport, QrStatus, VerifyResult
+from khqrpay.services.orders import OrderDetails
+
+
+def iso_ms(moment: datetime) -> str:
+    """`2026-11-26T00:00:00.000Z`: UTC, milliseconds, a `Z`."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+Timestamp = Annotated[datetime, PlainSerializer(iso_ms, return_type=str)]
+
+
+def at(ms: int | None) -> datetime | None:
+    return None if ms is None else ms_to_datetime(ms)
+
+
+def amount(money: Money) -> str:
+    """An exact amount in the currency's usual unit, all its decimals written: `3.00`, `4000`."""
+    return f"{money.amount:.{money.currency.exponent}f}"
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    def json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class ProductView(Schema):
+    id: int
+    sku: str
+    name: str
+    price: str
+    currency: str
+    stock: int
+    active: bool
+
+    @classmethod
+    def of(cls, product: Product) -> ProductView:
+        return cls(
+            id=product.id,
+            sku=product.sku,
+            name=product.name,
+            price=amount(product.price),
+            currency=product.price.currency.value,
+            stock=product.stock,
+            active=product.active,
+        )
+
+
+class OrderSummary(Schema):
+    id: int
+    status: str
+    total: str
+    currency: str
+    created_at: Timestamp
+    expires_at: Timestamp
+    completed_at: Timestamp | None
+    review_reason: str | None
+    refund_flag: bool
+
+    @classmethod
+    def of(cls, order: Order) -> OrderSummary:
+        return cls(**_summary_fields(order))
+
+
+def _summary_fields(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "status": order.status.value,
+        "total": amount(order.total),
+        "currency": order.currency.value,
+        "created_at": ms_to_datetime(order.created_ms),
+        "expires_at": ms_to_datetime(order.window_end_ms),
+        "completed_at": at(order.completed_ms),
+        "review_reason": order.review_reason,
+        "refund_flag": order.refund_flag,
+    }
+
+
+class OrderLineView(Schema):
+    sku: str
+    name: str
+    unit_price: str
+    quantity: int
+    total: str
+
+    @classmethod
+    def of(cls, line: OrderLine) -> OrderLineView:
+        return cls(
+            sku=line.sku,
+            name=line.name,
+            unit_price=amount(line.unit_price),
+            quantity=line.quantity,
+            total=amount(line.total),
+        )
+
+
+class QrView(Schema):
+    """One dynamic KHQR of an order and where its checks stand."""
+
+    id: int
+    md5: str
+    qr: str
+    status: str
+    amount: str
+    to_account: str
+    created_at: Timestamp
+    expires_at: Timestamp
+    next_check_at: Timestamp | None
+    check_count: int
+    last_checked_at: Timestamp | None
+    last_outcome: str | None
+
+    @classmethod
+    def of(cls, payment: KhqrPayment) -> QrView:
+        return cls(
+            id=payment.id,
+            md5=payment.md5,
+            qr=payment.qr,
+            status=payment.status.value,
+            amount=amount(payment.amount),
+            to_account=payment.to_account,
+            created_at=ms_to_datetime(payment.created_ms),
+            expires_at=ms_to_datetime(payment.expires_ms),
+            next_check_at=at(payment.next_check_ms),
+            check_count=payment.check_count,
+            last_checked_at=at(payment.last_checked_ms),
+            last_outcome=None if payment.last_outcome is None else payment.last_outcome.value,
+        )
+
+
+class EvidenceView(Schema):
+    """A Bakong transfer as the engine records it: the one view of payment evidence."""
+
+    bakong_hash: str
+    short_hash: str
+    from_account: str | None
+    to_account: str
+    amount: str
+    currency: str
+    paid_at: Timestamp
+
+    @classmethod
+    def of(cls, evidence: Evidence) -> EvidenceView:
+        return cls(**_evidence_fields(evidence))
+
+
+def _evidence_fields(evidence: Evidence) -> dict[str, Any]:
+    return {
+        "bakong_hash": evidence.bakong_hash,
+        "short_hash": evidence.short_hash,
+        "from_account": evidence.from_account,
+        "to_account": evidence.to_account,
+        "amount": str(evidence.amount),
+        "currency": evidence.currency,
+        "paid_at": ms_to_datetime(evidence.paid_ms),
+    }
+
+
+class RecordedEvidenceView(EvidenceView):
+    """Evidence with how and when it was recorded for the order."""
+
+    id: int
+    payment_id: int | None
+    source: str
+    matched: bool
+    mismatch_reason: str | None
+    recorded_at: Timestamp
+
+    @classmethod
+    def recorded(cls, recorded: RecordedEvidence) -> RecordedEvidenceView:
+        return cls(
+            **_evidence_fields(recorded.evidence),
+            id=recorded.id,
+            payment_id=recorded.payment_id,
+            source=recorded.source.value,
+            matched=recorded.matched,
+            mismatch_reason=recorded.mismatch_reason,
+            recorded_at=ms_to_datetime(recorded.recorded_ms),
+        )
+
+
+class AuditView(Schema):
+    at: Timestamp
+    actor: str
+    action: str
+    from_status: str | None
+    to_status: str | None
+    reason: str | None
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditView:
+        return cls(
+            at=ms_to_datetime(entry.at_ms),
+            actor=entry.actor,
+            action=entry.action,
+            from_status=None if entry.from_status is None else entry.from_status.value,
+            to_status=None if entry.to_status is None else entry.to_status.value,
+            reason=entry.reason,
+            details=dict(entry.details),
+        )
+
+
+class OrderView(OrderSummary):
+    """Everything known about one order: for staff (it carries the customer's token)."""
+
+    token: str
+    phone: str | None
+    refund_reason: str | None
+    paid_manually_without_hash: bool
+    lines: list[OrderLineView]
+    qrs: list[QrView]
+    evidence: list[RecordedEvidenceView]
+    audit: list[AuditView]
+
+    @classmethod
+    def details(cls, details: OrderDetails) -> OrderView:
+        order = details.order
+        return cls(
+            **_summary_fields(order),
+            token=order.public_token,
+            phone=order.customer_phone,
+            refund_reason=order.refund_reason,
+            paid_manually_without_hash=order.paid_manually_without_hash,
+            lines=[OrderLineView.of(line) for line in details.lines],
+            qrs=[QrView.of(payment) for payment in details.payments],
+            evidence=[RecordedEvidenceView.recorded(r) for r in details.evidence],
+            audit=[AuditView.of(entry) for entry in details.audit],
+        )
+
+
+class CreatedOrderView(Schema):
+    """A new order and the KHQR to show the customer."""
+
+    id: int
+    token: str
+    status: str
+    qr: str
+    md5: str
+    expires_at: Timestamp
+
+    @classmethod
+    def of(cls, created: CreatedOrder) -> CreatedOrderView:
+        return cls(
+            id=created.order.id,
+            token=created.order.public_token,
+            status=created.order.status.value,
+            qr=created.payment.qr,
+            md5=created.payment.md5,
+            expires_at=ms_to_datetime(created.payment.expires_ms),
+        )
+
+
+class TransactionView(Schema):
+    """A transfer as Bakong answers it now (Check Payment Status, Verify Instantly)."""
+
+    hash: str
+    short_hash: str
+    amount: str
+    currency: str
+    from_account: str | None
+    to_account: str
+    paid_at: Timestamp
+
+    @classmethod
+    def of(cls, transaction: Transaction) -> TransactionView:
+        return cls(
+            hash=transaction.hash,
+            short_hash=transaction.short_hash,
+            amount=str(transaction.amount),
+            currency=transaction.currency,
+            from_account=transaction.from_account_id,
+            to_account=transaction.to_account_id,
+            paid_at=ms_to_datetime(transaction.created_ms),
+        )
+
+
+class CompletionView(Schema):
+    """What recording a payment did to the order."""
+
+    action: str
+    previous_status: str
+    status: str
+    reason: str | None
+
+    @classmethod
+    def of(cls, completion: CompletionResult) -> CompletionView:
+        return cls(
+            action=completion.action.value,
+            previous_status=completion.previous_status.value,
+            status=completion.status.value,
+            reason=completion.reason,
+        )
+
+
+class CheckView(Schema):
+    """One QR checked and what was done with the answer."""
+
+    payment_id: int
+    md5: str
+    outcome: str
+    detail: str | None
+    transaction: TransactionView | None
+    completion: CompletionView | None
+    next_check_at: Timestamp | None
+    qr_expired: bool
+
+    @classmethod
+    def of(cls, record: CheckRecord) -> CheckView:
+        return cls(
+            payment_id=record.target.payment_id,
+            md5=record.target.md5,
+            outcome=record.outcome.value,
+            detail=record.detail,
+            transaction=None
+            if record.transaction is None
+            else TransactionView.of(record.transaction),
+            completion=None if record.completion is None else CompletionView.of(record.completion),
+            next_check_at=at(record.next_check_ms),
+            qr_expired=record.payment_expired,
+        )
+
+
+class VerifyView(Schema):
+    """Verify Instantly: every unexpired QR checked now, the order before and after."""
+
+    order_id: int
+    previous_status: str
+    status: str
+    checked: list[CheckView]
+
+    @classmethod
+    def of(cls, result: VerifyResult) -> VerifyView:
+        return cls(
+            order_id=result.order_id,
+            previous_status=result.previous_status.value,
+            status=result.status.value,
+            checked=[CheckView.of(record) for record in result.checks],
+        )
+
+
+class QrStatusView(Schema):
+    """What Bakong says now about one QR (Check Payment Status)."""
+
+    payment_id: int
+    md5: str
+    qr_status: str
+    amount: str
+    currency: str
+    expires_at: Timestamp
+    bakong: str
+    error: bool
+    detail: str | None
+    transaction: TransactionView | None
+
+    @classmethod
+    def of(cls, qr: QrStatus) -> QrStatusView:
+        answer = qr.answer
+        return cls(
+            payment_id=qr.payment.id,
+            md5=qr.payment.md5,
+            qr_status=qr.payment.status.value,
+            amount=amount(qr.payment.amount),
+            currency=qr.payment.amount.currency.value,
+            expires_at=ms_to_datetime(qr.payment.expires_ms),
+            bakong=qr.outcome.value,
+            error=isinstance(answer, BakongError),
+            detail=qr.detail,
+            transaction=TransactionView.of(answer.transaction)
+            if isinstance(answer, Paid)
+            else None,
+        )
+
+
+class AttemptView(Schema):
+    payment_id: int
+    at: Timestamp
+    source: str
+    outcome: str
+    latency_ms: int | None
+    detail: str | None
+
+    @classmethod
+    def of(cls, attempt: VerificationAttempt) -> AttemptView:
+        return cls(
+            payment_id=attempt.payment_id,
+            at=ms_to_datetime(attempt.at_ms),
+            source=attempt.source.value,
+            outcome=attempt.outcome.value,
+            latency_ms=attempt.latency_ms,
+            detail=attempt.detail,
+        )
+
+
+class PaymentStatusView(Schema):
+    """Check Payment Status: what Bakong says now for each QR, and the recent attempts."""
+
+    order_id: int
+    status: str
+    qrs: list[QrStatusView]
+    recent_attempts: list[AttemptView]
+
+    @classmethod
+    def of(cls, report: PaymentStatusReport) -> PaymentStatusView:
+        return cls(
+            order_id=report.order.id,
+            status=report.order.status.value,
+            qrs=[QrStatusView.of(qr) for qr in report.qrs],
+            recent_attempts=[AttemptView.of(attempt) for attempt in report.recent_attempts],
+        )
+
+
+class MarkPaidView(Schema):
+    """Mark as Paid: what it did, and the Bakong payment staff named as Bakong confirmed it."""
+
+    order_id: int
+    action: str
+    previous_status: str
+    status: str
+    reason: str | None
+    evidence: EvidenceView | None
+
+    @classmethod
+    def of(cls, result: MarkPaidResult) -> MarkPaidView:
+        completion = result.completion
+        return cls(
+            order_id=completion.order_id,
+            action=completion.action.value,
+            previous_status=completion.previous_status.value,
+            status=completion.status.value,
+            reason=completion.reason,
+            evidence=None if result.evidence is None else EvidenceView.of(result.evidence),
+        )
