@@ -90,28 +90,27 @@ def _create_orders(database: Database, settings: Settings, count: int, products:
     """`count` one-line orders spread round-robin over `products` products, made now and due for
     their first check at once; their QRs."""
     clock = SystemClock()
-    with database.write() as uow:
-        skus = [
-            add_product(
-                uow,
-                sku=f"BURST-{number}",
-                name=f"Burst tea {number}",
-                price=Money.parse("1.25", Currency.USD),
-                stock=count,
-                now_ms=clock.now_ms(),
-            ).sku
-            for number in range(1, products + 1)
-        ]
-        return [
-            create_order(
-                uow,
-                lines=[LineRequest(skus[number % products], 1)],
-                phone=None,
-                settings=settings,
-                clock=clock,
-            ).payment.qr
-            for number in range(count)
-        ]
+    skus = [
+        add_product(
+            database,
+            sku=f"BURST-{number}",
+            name=f"Burst tea {number}",
+            price=Money.parse("1.25", Currency.USD),
+            stock=count,
+            now_ms=clock.now_ms(),
+        ).sku
+        for number in range(1, products + 1)
+    ]
+    return [
+        create_order(
+            database,
+            lines=[LineRequest(skus[number % products], 1)],
+            phone=None,
+            settings=settings,
+            clock=clock,
+        ).payment.qr
+        for number in range(count)
+    ]
 
 
 async def _pay_all(simulator: RunningSimulator, qrs: list[str]) -> None:

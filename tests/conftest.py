@@ -201,25 +201,23 @@ class Shop:
     _skus: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def product(self, *, price: str = "1.50", currency: str = "USD", stock: int = 10) -> Product:
-        with self.database.write() as uow:
-            return add_product(
-                uow,
-                sku=f"SKU-{next(self._skus)}",
-                name="Test product",
-                price=Money(Decimal(price), Currency(currency)),
-                stock=stock,
-                now_ms=self.clock.now_ms(),
-            )
+        return add_product(
+            self.database,
+            sku=f"SKU-{next(self._skus)}",
+            name="Test product",
+            price=Money(Decimal(price), Currency(currency)),
+            stock=stock,
+            now_ms=self.clock.now_ms(),
+        )
 
     def order(self, *lines: tuple[Product, int], phone: str | None = None) -> CreatedOrder:
-        with self.database.write() as uow:
-            return create_order(
-                uow,
-                lines=[LineRequest(product.sku, quantity) for product, quantity in lines],
-                phone=phone,
-                settings=self.settings,
-                clock=self.clock,
-            )
+        return create_order(
+            self.database,
+            lines=[LineRequest(product.sku, quantity) for product, quantity in lines],
+            phone=phone,
+            settings=self.settings,
+            clock=self.clock,
+        )
 
     def evidence(
         self,

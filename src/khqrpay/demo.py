@@ -41,12 +41,13 @@ from rich.text import Text
 from khqrpay.bakong import BakongMetrics
 from khqrpay.bootstrap import App, BakongServices, bootstrap
 from khqrpay.clock import Clock, SystemClock
-from khqrpay.db import Database, UnitOfWork, migrate
+from khqrpay.db import Database
 from khqrpay.events import Event, EventBus
 from khqrpay.logging import configure_logging
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import LineRequest, OrderStatus, Topic
 from khqrpay.services.checkout import create_order, new_qr_for_order
+from khqrpay.services.maintenance import upgrade_database
 from khqrpay.services.orders import list_orders, order_details
 from khqrpay.services.products import add_product
 from khqrpay.settings import Settings
@@ -313,16 +314,15 @@ def demo_settings(database_url: str, simulator: SimulatorEndpoint) -> Settings:
 
 
 def seed_catalogue(database: Database, clock: Clock) -> None:
-    with database.write() as uow:
-        for item in CATALOGUE:
-            add_product(
-                uow,
-                sku=item.sku,
-                name=item.name,
-                price=item.price,
-                stock=item.stock,
-                now_ms=clock.now_ms(),
-            )
+    for item in CATALOGUE:
+        add_product(
+            database,
+            sku=item.sku,
+            name=item.name,
+            price=item.price,
+            stock=item.stock,
+            now_ms=clock.now_ms(),
+        )
 
 
 def create_demo_orders(
@@ -336,17 +336,16 @@ def create_demo_orders(
     order gets a second, fresh code (as when the payment page is reloaded)."""
     orders = []
     for kind in kinds:
-        with database.write() as uow:
-            created = create_order(
-                uow, lines=draw_cart(rng), phone=draw_phone(rng), settings=settings, clock=clock
-            )
-            first_qr = None
-            qr = created.payment.qr
-            if kind is CustomerKind.OLD_SCREENSHOT:
-                first_qr = qr
-                qr = new_qr_for_order(
-                    uow, order_id=created.order.id, settings=settings, clock=clock
-                ).qr
+        created = create_order(
+            database, lines=draw_cart(rng), phone=draw_phone(rng), settings=settings, clock=clock
+        )
+        first_qr = None
+        qr = created.payment.qr
+        if kind is CustomerKind.OLD_SCREENSHOT:
+            first_qr = qr
+            qr = new_qr_for_order(
+                database, order_id=created.order.id, settings=settings, clock=clock
+            ).qr
         items = ", ".join(
             f"{line.name} ×{line.quantity}" if line.quantity > 1 else line.name
             for line in created.lines
@@ -398,8 +397,8 @@ def naive_detection_ms(created_ms: int, paid_ms: int) -> int:
     return first_ms + checks_after_first * NAIVE_INTERVAL_MS - paid_ms
 
 
-def _order_row(uow: UnitOfWork, order_id: int) -> OrderRow:
-    details = order_details(uow, order_id)
+def read_order(database: Database, order_id: int) -> OrderRow:
+    details = order_details(database, order_id)
     order = details.order
     first = min(details.evidence, key=lambda recorded: recorded.recorded_ms, default=None)
     return OrderRow(
@@ -408,8 +407,8 @@ def _order_row(uow: UnitOfWork, order_id: int) -> OrderRow:
         status=order.status,
         created_ms=order.created_ms,
         updated_ms=order.updated_ms,
-        # The attempt totals count every check, the one that found the payment included.
-        checks=sum(sum(uow.attempts.totals(p.id).values()) for p in details.payments),
+        # Every check, the one that found the payment included.
+        checks=sum(payment.check_count for payment in details.payments),
         refund_flag=order.refund_flag,
         review_reason=order.review_reason,
         paid_ms=None if first is None else first.evidence.paid_ms,
@@ -418,15 +417,9 @@ def _order_row(uow: UnitOfWork, order_id: int) -> OrderRow:
 
 
 def read_orders(database: Database) -> tuple[OrderRow, ...]:
-    """Every order with its checks and first payment, from one snapshot."""
-    with database.read() as uow:
-        orders = sorted(list_orders(uow), key=lambda order: order.id)
-        return tuple(_order_row(uow, order.id) for order in orders)
-
-
-def read_order(database: Database, order_id: int) -> OrderRow:
-    with database.read() as uow:
-        return _order_row(uow, order_id)
+    """Every order with its checks and first payment."""
+    orders = sorted(list_orders(database), key=lambda order: order.id)
+    return tuple(read_order(database, order.id) for order in orders)
 
 
 def _counter_total(counter: Counter) -> int:
@@ -793,7 +786,7 @@ def run_demo(options: DemoOptions, console: Console) -> Snapshot:
         with serve_simulator(simulator_config, options.sim_port) as simulator:
             settings = demo_settings(database_url, simulator)
             with bootstrap(settings, clock=clock, migrated=False) as app:
-                migrate.upgrade(app.database)
+                upgrade_database(app.database)
                 seed_catalogue(app.database, clock)
                 kinds = plan_customers(options.orders, rng)
                 orders = tuple(create_demo_orders(app.database, settings, clock, kinds, rng))

@@ -245,27 +245,25 @@ def _paid_orders(
 ) -> tuple[int, list[CreatedOrder]]:
     clock = SystemClock()
     now_settings = settings.model_copy(update={"schedule_initial_delay_s": 0.0})
-    with database.write() as uow:
-        product = add_product(
-            uow,
-            sku="TEA-1",
-            name="Tea",
-            price=Money.parse("1.25", Currency.USD),
-            stock=count + 5,
-            now_ms=clock.now_ms(),
-        )
+    product = add_product(
+        database,
+        sku="TEA-1",
+        name="Tea",
+        price=Money.parse("1.25", Currency.USD),
+        stock=count + 5,
+        now_ms=clock.now_ms(),
+    )
     orders = []
     for _ in range(count):
-        with database.write() as uow:
-            orders.append(
-                create_order(
-                    uow,
-                    lines=[LineRequest(product.sku, 1)],
-                    phone=None,
-                    settings=now_settings,
-                    clock=clock,
-                )
+        orders.append(
+            create_order(
+                database,
+                lines=[LineRequest(product.sku, 1)],
+                phone=None,
+                settings=now_settings,
+                clock=clock,
             )
+        )
     with httpx.Client(base_url=simulator.url) as http:
         for created in orders:
             assert http.post("/_sim/pay", json={"qr": created.payment.qr}).status_code == 201

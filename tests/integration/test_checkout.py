@@ -61,13 +61,13 @@ def test_an_order_gets_snapshots_a_verifiable_qr_and_a_schedule(
     with database.write() as uow:
         uow.connection.execute(sa.text("UPDATE products SET price_minor = 999, name = 'new'"))
     with database.read() as uow:
-        details = order_details(uow, order.id)
+        details = order_details(database, order.id)
         assert details.lines == created.lines
         assert details.payments == (payment,)
         assert [entry.action for entry in details.audit] == ["order_created"]
-        assert order_by_token(uow, order.public_token) == order
-        assert list_orders(uow, OrderStatus.PENDING) == [order]
-        assert list_orders(uow, OrderStatus.COMPLETED) == []
+        assert order_by_token(database, order.public_token) == order
+        assert list_orders(database, OrderStatus.PENDING) == [order]
+        assert list_orders(database, OrderStatus.COMPLETED) == []
         events = uow.outbox.unpublished(10)
     assert [(event.topic, event.order_id) for event in events] == [(Topic.ORDER_CREATED, order.id)]
 
@@ -124,10 +124,9 @@ def test_checkout_refuses_bad_carts_with_a_clear_message(
                 now_ms=clock.now_ms(),
             )
         uow.connection.execute(sa.text("UPDATE products SET active = false WHERE sku = 'OLD'"))
-    with pytest.raises(OrderError, match=message), database.write() as uow:
-        create_order(uow, lines=lines, phone=phone, settings=settings, clock=clock)
-    with database.read() as uow:
-        assert list_orders(uow) == []
+    with pytest.raises(OrderError, match=message):
+        create_order(database, lines=lines, phone=phone, settings=settings, clock=clock)
+    assert list_orders(database) == []
 
 
 def test_a_new_qr_gets_a_new_md5_and_the_old_one_stays_checked(
@@ -135,11 +134,9 @@ def test_a_new_qr_gets_a_new_md5_and_the_old_one_stays_checked(
 ) -> None:
     created = shop.order((shop.product(), 1))
     # Same millisecond: the creation time is bumped so the md5 differs.
-    with database.write() as uow:
-        second = new_qr_for_order(uow, order_id=created.order.id, settings=settings, clock=clock)
+    second = new_qr_for_order(database, order_id=created.order.id, settings=settings, clock=clock)
     clock.advance(seconds=60)
-    with database.write() as uow:
-        third = new_qr_for_order(uow, order_id=created.order.id, settings=settings, clock=clock)
+    third = new_qr_for_order(database, order_id=created.order.id, settings=settings, clock=clock)
     assert len({created.payment.md5, second.md5, third.md5}) == 3
     assert second.created_ms == created.payment.created_ms + 1
     assert third.created_ms == clock.now_ms()
@@ -162,15 +159,14 @@ def test_new_qrs_are_refused_when_they_cannot_be_paid(
     created = shop.order((shop.product(), 1))
     order_id = created.order.id
     for _ in range(MAX_QRS_PER_ORDER - 1):
-        with database.write() as uow:
-            new_qr_for_order(uow, order_id=order_id, settings=settings, clock=clock)
-    with pytest.raises(OrderError, match="already has 10"), database.write() as uow:
-        new_qr_for_order(uow, order_id=order_id, settings=settings, clock=clock)
+        new_qr_for_order(database, order_id=order_id, settings=settings, clock=clock)
+    with pytest.raises(OrderError, match="already has 10"):
+        new_qr_for_order(database, order_id=order_id, settings=settings, clock=clock)
 
     other = shop.order((shop.product(), 1))
     clock.set(other.order.window_end_ms)
-    with pytest.raises(OrderError, match="window has ended"), database.write() as uow:
-        new_qr_for_order(uow, order_id=other.order.id, settings=settings, clock=clock)
+    with pytest.raises(OrderError, match="window has ended"):
+        new_qr_for_order(database, order_id=other.order.id, settings=settings, clock=clock)
     with database.write() as uow:
         uow.orders.transition(
             other.order.id,
@@ -178,21 +174,20 @@ def test_new_qrs_are_refused_when_they_cannot_be_paid(
             target=OrderStatus.EXPIRED,
             now_ms=clock.now_ms(),
         )
-    with pytest.raises(OrderError, match="is EXPIRED"), database.write() as uow:
-        new_qr_for_order(uow, order_id=other.order.id, settings=settings, clock=clock)
-    with pytest.raises(OrderNotFound), database.write() as uow:
-        new_qr_for_order(uow, order_id=10_000, settings=settings, clock=clock)
+    with pytest.raises(OrderError, match="is EXPIRED"):
+        new_qr_for_order(database, order_id=other.order.id, settings=settings, clock=clock)
+    with pytest.raises(OrderNotFound):
+        new_qr_for_order(database, order_id=10_000, settings=settings, clock=clock)
 
 
 def test_tokens_are_unique_and_reach_only_their_order(shop: Shop, database: Database) -> None:
     product = shop.product(stock=100)
     orders = [shop.order((product, 1)).order for _ in range(20)]
     assert len({order.public_token for order in orders}) == 20
-    with database.read() as uow:
-        for order in orders:
-            assert order_by_token(uow, order.public_token).id == order.id
-        with pytest.raises(OrderNotFound, match="no order has that token") as raised:
-            order_by_token(uow, "guessed-token")
+    for order in orders:
+        assert order_by_token(database, order.public_token).id == order.id
+    with pytest.raises(OrderNotFound, match="no order has that token") as raised:
+        order_by_token(database, "guessed-token")
     assert "guessed-token" not in str(raised.value)
 
 
@@ -200,13 +195,12 @@ def test_line_requests_can_be_given_as_pairs(
     shop: Shop, database: Database, settings: Settings, clock: FakeClock
 ) -> None:
     product = shop.product()
-    with database.write() as uow:
-        created = create_order(
-            uow,
-            lines=[(product.sku, 2), LineRequest(product.sku, 1)],
-            phone=" ",
-            settings=settings,
-            clock=clock,
-        )
+    created = create_order(
+        database,
+        lines=[(product.sku, 2), LineRequest(product.sku, 1)],
+        phone=" ",
+        settings=settings,
+        clock=clock,
+    )
     assert created.lines[0].quantity == 3
     assert created.order.customer_phone is None

@@ -109,7 +109,7 @@ def test_a_matching_payment_completes_the_order_and_records_everything(
     assert (result.previous_status, result.status) == (OrderStatus.PENDING, OrderStatus.COMPLETED)
     assert (stock(database, tea.sku), stock(database, cake.sku)) == (3, 1)
     with database.read() as uow:
-        details = order_details(uow, created.order.id)
+        details = order_details(database, created.order.id)
         events = uow.outbox.unpublished(10)
     order = details.order
     assert order.status is OrderStatus.COMPLETED
@@ -182,8 +182,7 @@ def test_a_payment_that_does_not_match_goes_to_review_with_the_money_recorded(
     assert result.action is Action.NEEDS_REVIEW
     assert result.reason is not None
     assert reason in result.reason
-    with database.read() as uow:
-        details = order_details(uow, created.order.id)
+    details = order_details(database, created.order.id)
     assert details.order.status is OrderStatus.NEEDS_REVIEW
     assert details.order.review_reason == result.reason
     [recorded] = details.evidence
@@ -268,8 +267,7 @@ def test_too_little_stock_takes_none_and_staff_complete_after_restocking(
     )
     assert (done.action, done.status) == (Action.COMPLETE, OrderStatus.COMPLETED)
     assert (stock(database, plenty.sku), stock(database, scarce.sku)) == (7, 4)
-    with database.read() as uow:
-        details = order_details(uow, created.order.id)
+    details = order_details(database, created.order.id)
     # The order had evidence, so it was not paid "manually without a hash".
     assert not details.order.paid_manually_without_hash
     assert details.order.review_reason is None
@@ -285,8 +283,9 @@ def test_a_second_paid_qr_flags_the_order_for_refund(
 ) -> None:
     product = shop.product(stock=5)
     created = shop.order((product, 1))
-    with database.write() as uow:
-        second_qr = new_qr_for_order(uow, order_id=created.order.id, settings=settings, clock=clock)
+    second_qr = new_qr_for_order(
+        database, order_id=created.order.id, settings=settings, clock=clock
+    )
     first = shop.evidence(created.payment)
     second = shop.evidence(second_qr)
     assert record(
@@ -295,7 +294,7 @@ def test_a_second_paid_qr_flags_the_order_for_refund(
     result = record(database, created.order.id, second, clock=clock, payment_id=second_qr.id)
     assert (result.action, result.status) == (Action.FLAG_REFUND, OrderStatus.COMPLETED)
     with database.read() as uow:
-        details = order_details(uow, created.order.id)
+        details = order_details(database, created.order.id)
         events = uow.outbox.unpublished(10)
     assert details.order.refund_flag
     assert details.order.refund_reason == result.reason
@@ -327,7 +326,7 @@ def test_a_later_detection_of_a_manually_paid_order_attaches_its_evidence_only(
     another = record(database, created.order.id, shop.evidence(created.payment), clock=clock)
     assert another.action is Action.FLAG_REFUND
     with database.read() as uow:
-        details = order_details(uow, created.order.id)
+        details = order_details(database, created.order.id)
         topics = [event.topic for event in uow.outbox.unpublished(10)]
     assert details.order.paid_manually_without_hash
     assert details.order.refund_flag
@@ -353,8 +352,7 @@ def test_a_staff_hash_is_linked_to_its_qr_when_the_verifier_finds_it(
     assert staff.completed
     found = record(database, created.order.id, evidence, clock=clock, payment_id=created.payment.id)
     assert found.action is Action.ALREADY_RECORDED
-    with database.read() as uow:
-        details = order_details(uow, created.order.id)
+    details = order_details(database, created.order.id)
     assert details.evidence[0].payment_id == created.payment.id
     assert details.evidence[0].source is STAFF
     assert details.payments[0].status is PaymentStatus.PAID
@@ -439,8 +437,7 @@ def test_a_failure_midway_leaves_no_trace(
             payment_id=created.payment.id,
         )
     monkeypatch.undo()
-    with database.read() as uow:
-        details = order_details(uow, created.order.id)
+    details = order_details(database, created.order.id)
     assert details.order.status is OrderStatus.PENDING
     assert details.payments[0].status is PaymentStatus.PENDING
     assert stock(database, product.sku) == 3

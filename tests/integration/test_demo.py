@@ -110,7 +110,9 @@ def test_each_customer_left_the_order_in_the_state_the_engine_must_reach(
     try:
         migrate.require_current(database)
         with database.read() as uow:
-            orders = {order.id: order_details(uow, order.id) for order in list_orders(uow)}
+            orders = {
+                order.id: order_details(database, order.id) for order in list_orders(database)
+            }
             stock = {product.sku: product.stock for product in uow.products.list_all()}
     finally:
         database.dispose()

@@ -121,10 +121,9 @@ async def test_a_wrong_amount_goes_to_review_with_the_money_recorded(
 async def test_a_screenshot_of_an_older_qr_is_detected(engine: Engine, shop: Shop) -> None:
     created = shop.order((shop.product(), 1))
     engine.clock.advance(seconds=30)
-    with engine.database.write() as uow:
-        newer = new_qr_for_order(
-            uow, order_id=created.order.id, settings=engine.settings, clock=engine.clock
-        )
+    newer = new_qr_for_order(
+        engine.database, order_id=created.order.id, settings=engine.settings, clock=engine.clock
+    )
     engine.clock.advance(seconds=10)
     await engine.pay(created.payment.qr)  # the old code, from a screenshot
     await engine.worker().run(asyncio.Event(), once=True)

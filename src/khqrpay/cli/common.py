@@ -13,12 +13,10 @@ import typer
 from sqlalchemy.exc import OperationalError
 
 from khqrpay.bootstrap import App, bootstrap
-from khqrpay.clock import ms_to_datetime
-from khqrpay.db import Database, DatabaseError
+from khqrpay.db import DatabaseError
 from khqrpay.khqr import KHQRError
-from khqrpay.money import Money, MoneyError
+from khqrpay.money import MoneyError
 from khqrpay.orders.model import OrderError
-from khqrpay.settings import Settings
 
 USAGE_ERROR = 2
 
@@ -30,18 +28,6 @@ def fail(message: str) -> NoReturn:
 
 def print_json(value: object) -> None:
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def amount(money: Money) -> str:
-    """An exact amount in the currency's usual unit, all its decimals written: `3.00`, `4000`."""
-    return f"{money.amount:.{money.currency.exponent}f}"
-
-
-def iso(ms: int | None) -> str | None:
-    """Epoch milliseconds as ISO 8601 UTC (`2026-11-26T00:00:00.000Z`)."""
-    if ms is None:
-        return None
-    return ms_to_datetime(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @contextmanager
@@ -64,9 +50,3 @@ def open_app(*, migrated: bool = True) -> Iterator[App]:
     `migrated`); inside `reported_errors`."""
     with reported_errors(), bootstrap(migrated=migrated) as app:
         yield app
-
-
-@contextmanager
-def open_database(*, migrated: bool = True) -> Iterator[tuple[Database, Settings]]:
-    with open_app(migrated=migrated) as app:
-        yield app.database, app.settings

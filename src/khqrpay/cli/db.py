@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from khqrpay.cli.common import open_database, print_json
-from khqrpay.db import migrate, redacted
+from khqrpay.cli.common import open_app, print_json
+from khqrpay.services.maintenance import upgrade_database
 
 app = typer.Typer(help="Create and upgrade the database.", no_args_is_help=True)
 
@@ -13,11 +13,6 @@ app = typer.Typer(help="Create and upgrade the database.", no_args_is_help=True)
 @app.command()
 def upgrade() -> None:
     """Create the tables or bring them to the latest schema (safe to run again)."""
-    with open_database(migrated=False) as (database, _settings):
-        migrate.upgrade(database)
-        print_json(
-            {
-                "database": redacted(database.engine.url),
-                "revision": migrate.current_revision(database),
-            }
-        )
+    with open_app(migrated=False) as app:
+        state = upgrade_database(app.database)
+    print_json({"database": state.database, "revision": state.revision})

@@ -6,25 +6,12 @@ from typing import Annotated
 
 import typer
 
-from khqrpay.cli.common import amount, open_database, print_json
-from khqrpay.clock import SystemClock
+from khqrpay.cli.common import open_app, print_json
 from khqrpay.money import Currency, Money
-from khqrpay.orders.model import Product
 from khqrpay.services.products import add_product, list_products
+from khqrpay.services.schemas import ProductView
 
 app = typer.Typer(help="Add and list products.", no_args_is_help=True)
-
-
-def product_json(product: Product) -> dict[str, object]:
-    return {
-        "id": product.id,
-        "sku": product.sku,
-        "name": product.name,
-        "price": amount(product.price),
-        "currency": product.price.currency.value,
-        "stock": product.stock,
-        "active": product.active,
-    }
 
 
 @app.command()
@@ -36,23 +23,22 @@ def add(
     stock: Annotated[int, typer.Option(help="Units in stock.")],
 ) -> None:
     """Add a product."""
-    with open_database() as (database, _settings):
-        unit_price = Money.parse(price, Currency.parse(currency))
-        with database.write() as uow:
-            product = add_product(
-                uow,
-                sku=sku,
-                name=name,
-                price=unit_price,
-                stock=stock,
-                now_ms=SystemClock().now_ms(),
-                actor="cli",
-            )
-        print_json(product_json(product))
+    with open_app() as app:
+        product = add_product(
+            app.database,
+            sku=sku,
+            name=name,
+            price=Money.parse(price, Currency.parse(currency)),
+            stock=stock,
+            now_ms=app.clock.now_ms(),
+            actor="cli",
+        )
+        print_json(ProductView.of(product).json_dict())
 
 
 @app.command("list")
 def list_command() -> None:
     """List every product, by SKU."""
-    with open_database() as (database, _settings), database.read() as uow:
-        print_json([product_json(product) for product in list_products(uow)])
+    with open_app() as app:
+        products = list_products(app.database)
+    print_json([ProductView.of(product).json_dict() for product in products])

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from khqrpay.clock import Clock
-from khqrpay.db import UnitOfWork
+from khqrpay.db import Database, UnitOfWork
 from khqrpay.khqr import KHQRInput, encode
 from khqrpay.orders.model import (
     KhqrPayment,
@@ -78,7 +78,7 @@ def _priced_lines(uow: UnitOfWork, requests: list[LineRequest]) -> list[OrderLin
 
 
 def create_order(
-    uow: UnitOfWork,
+    database: Database,
     *,
     lines: Iterable[LineRequest | tuple[str, int]],
     phone: str | None,
@@ -88,6 +88,21 @@ def create_order(
 ) -> CreatedOrder:
     """A PENDING order with price snapshots and its first dynamic KHQR, scheduled for checks."""
     validate_actor(actor)
+    with database.write() as uow:
+        return _create_order(
+            uow, lines=lines, phone=phone, settings=settings, clock=clock, actor=actor
+        )
+
+
+def _create_order(
+    uow: UnitOfWork,
+    *,
+    lines: Iterable[LineRequest | tuple[str, int]],
+    phone: str | None,
+    settings: Settings,
+    clock: Clock,
+    actor: str,
+) -> CreatedOrder:
     customer_phone = normalize_phone(phone) if phone and phone.strip() else None
     priced = _priced_lines(uow, _merged(lines))
     total = sum((line.total for line in priced[1:]), start=priced[0].total)
@@ -122,10 +137,24 @@ def create_order(
 
 
 def new_qr_for_order(
-    uow: UnitOfWork, *, order_id: int, settings: Settings, clock: Clock, actor: str = "customer"
+    database: Database,
+    *,
+    order_id: int,
+    settings: Settings,
+    clock: Clock,
+    actor: str = "customer",
 ) -> KhqrPayment:
     """A fresh code for a pending order (new md5); its older codes keep being checked."""
     validate_actor(actor)
+    with database.write() as uow:
+        return _new_qr_for_order(
+            uow, order_id=order_id, settings=settings, clock=clock, actor=actor
+        )
+
+
+def _new_qr_for_order(
+    uow: UnitOfWork, *, order_id: int, settings: Settings, clock: Clock, actor: str
+) -> KhqrPayment:
     order = uow.orders.lock(order_id)
     if order.status is not OrderStatus.PENDING:
         raise OrderError(f"order {order_id} is {order.status}: it takes no new payment code")

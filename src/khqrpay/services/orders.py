@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from khqrpay.db import Database, UnitOfWork
+from khqrpay.db import Database
 from khqrpay.orders.model import (
     AuditEntry,
     KhqrPayment,
@@ -27,24 +27,27 @@ class OrderDetails:
     audit: tuple[AuditEntry, ...]
 
 
-def order_details(uow: UnitOfWork, order_id: int) -> OrderDetails:
-    return OrderDetails(
-        order=uow.orders.get(order_id),
-        lines=tuple(uow.orders.lines(order_id)),
-        payments=tuple(uow.payments.for_order(order_id)),
-        evidence=tuple(uow.evidence.for_order(order_id)),
-        audit=tuple(uow.audit.for_order(order_id)),
-    )
+def order_details(database: Database, order_id: int) -> OrderDetails:
+    with database.read() as uow:
+        return OrderDetails(
+            order=uow.orders.get(order_id),
+            lines=tuple(uow.orders.lines(order_id)),
+            payments=tuple(uow.payments.for_order(order_id)),
+            evidence=tuple(uow.evidence.for_order(order_id)),
+            audit=tuple(uow.audit.for_order(order_id)),
+        )
 
 
-def order_by_token(uow: UnitOfWork, public_token: str) -> Order:
+def order_by_token(database: Database, public_token: str) -> Order:
     """The customer's way in: their order, by the token they were given at checkout."""
-    return uow.orders.by_token(public_token)
+    with database.read() as uow:
+        return uow.orders.by_token(public_token)
 
 
-def list_orders(uow: UnitOfWork, status: OrderStatus | None = None) -> list[Order]:
+def list_orders(database: Database, status: OrderStatus | None = None) -> list[Order]:
     """Orders, newest first, optionally only those with one status."""
-    return uow.orders.find(status)
+    with database.read() as uow:
+        return uow.orders.find(status)
 
 
 def pending_payments_by_age(

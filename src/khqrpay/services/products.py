@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from khqrpay.db import DuplicateSku, UnitOfWork
+from khqrpay.db import Database, DuplicateSku, UnitOfWork
 from khqrpay.money import Money
 from khqrpay.orders.model import OrderError, Product, validate_actor, validate_sku
 
@@ -12,7 +12,7 @@ MAX_STOCK = 1_000_000_000
 
 
 def add_product(
-    uow: UnitOfWork,
+    database: Database,
     *,
     sku: str,
     name: str,
@@ -23,6 +23,15 @@ def add_product(
 ) -> Product:
     """A new, active product; refuses a duplicate SKU, a blank name or a stock out of range."""
     validate_actor(actor)
+    with database.write() as uow:
+        return _add_product(
+            uow, sku=sku, name=name, price=price, stock=stock, now_ms=now_ms, actor=actor
+        )
+
+
+def _add_product(
+    uow: UnitOfWork, *, sku: str, name: str, price: Money, stock: int, now_ms: int, actor: str
+) -> Product:
     validate_sku(sku)
     cleaned_name = " ".join(name.split())
     if not cleaned_name or len(cleaned_name) > MAX_NAME_LENGTH:
@@ -45,5 +54,6 @@ def add_product(
     return product
 
 
-def list_products(uow: UnitOfWork) -> list[Product]:
-    return uow.products.list_all()
+def list_products(database: Database) -> list[Product]:
+    with database.read() as uow:
+        return uow.products.list_all()
