@@ -75,6 +75,21 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     attempts_kept_per_payment: int = Field(default=20, ge=1)
 
+    # The web app (`khqrpay serve`)
+    # Signs session and CSRF cookies. Set it (any long random string) whenever the app restarts
+    # or runs as several processes: left empty, each process makes its own and sessions end
+    # with it.
+    web_secret_key: SecretStr = SecretStr("")
+    # Cookies only over HTTPS (browsers also send them to http://localhost and 127.0.0.1).
+    web_secure_cookies: bool = True
+    # How long a customer's browser keeps its cart and "My orders".
+    web_customer_session_days: float = Field(default=90.0, gt=0)
+    # Staff are logged out after this long without a request.
+    web_staff_session_idle_minutes: float = Field(default=120.0, gt=0)
+    web_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # The address customers and staff use (links in API answers, alerts); default: the request's.
+    web_public_url: str | None = None
+
     def schedule_policy(self) -> SchedulePolicy:
         """The verification schedule these settings describe, in integer milliseconds."""
         return SchedulePolicy(

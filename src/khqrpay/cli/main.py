@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from khqrpay.cli import db, demo, order_actions, orders, products, qr, simulator, worker
+from khqrpay.cli import db, demo, order_actions, orders, products, qr, serve, simulator, worker
 
 app = typer.Typer(
     name="khqrpay",
@@ -19,4 +19,5 @@ app.add_typer(products.app, name="products")
 order_actions.register(orders.app)
 app.add_typer(orders.app, name="orders")
 app.command("worker")(worker.run)
+app.command("serve")(serve.run)
 app.command("demo")(demo.run)

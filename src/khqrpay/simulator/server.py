@@ -4,21 +4,15 @@ the foreground for the CLI."""
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import uvicorn
-from fastapi import FastAPI
 
 from khqrpay.clock import Clock
+from khqrpay.serving import serve_in_thread, uvicorn_config
 from khqrpay.simulator.app import Simulator, create_app, simulator_of
 from khqrpay.simulator.config import SimulatorConfig
-
-STARTUP_TIMEOUT_S = 10.0
-# In-flight requests get this long to finish at shutdown; hanging ones are released at once.
-GRACEFUL_SHUTDOWN_S = 1
 
 
 @dataclass(frozen=True)
@@ -31,17 +25,6 @@ class RunningSimulator:
     token: str = field(repr=False)
 
 
-def _uvicorn_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
-
-
 @contextlib.contextmanager
 def run_simulator(
     config: SimulatorConfig | None = None, *, clock: Clock | None = None, port: int = 0
@@ -51,25 +34,10 @@ def run_simulator(
     config = config or SimulatorConfig()
     app = create_app(config, clock=clock)
     sim = simulator_of(app)
-    # With port 0 the system picks a free port, read back once the server listens. uvicorn binds
-    # the socket itself: a socket handed to it loses TCP_NODELAY (~40 ms a keep-alive request).
-    server = uvicorn.Server(_uvicorn_config(app, "127.0.0.1", port))
-    thread = threading.Thread(target=server.run, name="bakong-simulator", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the Bakong simulator did not start")
-            time.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield RunningSimulator(
-            url=f"http://127.0.0.1:{port}", config=config, simulator=sim, token=sim.token
-        )
-    finally:
-        sim.stopping.set()
-        server.should_exit = True
-        thread.join(timeout=STARTUP_TIMEOUT_S)
+    with serve_in_thread(
+        app, name="the Bakong simulator", port=port, on_stop=sim.stopping.set
+    ) as url:
+        yield RunningSimulator(url=url, config=config, simulator=sim, token=sim.token)
 
 
 def serve(
@@ -80,4 +48,4 @@ def serve(
     clock: Clock | None = None,
 ) -> None:
     """Serve in the foreground until interrupted (the `khqrpay simulator` command)."""
-    uvicorn.Server(_uvicorn_config(create_app(config, clock=clock), host, port)).run()
+    uvicorn.Server(uvicorn_config(create_app(config, clock=clock), host, port)).run()

@@ -141,6 +141,11 @@ class Worker:
                 break
 
 
+async def run_worker(app: App, bakong: BakongServices, bus: EventBus, stop: asyncio.Event) -> None:
+    """A worker on parts a host process already opened (the web app, the demo), until `stop`."""
+    await Worker(app=app, bakong=bakong, bus=bus).run(stop)
+
+
 def observe(report: CycleReport) -> None:
     """A cycle's report as metrics."""
     metrics.BAKONG_PAUSED.set(1 if report.paused else 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -42,18 +43,7 @@ class OutboxRepository:
         )
         if lock:
             query = query.with_for_update(skip_locked=True)
-        return [
-            OutboxEvent(
-                id=row.id,
-                created_ms=row.created_ms,
-                topic=row.topic,
-                order_id=row.order_id,
-                payload=row.payload,
-                published_ms=row.published_ms,
-                attempts=row.attempts,
-            )
-            for row in self._connection.execute(query)
-        ]
+        return [_event(row) for row in self._connection.execute(query)]
 
     def mark_published(self, event_ids: Sequence[int], *, now_ms: int) -> None:
         self._connection.execute(
@@ -61,3 +51,30 @@ class OutboxRepository:
             .where(t.outbox.c.id.in_(list(event_ids)), t.outbox.c.published_ms.is_(None))
             .values(published_ms=now_ms, attempts=t.outbox.c.attempts + 1)
         )
+
+    def after(self, after_id: int, *, limit: int, order_id: int | None = None) -> list[OutboxEvent]:
+        """Events written after `after_id` (published or not), in id order; only one order's
+        when `order_id` is given."""
+        query = sa.select(t.outbox).where(t.outbox.c.id > after_id)
+        if order_id is not None:
+            query = query.where(t.outbox.c.order_id == order_id)
+        return [
+            _event(row)
+            for row in self._connection.execute(query.order_by(t.outbox.c.id).limit(limit))
+        ]
+
+    def last_id(self) -> int:
+        """The newest event's id (0 when there is none)."""
+        return int(self._connection.execute(sa.select(sa.func.max(t.outbox.c.id))).scalar() or 0)
+
+
+def _event(row: sa.Row[Any]) -> OutboxEvent:
+    return OutboxEvent(
+        id=row.id,
+        created_ms=row.created_ms,
+        topic=row.topic,
+        order_id=row.order_id,
+        payload=row.payload,
+        published_ms=row.published_ms,
+        attempts=row.attempts,
+    )

@@ -1,0 +1,1 @@
+"""What customers see: the catalogue, the cart, checkout, the payment page and My orders."""
