@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from khqrpay.clock import FakeClock
 from khqrpay.db import Database
 from khqrpay.db import tables as t
+from khqrpay.orders.events import Topic
 from khqrpay.orders.model import (
     Action,
     Evidence,
@@ -24,7 +25,6 @@ from khqrpay.orders.model import (
     OrderNotFound,
     OrderStatus,
     PaymentStatus,
-    Topic,
 )
 from khqrpay.services.checkout import new_qr_for_order
 from khqrpay.services.completion import CompletionResult, record_payment

@@ -44,6 +44,7 @@ from khqrpay.bakong import (
 from khqrpay.clock import Clock
 from khqrpay.db import Database, UnitOfWork
 from khqrpay.logging import get_logger
+from khqrpay.orders.events import Topic
 from khqrpay.orders.model import (
     Action,
     AttemptOutcome,
@@ -66,7 +67,7 @@ from khqrpay.services.completion import CompletionResult, HashRecordedMeanwhile,
 from khqrpay.services.expiry import expire_order_if_unpaid
 from khqrpay.settings import Settings
 
-BAKONG_UNAUTHORIZED_TOPIC = "bakong.unauthorized"
+BAKONG_UNAUTHORIZED_TOPIC = Topic.BAKONG_UNAUTHORIZED
 # A transaction that deadlocked with another (PostgreSQL picks a victim) is simply run again.
 APPLY_ATTEMPTS = 3
 

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from khqrpay.db import tables as t
+from khqrpay.orders.events import DomainEvent
 from khqrpay.orders.model import OutboxEvent
 
 
@@ -15,9 +16,16 @@ class OutboxRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
+    def add_event(self, event: DomainEvent, *, now_ms: int) -> None:
+        """Write `event` (its topic, order and payload) to be relayed after commit."""
+        self.add(
+            topic=event.TOPIC, order_id=event.order_id, payload=event.to_payload(), now_ms=now_ms
+        )
+
     def add(
         self, *, topic: str, order_id: int | None, payload: Mapping[str, object], now_ms: int
     ) -> None:
+        """A row as given; services write typed events with `add_event`."""
         self._connection.execute(
             t.outbox.insert().values(
                 created_ms=now_ms, topic=topic, order_id=order_id, payload=dict(payload)
