@@ -1,4 +1,5 @@
-"""`khqrpay orders ...`: create, show and list orders (staff and scripts, until the web console)."""
+"""`khqrpay orders ...`: create, show and list orders; cancel one, resolve its review, clear its
+refund flag (staff and scripts, until the web console)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from khqrpay.cli.common import amount, fail, iso, open_database, print_json
+from khqrpay.cli.common import (
+    OrderId,
+    Staff,
+    amount,
+    fail,
+    iso,
+    open_database,
+    print_json,
+    staff_actor,
+)
 from khqrpay.clock import SystemClock
 from khqrpay.orders.model import (
     AuditEntry,
@@ -16,11 +26,19 @@ from khqrpay.orders.model import (
     OrderLine,
     OrderStatus,
     RecordedEvidence,
+    StaffAction,
 )
 from khqrpay.services.checkout import create_order
 from khqrpay.services.orders import list_orders, order_details
+from khqrpay.services.staff import (
+    StaffActionResult,
+    cancel_order,
+    clear_refund_flag,
+    resolve_review,
+)
 
-app = typer.Typer(help="Create, show and list orders.", no_args_is_help=True)
+app = typer.Typer(help="Create, show and list orders; staff actions on one.", no_args_is_help=True)
+Reason = Annotated[str, typer.Option(help="Why, for the audit trail (required).")]
 
 
 def order_summary_json(order: Order) -> dict[str, object]:
@@ -136,6 +154,7 @@ def show(order_id: Annotated[int, typer.Argument(help="The order's id.")]) -> No
             "token": order.public_token,
             "phone": order.customer_phone,
             "refund_reason": order.refund_reason,
+            "refund_reference": order.refund_reference,
             "paid_manually_without_hash": order.paid_manually_without_hash,
             "lines": [_line_json(line) for line in details.lines],
             "qrs": [_qr_json(payment) for payment in details.payments],
@@ -160,3 +179,74 @@ def list_command(
             fail(f"status {status!r} is not one of {', '.join(OrderStatus)}")
     with open_database() as (database, _settings), database.read() as uow:
         print_json([order_summary_json(order) for order in list_orders(uow, wanted)])
+
+
+def staff_action_json(result: StaffActionResult) -> dict[str, object]:
+    order = result.order
+    return order_summary_json(order) | {
+        "previous_status": result.previous_status.value,
+        "refund_reason": order.refund_reason,
+        "refund_reference": order.refund_reference,
+    }
+
+
+@app.command()
+def cancel(order_id: OrderId, reason: Reason, staff: Staff = None) -> None:
+    """Cancel a PENDING order (a payment found later sends it to review, flagged for refund)."""
+    with open_database() as (database, _settings):
+        result = cancel_order(
+            database, order_id, actor=staff_actor(staff), reason=reason, clock=SystemClock()
+        )
+    print_json(staff_action_json(result))
+
+
+@app.command()
+def resolve(
+    order_id: OrderId,
+    reason: Reason,
+    accept: Annotated[
+        bool, typer.Option("--accept", help="Keep the payment: COMPLETED, stock taken.")
+    ] = False,
+    refund: Annotated[
+        str | None,
+        typer.Option(
+            metavar="REFERENCE", help="The money went back: REFUNDED, with its reference."
+        ),
+    ] = None,
+    staff: Staff = None,
+) -> None:
+    """Resolve a NEEDS_REVIEW order: --accept the payment, or --refund REFERENCE."""
+    if accept == (refund is not None):
+        fail("give either --accept or --refund REFERENCE")
+    resolution = StaffAction.ACCEPT_PAYMENT if accept else StaffAction.REFUND
+    with open_database() as (database, _settings):
+        result = resolve_review(
+            database,
+            order_id,
+            resolution=resolution,
+            refund_reference=refund,
+            actor=staff_actor(staff),
+            reason=reason,
+            clock=SystemClock(),
+        )
+    print_json(staff_action_json(result))
+
+
+@app.command("clear-refund-flag")
+def clear_refund_flag_command(
+    order_id: OrderId,
+    reference: Annotated[str, typer.Option(help="The refund's reference (bank or Bakong).")],
+    reason: Reason,
+    staff: Staff = None,
+) -> None:
+    """Clear an order's refund flag once the money went back, with the refund's reference."""
+    with open_database() as (database, _settings):
+        result = clear_refund_flag(
+            database,
+            order_id,
+            reference=reference,
+            actor=staff_actor(staff),
+            reason=reason,
+            clock=SystemClock(),
+        )
+    print_json(staff_action_json(result))

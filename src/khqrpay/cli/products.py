@@ -1,4 +1,4 @@
-"""`khqrpay products ...`: the catalogue."""
+"""`khqrpay products ...`: the catalogue: add, list, edit, take off sale, adjust stock."""
 
 from __future__ import annotations
 
@@ -6,13 +6,21 @@ from typing import Annotated
 
 import typer
 
-from khqrpay.cli.common import amount, open_database, print_json
+from khqrpay.cli.common import Staff, amount, open_database, print_json, staff_actor
 from khqrpay.clock import SystemClock
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import Product
-from khqrpay.services.products import add_product, list_products
+from khqrpay.services.products import (
+    add_product,
+    adjust_stock,
+    list_products,
+    set_product_active,
+    update_product,
+)
 
-app = typer.Typer(help="Add and list products.", no_args_is_help=True)
+app = typer.Typer(help="Add, list and edit products.", no_args_is_help=True)
+Sku = Annotated[str, typer.Argument(help="The product's SKU.")]
+OptionalReason = Annotated[str | None, typer.Option(help="Why, for the audit trail.")]
 
 
 def product_json(product: Product) -> dict[str, object]:
@@ -56,3 +64,69 @@ def list_command() -> None:
     """List every product, by SKU."""
     with open_database() as (database, _settings), database.read() as uow:
         print_json([product_json(product) for product in list_products(uow)])
+
+
+@app.command()
+def update(
+    sku: Sku,
+    name: Annotated[str | None, typer.Option(help="The new name.")] = None,
+    price: Annotated[
+        str | None, typer.Option(help="The new price, in the product's currency (it stays).")
+    ] = None,
+    reason: OptionalReason = None,
+    staff: Staff = None,
+) -> None:
+    """Change a product's name and/or price; orders already made keep theirs."""
+    with open_database() as (database, _settings):
+        product = update_product(
+            database,
+            sku,
+            name=name,
+            price=price,
+            clock=SystemClock(),
+            actor=staff_actor(staff),
+            reason=reason,
+        )
+    print_json(product_json(product))
+
+
+def _set_active(sku: str, *, active: bool, reason: str | None, staff: str | None) -> None:
+    with open_database() as (database, _settings):
+        product = set_product_active(
+            database,
+            sku,
+            active=active,
+            clock=SystemClock(),
+            actor=staff_actor(staff),
+            reason=reason,
+        )
+    print_json(product_json(product))
+
+
+@app.command()
+def deactivate(sku: Sku, reason: OptionalReason = None, staff: Staff = None) -> None:
+    """Take a product off sale: it cannot be ordered; its pending orders still complete."""
+    _set_active(sku, active=False, reason=reason, staff=staff)
+
+
+@app.command()
+def activate(sku: Sku, reason: OptionalReason = None, staff: Staff = None) -> None:
+    """Put a product back on sale."""
+    _set_active(sku, active=True, reason=reason, staff=staff)
+
+
+@app.command("adjust-stock")
+def adjust_stock_command(
+    sku: Sku,
+    by: Annotated[
+        int, typer.Option(help="Units to add; negative to take away (stock never below 0).")
+    ],
+    reason: Annotated[str, typer.Option(help="Why, for the audit trail (required).")],
+    staff: Staff = None,
+) -> None:
+    """Add or take away stock, with a reason."""
+    with open_database() as (database, _settings):
+        product = adjust_stock(
+            database, sku, by=by, reason=reason, clock=SystemClock(), actor=staff_actor(staff)
+        )
+    print_json(product_json(product))
