@@ -91,86 +91,78 @@ def _read(hint: Any, value: object, where: str) -> object:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OrderCreated(_Payload):
-    TOPIC: ClassVar[Topic] = Topic.ORDER_CREATED
+class _AboutOrder(_Payload):
     order_id: int
-    status: OrderStatus
     at_ms: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class QrCreated(_Payload):
+class _PaymentNews(_AboutOrder):
+    """A change a payment may have caused: `short_hash` names that Bakong payment, if one did."""
+
+    reason: str | None
+    short_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _MaybeDisputed(_PaymentNews):
+    """Set on every CONFLICT (both orders of the disputed transfer), None otherwise."""
+
+    paid_order_id: int | None = None
+    recorded_order_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderCreated(_AboutOrder):
+    TOPIC: ClassVar[Topic] = Topic.ORDER_CREATED
+    status: OrderStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QrCreated(_AboutOrder):
     """A pending order got a fresh KHQR code."""
 
     TOPIC: ClassVar[Topic] = Topic.ORDER_QR_CREATED
-    order_id: int
     payment_id: int
-    at_ms: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OrderStatusChanged(_Payload):
-    """`from_status` → `to_status`; `short_hash` names the Bakong payment that did it, if one did;
-    a CONFLICT names both orders of the disputed transfer."""
-
+class OrderStatusChanged(_MaybeDisputed):
     TOPIC: ClassVar[Topic] = Topic.ORDER_STATUS_CHANGED
-    order_id: int
-    at_ms: int
     from_status: OrderStatus = field(metadata={"key": "from"})
     to_status: OrderStatus = field(metadata={"key": "to"})
-    reason: str | None
-    short_hash: str | None = None
-    paid_order_id: int | None = None
-    recorded_order_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RefundFlagged(_Payload):
+class RefundFlagged(_MaybeDisputed):
     """Money arrived for an order already paid or refunded (or a conflict on one): refund it."""
 
     TOPIC: ClassVar[Topic] = Topic.ORDER_REFUND_FLAGGED
-    order_id: int
-    at_ms: int
-    reason: str | None
-    short_hash: str | None = None
-    paid_order_id: int | None = None
-    recorded_order_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RefundFlagCleared(_Payload):
+class PaymentConflict(_MaybeDisputed):
+    """A CONFLICT that neither changed the order's status nor flagged a refund (its writer always
+    sets both order ids)."""
+
+    TOPIC: ClassVar[Topic] = Topic.ORDER_PAYMENT_CONFLICT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvidenceAttached(_PaymentNews):
+    """Bakong's record of the payment staff marked paid without a hash, attached to the order."""
+
+    TOPIC: ClassVar[Topic] = Topic.ORDER_EVIDENCE_ATTACHED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundFlagCleared(_AboutOrder):
     """Staff settled an order's refund flag (`reference`: the refund's, or None when accepting the
     payment settled it)."""
 
     TOPIC: ClassVar[Topic] = Topic.ORDER_REFUND_FLAG_CLEARED
-    order_id: int
-    at_ms: int
     reason: str | None
     reference: str | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvidenceAttached(_Payload):
-    """Bakong's record of the payment staff marked paid without a hash, attached to the order."""
-
-    TOPIC: ClassVar[Topic] = Topic.ORDER_EVIDENCE_ATTACHED
-    order_id: int
-    at_ms: int
-    reason: str | None
-    short_hash: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PaymentConflict(_Payload):
-    """A CONFLICT that neither changed the order's status nor flagged a refund."""
-
-    TOPIC: ClassVar[Topic] = Topic.ORDER_PAYMENT_CONFLICT
-    order_id: int
-    at_ms: int
-    reason: str | None
-    short_hash: str | None = None
-    paid_order_id: int
-    recorded_order_id: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -349,24 +349,17 @@ class _Recording:
                 paid_order_id=paid_order_id,
                 recorded_order_id=recorded_order_id,
             )
-        if flags_refund(action, order.status):
-            return RefundFlagged(
-                order_id=order.id,
-                at_ms=self.now_ms,
-                reason=reason,
-                short_hash=short_hash,
-                paid_order_id=paid_order_id,
-                recorded_order_id=recorded_order_id,
+        flagged = flags_refund(action, order.status)
+        if not flagged and action is not Action.CONFLICT:
+            return EvidenceAttached(
+                order_id=order.id, at_ms=self.now_ms, reason=reason, short_hash=short_hash
             )
-        if paid_order_id is not None and recorded_order_id is not None:
-            return PaymentConflict(
-                order_id=order.id,
-                at_ms=self.now_ms,
-                reason=reason,
-                short_hash=short_hash,
-                paid_order_id=paid_order_id,
-                recorded_order_id=recorded_order_id,
-            )
-        return EvidenceAttached(
-            order_id=order.id, at_ms=self.now_ms, reason=reason, short_hash=short_hash
+        disputed = RefundFlagged if flagged else PaymentConflict
+        return disputed(
+            order_id=order.id,
+            at_ms=self.now_ms,
+            reason=reason,
+            short_hash=short_hash,
+            paid_order_id=paid_order_id,
+            recorded_order_id=recorded_order_id,
         )
