@@ -28,6 +28,7 @@ def fail(message: str) -> NoReturn:
 
 
 OrderId = Annotated[int, typer.Argument(min=1, help="The order's id.")]
+Reason = Annotated[str, typer.Option(help="Why, for the audit trail (required).")]
 Staff = Annotated[
     str | None,
     typer.Option(help="Who acts, for the audit trail (recorded as staff:NAME; default: cli)."),

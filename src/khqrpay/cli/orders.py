@@ -9,6 +9,7 @@ import typer
 
 from khqrpay.cli.common import (
     OrderId,
+    Reason,
     Staff,
     amount,
     fail,
@@ -38,7 +39,6 @@ from khqrpay.services.staff import (
 )
 
 app = typer.Typer(help="Create, show and list orders; staff actions on one.", no_args_is_help=True)
-Reason = Annotated[str, typer.Option(help="Why, for the audit trail (required).")]
 
 
 def order_summary_json(order: Order) -> dict[str, object]:

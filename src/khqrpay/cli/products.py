@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from khqrpay.cli.common import Staff, amount, open_database, print_json, staff_actor
+from khqrpay.cli.common import Reason, Staff, amount, open_database, print_json, staff_actor
 from khqrpay.clock import SystemClock
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import Product
@@ -121,7 +121,7 @@ def adjust_stock_command(
     by: Annotated[
         int, typer.Option(help="Units to add; negative to take away (stock never below 0).")
     ],
-    reason: Annotated[str, typer.Option(help="Why, for the audit trail (required).")],
+    reason: Reason,
     staff: Staff = None,
 ) -> None:
     """Add or take away stock, with a reason."""
