@@ -29,6 +29,7 @@ from khqrpay.orders.model import (
     OrderError,
     OrderNotFound,
     OrderStatus,
+    Product,
     ProductNotFound,
     StaffAction,
     TransitionRefused,
@@ -101,6 +102,17 @@ def _cancelled(shop: Shop, created: CreatedOrder) -> None:
     cancel_order(
         shop.database, created.order.id, actor=STAFF, reason="customer left", clock=shop.clock
     )
+
+
+def _in_review_after_cancel(
+    shop: Shop, *, stock: int, quantity: int
+) -> tuple[Product, CreatedOrder]:
+    """A product and an order of it that was cancelled, then paid: in review, flagged."""
+    product = shop.product(stock=stock)
+    created = shop.order((product, quantity))
+    _cancelled(shop, created)
+    _pay(shop, created)
+    return product, created
 
 
 # -- cancel ---------------------------------------------------------------------------------------
@@ -233,10 +245,7 @@ def test_an_unknown_order_is_not_found(database: Database, clock: FakeClock) -> 
 def test_accepting_a_cancelled_orders_payment_completes_it_and_settles_its_flag(
     shop: Shop, database: Database, clock: FakeClock
 ) -> None:
-    product = shop.product(stock=3)
-    created = shop.order((product, 2))
-    _cancelled(shop, created)
-    _pay(shop, created)
+    product, created = _in_review_after_cancel(shop, stock=3, quantity=2)
     clock.advance(seconds=5)
     result = resolve_review(
         database,
@@ -284,10 +293,7 @@ def test_accepting_a_cancelled_orders_payment_completes_it_and_settles_its_flag(
 def test_accepting_a_payment_without_the_stock_is_refused_and_changes_nothing(
     shop: Shop, database: Database, clock: FakeClock
 ) -> None:
-    product = shop.product(stock=2)
-    created = shop.order((product, 2))
-    _cancelled(shop, created)
-    _pay(shop, created)
+    product, created = _in_review_after_cancel(shop, stock=2, quantity=2)
     adjust_stock(database, product.sku, by=-1, reason="one broke", clock=clock, actor=STAFF)
     before = _rows(database)
     with pytest.raises(InsufficientStock, match=rf"insufficient stock for {product.sku}: 2 needed"):
@@ -306,10 +312,7 @@ def test_accepting_a_payment_without_the_stock_is_refused_and_changes_nothing(
 def test_refunding_a_review_records_the_reference_and_settles_the_flag(
     shop: Shop, database: Database, clock: FakeClock
 ) -> None:
-    product = shop.product(stock=3)
-    created = shop.order((product, 1))
-    _cancelled(shop, created)
-    _pay(shop, created)
+    product, created = _in_review_after_cancel(shop, stock=3, quantity=1)
     result = resolve_review(
         database,
         created.order.id,
