@@ -42,10 +42,11 @@ from khqrpay.bakong import BakongMetrics
 from khqrpay.bootstrap import App, BakongServices, bootstrap
 from khqrpay.clock import Clock, SystemClock
 from khqrpay.db import Database
-from khqrpay.events import Event, EventBus
+from khqrpay.events import Event, EventBus, EventError
 from khqrpay.logging import configure_logging
 from khqrpay.money import Currency, Money
-from khqrpay.orders.model import LineRequest, OrderStatus, Topic
+from khqrpay.orders.events import BakongUnauthorized, OrderStatusChanged, RefundFlagged, Topic
+from khqrpay.orders.model import LineRequest, OrderStatus
 from khqrpay.services.checkout import create_order, new_qr_for_order
 from khqrpay.services.maintenance import upgrade_database
 from khqrpay.services.orders import list_orders, order_details
@@ -614,27 +615,30 @@ def clock_time(ms: int) -> str:
 
 
 def describe_event(event: Event, row: OrderRow | None) -> Text | None:
-    """An event as one line for people, or None for events the demo does not show."""
-    payload = event.payload
-    at = clock_time(int(payload.get("at_ms", 0))) if payload.get("at_ms") else "--:--:--"
-    line = Text(f"{at}  ")
-    if event.topic == Topic.BAKONG_UNAUTHORIZED:
-        line.append("Bakong refused the token: checks are paused", style="bold red")
-        return line
-    if event.topic == Topic.ORDER_STATUS_CHANGED:
-        target = OrderStatus(str(payload.get("to")))
-        line.append(f"#{event.order_id} {payload.get('from')} → ")
-        line.append(target.value, style=STATUS_STYLE[target])
-    elif event.topic == Topic.ORDER_REFUND_FLAGGED:
-        line.append(f"#{event.order_id} refund flagged", style="bold red")
-    else:
+    """An event as one line for people, or None for events the demo does not show (or cannot
+    read)."""
+    try:
+        typed = event.typed()
+    except EventError:
         return None
-    if payload.get("short_hash"):
-        line.append(f" · Bakong payment {payload['short_hash']}")
+    line = Text(f"{clock_time(typed.at_ms)}  ")
+    match typed:
+        case BakongUnauthorized():
+            line.append("Bakong refused the token: checks are paused", style="bold red")
+            return line
+        case OrderStatusChanged():
+            line.append(f"#{typed.order_id} {typed.from_status} → ")
+            line.append(typed.to_status.value, style=STATUS_STYLE[typed.to_status])
+        case RefundFlagged():
+            line.append(f"#{typed.order_id} refund flagged", style="bold red")
+        case _:
+            return None
+    if typed.short_hash:
+        line.append(f" · Bakong payment {typed.short_hash}")
     if row is not None and row.detection_ms is not None and row.status is OrderStatus.COMPLETED:
         line.append(f" · found {row.detection_ms / 1000:.1f} s after it was paid")
-    if payload.get("reason"):
-        line.append(f" · {payload['reason']}", style="dim")
+    if typed.reason:
+        line.append(f" · {typed.reason}", style="dim")
     return line
 
 

@@ -3,7 +3,9 @@
 One small Protocol, two buses: an in-process bus (SQLite deployments run the worker and the web
 in one process) and a PostgreSQL LISTEN/NOTIFY bus that reaches every process sharing the
 database. Events are hints ("order 7 is now COMPLETED"), delivered at least once by the outbox
-relay: a subscriber re-reads the order and ignores an `outbox_id` it has already seen.
+relay: a subscriber re-reads the order and ignores an `outbox_id` it has already seen. An event
+carries its topic and JSON payload as written; `Event.typed()` reads it as the engine's typed
+event (`khqrpay.orders.events`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
+
+from khqrpay.orders.events import DomainEvent, EventPayloadError, parse_event
 
 DEFAULT_CHANNEL = "khqrpay_events"
 # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
@@ -65,6 +69,14 @@ class Event:
             separators=(",", ":"),
             sort_keys=True,
         )
+
+    def typed(self) -> DomainEvent:
+        """The engine's event this one carries (`khqrpay.orders.events`); `EventError` if its
+        topic is unknown or its payload is not that event's."""
+        try:
+            return parse_event(self.topic, self.payload)
+        except EventPayloadError as exc:
+            raise EventError(str(exc)) from exc
 
     @classmethod
     def from_json(cls, text: str) -> Event:

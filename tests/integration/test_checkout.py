@@ -12,13 +12,13 @@ from khqrpay.clock import FakeClock
 from khqrpay.db import Database
 from khqrpay.khqr import verify
 from khqrpay.money import Currency, Money
+from khqrpay.orders.events import Topic
 from khqrpay.orders.model import (
     LineRequest,
     OrderError,
     OrderNotFound,
     OrderStatus,
     PaymentStatus,
-    Topic,
 )
 from khqrpay.services.checkout import MAX_QRS_PER_ORDER, bill_number, create_order, new_qr_for_order
 from khqrpay.services.orders import list_orders, order_by_token, order_details

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from khqrpay.clock import FakeClock
 from khqrpay.db import Database
 from khqrpay.db import tables as t
+from khqrpay.orders.events import Topic
 from khqrpay.orders.model import (
     Action,
     Evidence,
@@ -24,7 +25,6 @@ from khqrpay.orders.model import (
     OrderNotFound,
     OrderStatus,
     PaymentStatus,
-    Topic,
 )
 from khqrpay.services.checkout import new_qr_for_order
 from khqrpay.services.completion import CompletionResult, record_payment
@@ -427,7 +427,7 @@ def test_a_failure_midway_leaves_no_trace(
     def broken_outbox(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("the disk is full")
 
-    monkeypatch.setattr(OutboxRepository, "add", broken_outbox)
+    monkeypatch.setattr(OutboxRepository, "add_event", broken_outbox)
     with pytest.raises(RuntimeError, match="disk is full"):
         record(
             database,

@@ -97,9 +97,30 @@ def test_db_upgrade_works_from_the_installed_command(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert '"revision": "0001"' in result.stdout
+    assert f'"revision": "{migrate.head_revision()}"' in result.stdout
     database = Database.from_url(url)
     try:
         assert _tables(database) == TABLES
     finally:
         database.dispose()
+
+
+def test_0002_adds_the_refund_reference_to_existing_orders_and_removes_it_again(
+    empty_database: Database,
+) -> None:
+    migrate.upgrade(empty_database, "0001")
+    with empty_database.write() as uow:
+        uow.connection.execute(
+            sa.text(
+                "INSERT INTO orders (public_token, status, currency, total_minor, created_ms, "
+                "window_end_ms, updated_ms) VALUES ('t', 'PENDING', 'USD', 150, 0, 1, 0)"
+            )
+        )
+    migrate.upgrade(empty_database)
+    with empty_database.read() as uow:
+        assert uow.orders.get(1).refund_reference is None
+    migrate.downgrade(empty_database, "0001")
+    columns = {c["name"] for c in sa.inspect(empty_database.engine).get_columns("orders")}
+    assert "refund_reference" not in columns
+    with empty_database.read() as uow:
+        assert uow.connection.execute(sa.text("SELECT count(*) FROM orders")).scalar_one() == 1

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from khqrpay.bakong import BakongClient
 from khqrpay.clock import SystemClock
 from khqrpay.db import tables as t
-from khqrpay.orders.model import AttemptOutcome, OrderStatus, Topic
+from khqrpay.orders.events import Topic
+from khqrpay.orders.model import AttemptOutcome, OrderStatus
 from khqrpay.services.checkout import CreatedOrder
 from khqrpay.services.verification import Verifier
 

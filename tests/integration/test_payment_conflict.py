@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from khqrpay.clock import FakeClock
 from khqrpay.db import Database
 from khqrpay.db import tables as t
+from khqrpay.orders.events import Topic
 from khqrpay.orders.model import (
     Action,
     Evidence,
@@ -23,7 +24,6 @@ from khqrpay.orders.model import (
     Order,
     OrderStatus,
     PaymentStatus,
-    Topic,
 )
 from khqrpay.services.completion import CompletionResult, HashRecordedMeanwhile, record_payment
 from khqrpay.services.expiry import sweep_expired_orders

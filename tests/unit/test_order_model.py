@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import (
     ALLOWED_TRANSITIONS,
+    STAFF_TRANSITIONS,
     Action,
     Decision,
     Evidence,
@@ -22,14 +23,20 @@ from khqrpay.orders.model import (
     OrderError,
     OrderFacts,
     OrderStatus,
+    StaffAction,
+    TransitionRefused,
     can_transition,
     conflict_flags_refund,
     conflict_reason_for_recorded_order,
     decide,
     find_mismatch,
+    flags_refund,
     normalize_phone,
+    staff_target,
     status_after,
     validate_actor,
+    validate_reason,
+    validate_refund_reference,
     validate_sku,
 )
 
@@ -689,3 +696,69 @@ def test_the_recorded_order_is_told_which_order_and_qr_the_transfer_paid() -> No
     assert conflict_reason_for_recorded_order(paid(H1), qr_md5=None, paid_order_id=7) == (
         f"its recorded Bakong payment {H1[:8]} was made for a QR of order 7"
     )
+
+
+# -- staff actions --------------------------------------------------------------------------------
+
+
+def test_staff_transitions_are_transitions_the_state_machine_allows() -> None:
+    for source, target in STAFF_TRANSITIONS.values():
+        assert can_transition(source, target)
+    assert set(STAFF_TRANSITIONS) == set(StaffAction)
+
+
+@pytest.mark.parametrize("action", list(StaffAction))
+@pytest.mark.parametrize("current", list(OrderStatus))
+def test_a_staff_action_moves_only_from_its_own_status(
+    action: StaffAction, current: OrderStatus
+) -> None:
+    source, target = STAFF_TRANSITIONS[action]
+    if current is source:
+        assert staff_target(action, order_id=5, current=current) is target
+    else:
+        with pytest.raises(TransitionRefused, match=f"order 5 is {current}: only a {source}"):
+            staff_target(action, order_id=5, current=current)
+
+
+@pytest.mark.parametrize(
+    ("action", "current", "flagged"),
+    [
+        (Action.NEEDS_REVIEW, OrderStatus.CANCELLED, True),
+        (Action.NEEDS_REVIEW, OrderStatus.PENDING, False),
+        (Action.NEEDS_REVIEW, OrderStatus.EXPIRED, False),
+        (Action.FLAG_REFUND, OrderStatus.COMPLETED, True),
+        (Action.CONFLICT, OrderStatus.COMPLETED, True),
+        (Action.CONFLICT, OrderStatus.CANCELLED, False),
+        (Action.COMPLETE, OrderStatus.PENDING, False),
+    ],
+)
+def test_money_for_a_cancelled_order_is_flagged_for_refund(
+    action: Action, current: OrderStatus, flagged: bool
+) -> None:
+    assert flags_refund(action, current) is flagged
+
+
+def test_money_for_a_cancelled_order_always_goes_to_review_flagged() -> None:
+    for evidence in (paid(), paid(amount="9"), paid(paid_ms=WINDOW_END + 1)):
+        decision = decide(facts(OrderStatus.CANCELLED), evidence, source=VERIFIER)
+        assert status_after(decision.action, OrderStatus.CANCELLED) is OrderStatus.NEEDS_REVIEW
+        assert flags_refund(decision.action, OrderStatus.CANCELLED)
+
+
+def test_a_reason_is_trimmed_bounded_and_required_when_asked() -> None:
+    assert validate_reason("  broken cup ", required=True) == "broken cup"
+    assert validate_reason("  ", required=False) is None
+    with pytest.raises(OrderError, match="a reason is required"):
+        validate_reason(" ", required=True)
+    with pytest.raises(OrderError, match="at most 500"):
+        validate_reason("x" * 501, required=False)
+
+
+@pytest.mark.parametrize("reference", ["", "  ", "x" * 129, "FT1\nFT2", "tab\there"])
+def test_a_refund_reference_is_one_printable_line(reference: str) -> None:
+    with pytest.raises(OrderError, match="refund reference"):
+        validate_refund_reference(reference)
+
+
+def test_a_refund_reference_is_kept_as_given_but_trimmed() -> None:
+    assert validate_refund_reference(" FT24338-0001 ") == "FT24338-0001"

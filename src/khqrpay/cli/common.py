@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import pydantic
 import typer
@@ -16,7 +16,7 @@ from khqrpay.bootstrap import App, bootstrap
 from khqrpay.db import DatabaseError
 from khqrpay.khqr import KHQRError
 from khqrpay.money import MoneyError
-from khqrpay.orders.model import OrderError
+from khqrpay.orders.model import OrderError, validate_actor
 
 USAGE_ERROR = 2
 
@@ -24,6 +24,19 @@ USAGE_ERROR = 2
 def fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(USAGE_ERROR)
+
+
+OrderId = Annotated[int, typer.Argument(min=1, help="The order's id.")]
+Reason = Annotated[str, typer.Option(help="Why, for the audit trail (required).")]
+Staff = Annotated[
+    str | None,
+    typer.Option(help="Who acts, for the audit trail (recorded as staff:NAME; default: cli)."),
+]
+
+
+def staff_actor(staff: str | None) -> str:
+    """The audit trail's actor for `--staff NAME`: `staff:NAME`, or `cli` without one."""
+    return validate_actor("cli" if staff is None else f"staff:{staff.strip()}")
 
 
 def print_json(value: object) -> None:

@@ -12,22 +12,11 @@ from typing import Annotated, TypeVar
 import typer
 
 from khqrpay.bootstrap import App
-from khqrpay.cli.common import open_app, print_json
-from khqrpay.orders.model import validate_actor
+from khqrpay.cli.common import OrderId, Staff, open_app, print_json, staff_actor
 from khqrpay.services.manual import ManualActions
 from khqrpay.services.schemas import MarkPaidView, PaymentStatusView, VerifyView
 
 _T = TypeVar("_T")
-
-OrderId = Annotated[int, typer.Argument(min=1, help="The order's id.")]
-Staff = Annotated[
-    str | None,
-    typer.Option(help="Who acts, for the audit trail (recorded as staff:NAME; default: cli)."),
-]
-
-
-def _actor(staff: str | None) -> str:
-    return validate_actor("cli" if staff is None else f"staff:{staff.strip()}")
 
 
 def _run(action: Callable[[ManualActions], Awaitable[_T]]) -> _T:
@@ -41,7 +30,7 @@ def _run(action: Callable[[ManualActions], Awaitable[_T]]) -> _T:
 
 def verify(order_id: OrderId, staff: Staff = None) -> None:
     """Verify Instantly: check every unexpired QR of the order now; complete it if paid."""
-    actor = _actor(staff)
+    actor = staff_actor(staff)
     result = _run(lambda actions: actions.verify_instantly(order_id, actor=actor))
     print_json(VerifyView.of(result).json_dict())
 
@@ -67,7 +56,7 @@ def mark_paid(
     staff: Staff = None,
 ) -> None:
     """Mark as Paid (staff override)."""
-    actor = _actor(staff)
+    actor = staff_actor(staff)
     result = _run(
         lambda actions: actions.mark_paid(order_id, reason=reason, bakong_hash=hash_, actor=actor)
     )

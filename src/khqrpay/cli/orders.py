@@ -1,4 +1,5 @@
-"""`khqrpay orders ...`: create, show and list orders (staff and scripts, until the web console)."""
+"""`khqrpay orders ...`: create, show and list orders; cancel one, resolve its review, clear its
+refund flag (staff and scripts, until the web console)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from typing import Annotated
 
 import typer
 
-from khqrpay.cli.common import fail, open_app, print_json
-from khqrpay.orders.model import LineRequest, OrderStatus
+from khqrpay.cli.common import OrderId, Reason, Staff, fail, open_app, print_json, staff_actor
+from khqrpay.orders.model import LineRequest, OrderStatus, StaffAction
 from khqrpay.services.checkout import create_order
 from khqrpay.services.orders import list_orders, order_details
-from khqrpay.services.schemas import CreatedOrderView, OrderSummary, OrderView
+from khqrpay.services.schemas import CreatedOrderView, OrderSummary, OrderView, StaffActionView
+from khqrpay.services.staff import cancel_order, clear_refund_flag, resolve_review
 
-app = typer.Typer(help="Create, show and list orders.", no_args_is_help=True)
+app = typer.Typer(help="Create, show and list orders; staff actions on one.", no_args_is_help=True)
 
 
 @app.command()
@@ -58,3 +60,65 @@ def list_command(
     with open_app() as app:
         orders = list_orders(app.database, wanted)
     print_json([OrderSummary.of(order).json_dict() for order in orders])
+
+
+@app.command()
+def cancel(order_id: OrderId, reason: Reason, staff: Staff = None) -> None:
+    """Cancel a PENDING order (a payment found later sends it to review, flagged for refund)."""
+    with open_app() as app:
+        result = cancel_order(
+            app.database, order_id, actor=staff_actor(staff), reason=reason, clock=app.clock
+        )
+    print_json(StaffActionView.of(result).json_dict())
+
+
+@app.command()
+def resolve(
+    order_id: OrderId,
+    reason: Reason,
+    accept: Annotated[
+        bool, typer.Option("--accept", help="Keep the payment: COMPLETED, stock taken.")
+    ] = False,
+    refund: Annotated[
+        str | None,
+        typer.Option(
+            metavar="REFERENCE", help="The money went back: REFUNDED, with its reference."
+        ),
+    ] = None,
+    staff: Staff = None,
+) -> None:
+    """Resolve a NEEDS_REVIEW order: --accept the payment, or --refund REFERENCE."""
+    if accept == (refund is not None):
+        fail("give either --accept or --refund REFERENCE")
+    resolution = StaffAction.ACCEPT_PAYMENT if accept else StaffAction.REFUND
+    with open_app() as app:
+        result = resolve_review(
+            app.database,
+            order_id,
+            resolution=resolution,
+            refund_reference=refund,
+            actor=staff_actor(staff),
+            reason=reason,
+            clock=app.clock,
+        )
+    print_json(StaffActionView.of(result).json_dict())
+
+
+@app.command("clear-refund-flag")
+def clear_refund_flag_command(
+    order_id: OrderId,
+    reference: Annotated[str, typer.Option(help="The refund's reference (bank or Bakong).")],
+    reason: Reason,
+    staff: Staff = None,
+) -> None:
+    """Clear an order's refund flag once the money went back, with the refund's reference."""
+    with open_app() as app:
+        result = clear_refund_flag(
+            app.database,
+            order_id,
+            reference=reference,
+            actor=staff_actor(staff),
+            reason=reason,
+            clock=app.clock,
+        )
+    print_json(StaffActionView.of(result).json_dict())

@@ -92,6 +92,8 @@ orders = sa.Table(
     sa.Column("review_reason", sa.Text),
     sa.Column("refund_flag", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("refund_reason", sa.Text),
+    # The reference of the last refund staff recorded (the audit trail keeps every one).
+    sa.Column("refund_reference", sa.String(128)),
     sa.Column("paid_manually_without_hash", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_ms", EpochMs, nullable=False),
     _one_of("status", OrderStatus, "status"),

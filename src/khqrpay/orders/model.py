@@ -23,6 +23,10 @@ class OrderNotFound(OrderError):
     """No order has that id or token."""
 
 
+class ProductNotFound(OrderError):
+    """No product has that SKU."""
+
+
 class OrderStatus(enum.StrEnum):
     PENDING = "PENDING"
     COMPLETED = "COMPLETED"
@@ -55,6 +59,43 @@ def can_transition(current: OrderStatus, target: OrderStatus) -> bool:
     return target in ALLOWED_TRANSITIONS[current]
 
 
+class TransitionRefused(OrderError):
+    """A change the order's state does not allow (cancelling a paid order, clearing a refund
+    flag that is not set); nothing was changed."""
+
+
+class StaffAction(enum.StrEnum):
+    """What staff may do to an order's status by hand; the rest is the engine's (payments,
+    expiry)."""
+
+    CANCEL = "cancel"
+    ACCEPT_PAYMENT = "accept_payment"
+    REFUND = "refund"
+
+
+# Each staff action moves an order from one status to another, both within ALLOWED_TRANSITIONS.
+STAFF_TRANSITIONS: Mapping[StaffAction, tuple[OrderStatus, OrderStatus]] = {
+    StaffAction.CANCEL: (OrderStatus.PENDING, OrderStatus.CANCELLED),
+    StaffAction.ACCEPT_PAYMENT: (OrderStatus.NEEDS_REVIEW, OrderStatus.COMPLETED),
+    StaffAction.REFUND: (OrderStatus.NEEDS_REVIEW, OrderStatus.REFUNDED),
+}
+_STAFF_VERBS = {
+    StaffAction.CANCEL: "cancelled",
+    StaffAction.ACCEPT_PAYMENT: "accepted as paid",
+    StaffAction.REFUND: "refunded",
+}
+
+
+def staff_target(action: StaffAction, *, order_id: int, current: OrderStatus) -> OrderStatus:
+    """The status `action` moves the order to; `TransitionRefused` if it cannot from `current`."""
+    source, target = STAFF_TRANSITIONS[action]
+    if current is not source:
+        raise TransitionRefused(
+            f"order {order_id} is {current}: only a {source} order can be {_STAFF_VERBS[action]}"
+        )
+    return target
+
+
 class PaymentStatus(enum.StrEnum):
     """The state of one KHQR code: paid (money seen), expired (window over) or still pending."""
 
@@ -85,21 +126,6 @@ class AttemptOutcome(enum.StrEnum):
     BAD_RESPONSE = "bad_response"
 
 
-class Topic(enum.StrEnum):
-    """Every outbox topic."""
-
-    ORDER_CREATED = "order.created"
-    ORDER_QR_CREATED = "order.qr_created"
-    ORDER_STATUS_CHANGED = "order.status_changed"
-    ORDER_REFUND_FLAGGED = "order.refund_flagged"
-    ORDER_EVIDENCE_ATTACHED = "order.evidence_attached"
-    # A transfer found for one order's QR is recorded for another order (see Action.CONFLICT);
-    # used when the conflict neither changes the order's status nor flags a refund.
-    ORDER_PAYMENT_CONFLICT = "order.payment_conflict"
-    # Bakong refused the token: every check stops until it is renewed (no order).
-    BAKONG_UNAUTHORIZED = "bakong.unauthorized"
-
-
 _ACTOR = re.compile(r"^(cli|system|customer|worker:[\w.@:-]{1,56}|staff:[\w .@-]{1,56})$")
 
 
@@ -111,6 +137,35 @@ def validate_actor(actor: str) -> str:
             f"actor {actor!r} is not one of cli, system, customer, worker:<id>, staff:<name>"
         )
     return actor
+
+
+MAX_REASON_LENGTH = 500
+MAX_REFUND_REFERENCE_LENGTH = 128
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def validate_reason(reason: str | None, *, required: bool) -> str | None:
+    """Why someone acted, for the audit trail: trimmed, at most MAX_REASON_LENGTH characters;
+    None when blank and not `required`."""
+    cleaned = (reason or "").strip() or None
+    if cleaned is None:
+        if required:
+            raise OrderError("a reason is required")
+        return None
+    if len(cleaned) > MAX_REASON_LENGTH:
+        raise OrderError(f"a reason is at most {MAX_REASON_LENGTH} characters")
+    return cleaned
+
+
+def validate_refund_reference(reference: str) -> str:
+    """The bank's or Bakong's reference of a refund staff made: trimmed, one line, 1 to
+    MAX_REFUND_REFERENCE_LENGTH characters."""
+    cleaned = reference.strip()
+    if not cleaned or len(cleaned) > MAX_REFUND_REFERENCE_LENGTH:
+        raise OrderError(f"a refund reference is 1 to {MAX_REFUND_REFERENCE_LENGTH} characters")
+    if _CONTROL_CHARACTERS.search(cleaned):
+        raise OrderError("a refund reference is one line of printable characters")
+    return cleaned
 
 
 _SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -206,6 +261,8 @@ class Order:
     refund_reason: str | None
     paid_manually_without_hash: bool
     updated_ms: int
+    # The reference of the last refund staff recorded (resolving to REFUNDED, clearing a flag).
+    refund_reference: str | None = None
 
     @property
     def currency(self) -> Currency:
@@ -388,6 +445,17 @@ def status_after(action: Action, current: OrderStatus) -> OrderStatus:
 def conflict_flags_refund(status: OrderStatus) -> bool:
     """Whether a CONFLICT flags a refund on an order in `status` (else it sets a review reason)."""
     return status in (OrderStatus.COMPLETED, OrderStatus.REFUNDED)
+
+
+def flags_refund(action: Action, current: OrderStatus) -> bool:
+    """Whether applying `action` to an order in `current` flags a refund: money for an order
+    already paid or refunded (or a conflict on one), and money for a cancelled order, which goes
+    to review flagged: the shop said no to it, so the money goes back unless staff accept it."""
+    return (
+        action is Action.FLAG_REFUND
+        or (action is Action.CONFLICT and conflict_flags_refund(current))
+        or (action is Action.NEEDS_REVIEW and current is OrderStatus.CANCELLED)
+    )
 
 
 def conflict_reason_for_recorded_order(

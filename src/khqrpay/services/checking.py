@@ -30,13 +30,13 @@ from khqrpay.clock import Clock
 from khqrpay.db import Database, UnitOfWork
 from khqrpay.db.retry import run_retried
 from khqrpay.logging import get_logger
+from khqrpay.orders.events import BakongUnauthorized
 from khqrpay.orders.model import (
     Action,
     AttemptOutcome,
     Evidence,
     EvidenceSource,
     KhqrPayment,
-    Topic,
     VerificationAttempt,
     validate_actor,
 )
@@ -417,10 +417,8 @@ class _Application:
             paused_until_ms=self.pause_until_ms,
             action="renew the Bakong token (KHQRPAY_BAKONG_TOKEN) and restart the worker",
         )
-        uow.outbox.add(
-            topic=Topic.BAKONG_UNAUTHORIZED,
-            order_id=None,
-            payload={"at_ms": self.now_ms, "error": str(error), "worker": self.actor},
+        uow.outbox.add_event(
+            BakongUnauthorized(at_ms=self.now_ms, error=str(error), worker=self.actor),
             now_ms=self.now_ms,
         )
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from khqrpay.clock import Clock
 from khqrpay.db import Database, UnitOfWork
 from khqrpay.khqr import KHQRInput, encode
+from khqrpay.orders.events import OrderCreated, QrCreated
 from khqrpay.orders.model import (
     KhqrPayment,
     LineRequest,
@@ -16,7 +17,6 @@ from khqrpay.orders.model import (
     OrderError,
     OrderLine,
     OrderStatus,
-    Topic,
     normalize_phone,
     validate_actor,
 )
@@ -127,11 +127,8 @@ def _create_order(
         to_status=OrderStatus.PENDING,
         details={"total": str(total), "lines": len(priced), "payment_id": payment.id},
     )
-    uow.outbox.add(
-        topic=Topic.ORDER_CREATED,
-        order_id=order.id,
-        payload={"order_id": order.id, "status": order.status.value, "at_ms": now_ms},
-        now_ms=now_ms,
+    uow.outbox.add_event(
+        OrderCreated(order_id=order.id, status=order.status, at_ms=now_ms), now_ms=now_ms
     )
     return CreatedOrder(order, tuple(priced), payment)
 
@@ -175,11 +172,8 @@ def _new_qr_for_order(
         action="qr_created",
         details={"payment_id": payment.id, "md5": payment.md5},
     )
-    uow.outbox.add(
-        topic=Topic.ORDER_QR_CREATED,
-        order_id=order.id,
-        payload={"order_id": order.id, "payment_id": payment.id, "at_ms": now_ms},
-        now_ms=now_ms,
+    uow.outbox.add_event(
+        QrCreated(order_id=order.id, payment_id=payment.id, at_ms=now_ms), now_ms=now_ms
     )
     return payment
 

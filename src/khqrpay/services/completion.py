@@ -12,6 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from khqrpay.db import DuplicateHash, UnitOfWork
+from khqrpay.orders.events import (
+    EvidenceAttached,
+    OrderEvent,
+    OrderStatusChanged,
+    PaymentConflict,
+    RefundFlagged,
+)
 from khqrpay.orders.model import (
     Action,
     Decision,
@@ -23,15 +30,14 @@ from khqrpay.orders.model import (
     OrderFacts,
     OrderStatus,
     PaymentStatus,
-    Topic,
-    conflict_flags_refund,
     conflict_reason_for_recorded_order,
     decide,
+    flags_refund,
     status_after,
     validate_actor,
+    validate_reason,
 )
-
-MAX_REASON_LENGTH = 500
+from khqrpay.services.transitions import transition_order
 
 # The audit trail's name for what each action did to the order.
 AUDIT_ACTIONS = {
@@ -41,10 +47,6 @@ AUDIT_ACTIONS = {
     Action.ATTACH_EVIDENCE_ONLY: "evidence_attached",
     Action.CONFLICT: "payment_conflict",
 }
-
-
-class ConcurrentChange(RuntimeError):
-    """A guarded update found the order changed under its lock: a bug, never a business case."""
 
 
 class HashRecordedMeanwhile(RuntimeError):
@@ -151,12 +153,9 @@ def _conflict_hashes(uow: UnitOfWork, order_id: int) -> frozenset[str]:
 
 
 def _staff_reason(source: EvidenceSource, reason: str | None) -> str | None:
-    cleaned = (reason or "").strip() or None
-    if source is EvidenceSource.MARK_PAID and cleaned is None:
+    if source is EvidenceSource.MARK_PAID and not (reason or "").strip():
         raise OrderError("Mark as Paid needs a reason")
-    if cleaned is not None and len(cleaned) > MAX_REASON_LENGTH:
-        raise OrderError(f"a reason is at most {MAX_REASON_LENGTH} characters")
-    return cleaned
+    return validate_reason(reason, required=False)
 
 
 def _payment_of(uow: UnitOfWork, order_id: int, payment_id: int | None) -> KhqrPayment | None:
@@ -220,9 +219,7 @@ class _Recording:
         if action is Action.COMPLETE and (shortage := self._take_stock()):
             action, reason = Action.NEEDS_REVIEW, shortage
         status = status_after(action, order.status)
-        self._update_order(order, action, status, reason)
-        self._audit(order, action, status, reason, {})
-        self._announce(order, action, status, reason, {})
+        self._transition(order, action, status, reason, {})
         return CompletionResult(order.id, action, order.status, status, reason, evidence_id)
 
     def apply_conflict(self, decision: Decision, recorded_for: Order) -> CompletionResult:
@@ -254,11 +251,9 @@ class _Recording:
         )
 
     def _flag_conflict(
-        self, order: Order, status: OrderStatus, reason: str | None, link: Mapping[str, object]
+        self, order: Order, status: OrderStatus, reason: str | None, link: Mapping[str, int]
     ) -> None:
-        self._update_order(order, Action.CONFLICT, status, reason)
-        self._audit(order, Action.CONFLICT, status, reason, link)
-        self._announce(order, Action.CONFLICT, status, reason, link)
+        self._transition(order, Action.CONFLICT, status, reason, link)
 
     def _mark_qr_paid(self) -> None:
         # Already PAID: nothing to write (the same answer seen again).
@@ -278,45 +273,15 @@ class _Recording:
         sku = short_id if product is None else product.sku
         return f"insufficient stock for {sku}: {needed[short_id]} needed, {left} left"
 
-    def _update_order(
-        self, order: Order, action: Action, status: OrderStatus, reason: str | None
-    ) -> None:
-        columns: dict[str, object] = {}
-        # Staff vouching without a hash is the only record of that money: keep it, even when the
-        # order then goes to review (short of stock).
-        if action is Action.COMPLETE:
-            columns = {
-                "completed_ms": self.now_ms,
-                "review_reason": None,
-                "paid_manually_without_hash": self._staff_vouches(),
-            }
-        elif _flags_refund(action, order.status):
-            columns = {"refund_flag": True, "refund_reason": reason}
-        elif action in (Action.NEEDS_REVIEW, Action.CONFLICT):
-            columns = {"review_reason": reason}
-            if self._staff_vouches():
-                columns["paid_manually_without_hash"] = True
-        changed = self.uow.orders.transition(
-            order.id,
-            expected=order.status,
-            target=status,
-            now_ms=self.now_ms,
-            **columns,
-        )
-        if not changed:
-            raise ConcurrentChange(f"order {order.id} changed while locked")
-
-    def _staff_vouches(self) -> bool:
-        return self.evidence is None and not self.facts.recorded_hashes
-
-    def _audit(
+    def _transition(
         self,
         order: Order,
         action: Action,
         status: OrderStatus,
         reason: str | None,
-        extra: Mapping[str, object],
+        link: Mapping[str, int],
     ) -> None:
+        """Apply `action` to `order`: the status and columns, one audit row, one event."""
         details: dict[str, object] = {"source": self.source.value, "decision_reason": reason}
         if self.payment is not None:
             details["payment_id"] = self.payment.id
@@ -327,44 +292,74 @@ class _Recording:
                 "currency": self.evidence.currency,
                 "paid_ms": self.evidence.paid_ms,
             }
-        self.uow.audit.append(
-            order_id=order.id,
-            at_ms=self.now_ms,
+        transition_order(
+            self.uow,
+            order,
+            status,
             actor=self.actor,
             action=AUDIT_ACTIONS[action],
-            from_status=order.status,
-            to_status=status,
             reason=self.staff_reason or reason,
-            details={**details, **extra},
+            now_ms=self.now_ms,
+            event=self._event(order, action, status, reason, link),
+            details={**details, **link},
+            **self._columns(order, action, status, reason),
         )
 
-    def _announce(
+    def _columns(
+        self, order: Order, action: Action, status: OrderStatus, reason: str | None
+    ) -> dict[str, object]:
+        # Staff vouching without a hash is the only record of that money: keep it, even when the
+        # order then goes to review (short of stock).
+        if action is Action.COMPLETE:
+            return {
+                "completed_ms": self.now_ms,
+                "review_reason": None,
+                "paid_manually_without_hash": self._staff_vouches(),
+            }
+        columns: dict[str, object] = {}
+        if flags_refund(action, order.status):
+            columns |= {"refund_flag": True, "refund_reason": reason}
+        if status is OrderStatus.NEEDS_REVIEW:
+            columns["review_reason"] = reason
+            if self._staff_vouches():
+                columns["paid_manually_without_hash"] = True
+        return columns
+
+    def _staff_vouches(self) -> bool:
+        return self.evidence is None and not self.facts.recorded_hashes
+
+    def _event(
         self,
         order: Order,
         action: Action,
         status: OrderStatus,
         reason: str | None,
-        extra: Mapping[str, object],
-    ) -> None:
-        payload: dict[str, object] = {"order_id": order.id, "at_ms": self.now_ms}
-        payload["reason"] = reason
+        link: Mapping[str, int],
+    ) -> OrderEvent:
+        short_hash = None if self.evidence is None else self.evidence.short_hash
+        paid_order_id, recorded_order_id = link.get("paid_order_id"), link.get("recorded_order_id")
         if status is not order.status:
-            topic = Topic.ORDER_STATUS_CHANGED
-            payload |= {"from": order.status.value, "to": status.value}
-        elif _flags_refund(action, order.status):
-            topic = Topic.ORDER_REFUND_FLAGGED
-        elif action is Action.CONFLICT:
-            topic = Topic.ORDER_PAYMENT_CONFLICT
-        else:
-            topic = Topic.ORDER_EVIDENCE_ATTACHED
-        if self.evidence is not None:
-            payload["short_hash"] = self.evidence.short_hash
-        self.uow.outbox.add(
-            topic=topic, order_id=order.id, payload={**payload, **extra}, now_ms=self.now_ms
+            return OrderStatusChanged(
+                order_id=order.id,
+                at_ms=self.now_ms,
+                from_status=order.status,
+                to_status=status,
+                reason=reason,
+                short_hash=short_hash,
+                paid_order_id=paid_order_id,
+                recorded_order_id=recorded_order_id,
+            )
+        flagged = flags_refund(action, order.status)
+        if not flagged and action is not Action.CONFLICT:
+            return EvidenceAttached(
+                order_id=order.id, at_ms=self.now_ms, reason=reason, short_hash=short_hash
+            )
+        disputed = RefundFlagged if flagged else PaymentConflict
+        return disputed(
+            order_id=order.id,
+            at_ms=self.now_ms,
+            reason=reason,
+            short_hash=short_hash,
+            paid_order_id=paid_order_id,
+            recorded_order_id=recorded_order_id,
         )
-
-
-def _flags_refund(action: Action, status: OrderStatus) -> bool:
-    return action is Action.FLAG_REFUND or (
-        action is Action.CONFLICT and conflict_flags_refund(status)
-    )

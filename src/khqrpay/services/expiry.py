@@ -9,7 +9,8 @@ payments and an order); it is cheap (a partial index on pending orders' window e
 from __future__ import annotations
 
 from khqrpay.db import Database, UnitOfWork
-from khqrpay.orders.model import OrderStatus, PaymentStatus, Topic, validate_actor
+from khqrpay.orders.model import OrderStatus, PaymentStatus, validate_actor
+from khqrpay.services.transitions import transition_order
 
 EXPIRY_REASON = "no payment found by the end of the payment window"
 SWEEP_BATCH = 500
@@ -28,31 +29,15 @@ def expire_order_if_unpaid(uow: UnitOfWork, order_id: int, *, actor: str, now_ms
         return False
     if any(p.status is PaymentStatus.PENDING for p in uow.payments.for_order(order_id)):
         return False
-    if not uow.orders.transition(
-        order_id, expected=OrderStatus.PENDING, target=OrderStatus.EXPIRED, now_ms=now_ms
-    ):
-        return False
-    uow.audit.append(
-        order_id=order_id,
-        at_ms=now_ms,
+    transition_order(
+        uow,
+        order,
+        OrderStatus.EXPIRED,
         actor=actor,
         action="expired",
-        from_status=OrderStatus.PENDING,
-        to_status=OrderStatus.EXPIRED,
         reason=EXPIRY_REASON,
-        details={"window_end_ms": order.window_end_ms},
-    )
-    uow.outbox.add(
-        topic=Topic.ORDER_STATUS_CHANGED,
-        order_id=order_id,
-        payload={
-            "order_id": order_id,
-            "at_ms": now_ms,
-            "from": OrderStatus.PENDING.value,
-            "to": OrderStatus.EXPIRED.value,
-            "reason": EXPIRY_REASON,
-        },
         now_ms=now_ms,
+        details={"window_end_ms": order.window_end_ms},
     )
     return True
 

@@ -1,14 +1,30 @@
-"""The product catalogue: adding products and listing them."""
+"""The product catalogue: adding and listing products; staff editing them (name, price, for sale
+or not, stock). Every change is audited with who made it and why."""
 
 from __future__ import annotations
 
+from khqrpay.clock import Clock
 from khqrpay.db import Database, DuplicateSku, UnitOfWork
 from khqrpay.money import Money
-from khqrpay.orders.model import OrderError, Product, validate_actor, validate_sku
+from khqrpay.orders.model import (
+    OrderError,
+    Product,
+    ProductNotFound,
+    validate_actor,
+    validate_reason,
+    validate_sku,
+)
 
 MAX_NAME_LENGTH = 200
 # Stock is an INTEGER column: keep well inside its range.
 MAX_STOCK = 1_000_000_000
+
+
+def _clean_name(name: str) -> str:
+    cleaned = " ".join(name.split())
+    if not cleaned or len(cleaned) > MAX_NAME_LENGTH:
+        raise OrderError(f"a product name is 1 to {MAX_NAME_LENGTH} characters")
+    return cleaned
 
 
 def add_product(
@@ -33,9 +49,7 @@ def _add_product(
     uow: UnitOfWork, *, sku: str, name: str, price: Money, stock: int, now_ms: int, actor: str
 ) -> Product:
     validate_sku(sku)
-    cleaned_name = " ".join(name.split())
-    if not cleaned_name or len(cleaned_name) > MAX_NAME_LENGTH:
-        raise OrderError(f"a product name is 1 to {MAX_NAME_LENGTH} characters")
+    cleaned_name = _clean_name(name)
     if isinstance(stock, bool) or not isinstance(stock, int) or not 0 <= stock <= MAX_STOCK:
         raise OrderError(f"stock must be a whole number from 0 to {MAX_STOCK}")
     try:
@@ -57,3 +71,141 @@ def _add_product(
 def list_products(database: Database) -> list[Product]:
     with database.read() as uow:
         return uow.products.list_all()
+
+
+def _locked(uow: UnitOfWork, sku: str) -> Product:
+    product = uow.products.lock(validate_sku(sku))
+    if product is None:
+        raise ProductNotFound(f"unknown SKU: {sku}")
+    return product
+
+
+def _audit_product(
+    uow: UnitOfWork,
+    product: Product,
+    *,
+    action: str,
+    actor: str,
+    reason: str | None,
+    now_ms: int,
+    details: dict[str, object],
+) -> None:
+    uow.audit.append(
+        order_id=None,
+        at_ms=now_ms,
+        actor=actor,
+        action=action,
+        reason=reason,
+        details={"product_id": product.id, "sku": product.sku, **details},
+    )
+
+
+def update_product(
+    database: Database,
+    sku: str,
+    *,
+    name: str | None = None,
+    price: str | None = None,
+    clock: Clock,
+    actor: str,
+    reason: str | None = None,
+) -> Product:
+    """A new name and/or price (as typed, in the product's currency, which never changes: `1.50`,
+    `4000`). Orders already made keep the name and price they were made with. Nothing to change
+    (the same name and price) writes nothing."""
+    validate_actor(actor)
+    cleaned_reason = validate_reason(reason, required=False)
+    if name is None and price is None:
+        raise OrderError("give a new name or a new price")
+    new_name = None if name is None else _clean_name(name)
+    with database.write() as uow:
+        product = _locked(uow, sku)
+        new_price = None if price is None else Money.parse(price, product.price.currency)
+        changes: dict[str, object] = {}
+        details: dict[str, object] = {}
+        if new_name is not None and new_name != product.name:
+            changes["name"] = new_name
+            details["name"] = {"from": product.name, "to": new_name}
+        if new_price is not None and not new_price.same_value(product.price):
+            changes["price_minor"] = new_price.minor
+            details["price"] = {"from": str(product.price), "to": str(new_price)}
+        if not changes:
+            return product
+        now_ms = clock.now_ms()
+        updated = uow.products.update(product.id, now_ms=now_ms, **changes)
+        _audit_product(
+            uow,
+            updated,
+            action="product_updated",
+            actor=actor,
+            reason=cleaned_reason,
+            now_ms=now_ms,
+            details=details,
+        )
+        return updated
+
+
+def set_product_active(
+    database: Database,
+    sku: str,
+    *,
+    active: bool,
+    clock: Clock,
+    actor: str,
+    reason: str | None = None,
+) -> Product:
+    """Put a product on sale again (`active`) or take it off sale. Off sale, it cannot be ordered;
+    its orders already made still complete when paid. Already so: nothing is written."""
+    validate_actor(actor)
+    cleaned_reason = validate_reason(reason, required=False)
+    with database.write() as uow:
+        product = _locked(uow, sku)
+        if product.active is active:
+            return product
+        now_ms = clock.now_ms()
+        updated = uow.products.update(product.id, now_ms=now_ms, active=active)
+        _audit_product(
+            uow,
+            updated,
+            action="product_activated" if active else "product_deactivated",
+            actor=actor,
+            reason=cleaned_reason,
+            now_ms=now_ms,
+            details={},
+        )
+        return updated
+
+
+def adjust_stock(
+    database: Database, sku: str, *, by: int, reason: str, clock: Clock, actor: str
+) -> Product:
+    """Add `by` units to the stock (negative: take them away: breakage, a count), with a reason.
+    One guarded statement, so a payment taking stock at the same moment is never lost; stock
+    never goes below 0 (refused, nothing changes)."""
+    validate_actor(actor)
+    validate_sku(sku)
+    cleaned_reason = validate_reason(reason, required=True)
+    if isinstance(by, bool) or not isinstance(by, int) or by == 0 or abs(by) > MAX_STOCK:
+        raise OrderError(
+            f"a stock adjustment is a whole number from -{MAX_STOCK} to {MAX_STOCK}, not 0"
+        )
+    with database.write() as uow:
+        now_ms = clock.now_ms()
+        product = uow.products.adjust_stock(sku, by, max_stock=MAX_STOCK, now_ms=now_ms)
+        if product is None:
+            current = uow.products.by_skus([sku]).get(sku)
+            if current is None:
+                raise ProductNotFound(f"unknown SKU: {sku}")
+            if by < 0:
+                raise OrderError(f"{sku} has {current.stock} in stock: cannot take away {-by}")
+            raise OrderError(f"{sku} would have more than {MAX_STOCK} in stock")
+        _audit_product(
+            uow,
+            product,
+            action="stock_adjusted",
+            actor=actor,
+            reason=cleaned_reason,
+            now_ms=now_ms,
+            details={"by": by, "stock": product.stock},
+        )
+        return product

@@ -32,6 +32,7 @@ from khqrpay.services.checkout import CreatedOrder
 from khqrpay.services.completion import CompletionResult
 from khqrpay.services.manual import MarkPaidResult, PaymentStatusReport, QrStatus, VerifyResult
 from khqrpay.services.orders import OrderDetails
+from khqrpay.services.staff import StaffActionResult
 
 
 def iso_ms(moment: datetime) -> str:
@@ -108,6 +109,24 @@ def _summary_fields(order: Order) -> dict[str, Any]:
         "review_reason": order.review_reason,
         "refund_flag": order.refund_flag,
     }
+
+
+class StaffActionView(OrderSummary):
+    """A staff action's result: the order now, and its status before."""
+
+    previous_status: str
+    refund_reason: str | None
+    refund_reference: str | None
+
+    @classmethod
+    def of(cls, result: StaffActionResult) -> StaffActionView:  # type: ignore[override]
+        order = result.order
+        return cls(
+            **_summary_fields(order),
+            previous_status=result.previous_status.value,
+            refund_reason=order.refund_reason,
+            refund_reference=order.refund_reference,
+        )
 
 
 class OrderLineView(Schema):
@@ -241,6 +260,7 @@ class OrderView(OrderSummary):
     token: str
     phone: str | None
     refund_reason: str | None
+    refund_reference: str | None
     paid_manually_without_hash: bool
     lines: list[OrderLineView]
     qrs: list[QrView]
@@ -255,6 +275,7 @@ class OrderView(OrderSummary):
             token=order.public_token,
             phone=order.customer_phone,
             refund_reason=order.refund_reason,
+            refund_reference=order.refund_reference,
             paid_manually_without_hash=order.paid_manually_without_hash,
             lines=[OrderLineView.of(line) for line in details.lines],
             qrs=[QrView.of(payment) for payment in details.payments],

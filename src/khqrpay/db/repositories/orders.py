@@ -41,6 +41,7 @@ class OrderRepository:
             refund_reason=row.refund_reason,
             paid_manually_without_hash=row.paid_manually_without_hash,
             updated_ms=row.updated_ms,
+            refund_reference=row.refund_reference,
         )
 
     def add(

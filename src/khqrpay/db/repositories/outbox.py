@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from khqrpay.db import tables as t
+from khqrpay.orders.events import DomainEvent
 from khqrpay.orders.model import OutboxEvent
 
 
@@ -16,12 +17,14 @@ class OutboxRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def add(
-        self, *, topic: str, order_id: int | None, payload: Mapping[str, object], now_ms: int
-    ) -> None:
+    def add_event(self, event: DomainEvent, *, now_ms: int) -> None:
+        """Write `event` (its topic, order and payload) to be relayed after commit."""
         self._connection.execute(
             t.outbox.insert().values(
-                created_ms=now_ms, topic=topic, order_id=order_id, payload=dict(payload)
+                created_ms=now_ms,
+                topic=event.TOPIC,
+                order_id=event.order_id,
+                payload=dict(event.to_payload()),
             )
         )
 

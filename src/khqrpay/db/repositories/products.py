@@ -104,3 +104,34 @@ class ProductRepository:
         except _Short as short:
             return short.product_id
         return None
+
+    def lock(self, sku: str) -> Product | None:
+        """The product, locked until the transaction ends (`FOR UPDATE` on PostgreSQL; SQLite's
+        write transaction already excludes other writers)."""
+        row = self._connection.execute(
+            sa.select(t.products).where(t.products.c.sku == sku).with_for_update()
+        ).one_or_none()
+        return None if row is None else self._product(row)
+
+    def update(self, product_id: int, *, now_ms: int, **columns: object) -> Product:
+        """Set `columns` (name, price_minor, active) of a product; the product as it is now."""
+        row = self._connection.execute(
+            t.products.update()
+            .where(t.products.c.id == product_id)
+            .values(updated_ms=now_ms, **columns)
+            .returning(t.products)
+        ).one()
+        return self._product(row)
+
+    def adjust_stock(self, sku: str, by: int, *, max_stock: int, now_ms: int) -> Product | None:
+        """Add `by` (negative: take away) to the stock in one guarded statement, never a read then
+        a write: nothing changes, and None is returned, if the stock would leave 0..max_stock
+        (or there is no such product)."""
+        stock = t.products.c.stock
+        row = self._connection.execute(
+            t.products.update()
+            .where(t.products.c.sku == sku, stock + by >= 0, stock + by <= max_stock)
+            .values(stock=stock + by, updated_ms=now_ms)
+            .returning(t.products)
+        ).one_or_none()
+        return None if row is None else self._product(row)
