@@ -2,8 +2,8 @@
 
 `khqr-vectors.jsonl`: strings the SDK made and what it said of them. `khqr-bank-qrs.jsonl`: ABA,
 ACLEDA, Wing, Canadia and Bakong-app QRs printed in public code, with the SDK's decode and verdict
-(recorded by `data/sdk/record.js`; names and numbers replaced by made-up ones). `khqr-sdk-hangs.jsonl`: strings with a correct CRC on which the SDK's verify never
-returns.
+(recorded by `data/sdk/record.js`; names and numbers replaced by made-up ones).
+`khqr-sdk-hangs.jsonl`: strings with a correct CRC on which the SDK's verify never returns.
 """
 
 from __future__ import annotations
@@ -354,9 +354,9 @@ def test_the_bank_qrs_cover_the_banks_kinds_and_fields_of_the_issue() -> None:
     }
     assert {"62/05", "62/68", "99/67", "29/10", "29/11", "40", "39", "61"} <= unknown
     for record in BANK_QRS.values():
-        assert (
-            record["source"] and record["personal_data"] and record["sdk"] == "bakong-khqr@1.0.20"
-        )
+        assert record["source"]
+        assert record["personal_data"]
+        assert record["sdk"] == "bakong-khqr@1.0.20"
 
 
 @pytest.mark.parametrize("bank_qr", DECODABLE_BANK_QRS)

@@ -74,8 +74,7 @@ def _check_header(parsed: ParsedKHQR) -> None:
     if point_of_initiation not in (None, f.STATIC, f.DYNAMIC):
         raise KHQRVerifyError(
             "tag 01",
-            f"the point of initiation is {shown(point_of_initiation)}: "
-            "11 (static) or 12 (dynamic)",
+            f"the point of initiation is {shown(point_of_initiation)}: 11 (static) or 12 (dynamic)",
             SdkCode.POINT_OF_INITIATION_INVALID,
         )
 
