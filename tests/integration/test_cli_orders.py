@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from khqrpay.cli.main import app
 from khqrpay.clock import SystemClock
+from khqrpay.db import migrate
 from khqrpay.khqr import verify
 
 
@@ -137,7 +138,10 @@ def test_a_database_that_was_never_upgraded_is_refused_with_the_fix(tmp_path: Pa
     cli = Cli(f"sqlite:///{tmp_path / 'new.sqlite3'}")
     assert "run `khqrpay db upgrade`" in cli.error("orders", "list")
     upgraded = cli.ok("db", "upgrade")
-    assert upgraded == {"database": f"sqlite:///{tmp_path / 'new.sqlite3'}", "revision": "0001"}
+    assert upgraded == {
+        "database": f"sqlite:///{tmp_path / 'new.sqlite3'}",
+        "revision": migrate.head_revision(),
+    }
     assert cli.ok("orders", "list") == []
 
 

@@ -51,6 +51,7 @@ from khqrpay.orders.model import (
     EvidenceSource,
     KhqrPayment,
     OrderError,
+    PaidTime,
     VerificationAttempt,
     validate_actor,
 )
@@ -106,14 +107,29 @@ def outcome_of(answer: Answer) -> AttemptOutcome:
 
 def evidence_of(transaction: Transaction) -> Evidence:
     """Bakong's transaction as the evidence the completion function records; raises OrderError
-    for a transaction that cannot be evidence (such an answer is treated as a bad response)."""
+    for a transaction that cannot be evidence (such an answer is treated as a bad response).
+
+    What Bakong leaves out is recorded as absent: no receiving account stays None (the md5 of
+    our QR ties the payment to it), and without a creation time the paid time is Bakong's
+    acknowledgement, else when we received the answer, and `paid_time` says which.
+    """
+    paid_ms, paid_time = next(
+        (moment, source)
+        for moment, source in (
+            (transaction.created_ms, PaidTime.CREATED),
+            (transaction.acknowledged_ms, PaidTime.ACKNOWLEDGED),
+            (transaction.received_ms, PaidTime.SEEN),
+        )
+        if moment is not None
+    )
     return Evidence(
         bakong_hash=transaction.hash.strip().lower(),
         from_account=transaction.from_account_id,
         to_account=transaction.to_account_id,
         amount=transaction.amount,
         currency=transaction.currency,
-        paid_ms=transaction.created_ms,
+        paid_ms=paid_ms,
+        paid_time=paid_time,
     )
 
 

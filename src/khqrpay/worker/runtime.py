@@ -173,6 +173,7 @@ def observe(report: CycleReport) -> None:
         if completion is None:
             continue
         metrics.COMPLETIONS.labels(result=completion.action.value).inc()
-        if completion.completed and record.transaction is not None:
-            latency_ms = max(0, record.at_ms - record.transaction.created_ms)
+        paid = None if record.transaction is None else record.transaction.created_ms
+        if completion.completed and paid is not None:  # no creation time: no latency to tell
+            latency_ms = max(0, record.at_ms - paid)
             metrics.DETECTION_LATENCY.observe(latency_ms / 1000)
