@@ -1,5 +1,6 @@
 """`khqrpay worker [--metrics-port N] [--once]`: the verifier, the expiry sweep and the outbox
-relay, until SIGTERM or SIGINT (then a clean exit, code 0)."""
+relay, until SIGTERM or SIGINT (then a clean exit, code 0). It first asks Bakong whether the
+receiving account can take payments, and refuses to start (exit 2) when it cannot."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import typer
 from prometheus_client import start_http_server
 
 from khqrpay.bakong import BakongClient
-from khqrpay.cli.common import open_database
+from khqrpay.cli.common import fail, open_database
 from khqrpay.clock import SystemClock
 from khqrpay.db import Database
 from khqrpay.events import create_event_bus
 from khqrpay.logging import configure_logging, get_logger
 from khqrpay.settings import Settings
 from khqrpay.worker import Worker
+from khqrpay.worker.runtime import ReceivingAccountRefused, refuse_an_account_that_cannot_receive
 
 _log = get_logger(__name__)
 
@@ -36,7 +38,10 @@ def run(
     """Run the payment verifier worker."""
     configure_logging(log_level, json_output=json_logs)
     with open_database() as (database, settings):
-        asyncio.run(_serve(database, settings, metrics_port=metrics_port, once=once))
+        try:
+            asyncio.run(_serve(database, settings, metrics_port=metrics_port, once=once))
+        except ReceivingAccountRefused as refused:
+            fail(str(refused))
 
 
 async def _serve(
@@ -54,6 +59,7 @@ async def _serve(
     clock = SystemClock()
     try:
         async with BakongClient(settings=settings, clock=clock) as client:
+            await refuse_an_account_that_cannot_receive(client, settings)
             worker = Worker(
                 settings=settings, database=database, client=client, bus=bus, clock=clock
             )

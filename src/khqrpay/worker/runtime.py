@@ -25,6 +25,11 @@ from khqrpay.logging import get_logger
 from khqrpay.orders.model import AttemptOutcome
 from khqrpay.services.expiry import sweep_expired_orders
 from khqrpay.services.outbox import RELAY_BATCH, relay_outbox
+from khqrpay.services.receiving_account import (
+    AccountVerdict,
+    ReceivingAccountCheck,
+    check_receiving_account,
+)
 from khqrpay.services.verification import CycleReport, Verifier, pending_payments_by_age
 from khqrpay.settings import Settings
 from khqrpay.worker import metrics
@@ -53,6 +58,27 @@ _ERROR_OUTCOMES = frozenset(
     }
 )
 _UNSAFE_ID_CHARS = re.compile(r"[^\w.-]")
+
+
+class ReceivingAccountRefused(Exception):
+    """The receiving account cannot take payments: checking for them would be pointless."""
+
+
+async def refuse_an_account_that_cannot_receive(
+    client: BakongClient, settings: Settings
+) -> ReceivingAccountCheck:
+    """The worker's start-up check of `merchant_account`: raises `ReceivingAccountRefused` when
+    Bakong says it cannot receive; when Bakong cannot be asked, warns and lets the worker run.
+    It waits at most one request timeout, so a slow Bakong delays the start by no more."""
+    check = await check_receiving_account(
+        client, settings.merchant_account, within_s=settings.bakong_timeout_s
+    )
+    if not check.can_receive:
+        _log.error("receiving account cannot receive payments", detail=check.describe())
+        raise ReceivingAccountRefused(check.describe())
+    log = _log.info if check.verdict is AccountVerdict.READY else _log.warning
+    log("receiving account checked", verdict=check.verdict.value, detail=check.describe())
+    return check
 
 
 def new_worker_id() -> str:
