@@ -277,15 +277,6 @@ async def test_error_code_6_with_http_200_is_unauthorized_too(
     assert error.value.error_code == 6
 
 
-async def test_a_403_html_page_is_blocked_and_not_retried(
-    client: BakongClient, bakong: FakeBakong
-) -> None:
-    bakong.on("/v1/check_transaction_by_md5", recorded("blocked.html", 403))
-    with pytest.raises(Blocked):
-        await client.check_md5(MD5)
-    assert len(bakong.requests) == 1
-
-
 @pytest.mark.parametrize(
     ("reply", "error_code"),
     [
@@ -313,13 +304,14 @@ async def test_a_403_naming_the_token_is_unauthorized_not_the_firewall(
         answer(403, b""),
     ],
 )
-async def test_a_403_that_does_not_name_the_token_is_the_firewall(
+async def test_a_403_that_does_not_name_the_token_is_the_firewall_and_not_retried(
     client: BakongClient, bakong: FakeBakong, reply: Reply
 ) -> None:
     bakong.on("/v1/check_transaction_by_md5", reply)
     with pytest.raises(Blocked) as blocked:
         await client.check_md5(MD5)
     assert blocked.value.http_status == 403
+    assert len(bakong.requests) == 1
 
 
 async def test_a_token_refused_on_the_md5_list_is_not_taken_for_a_blocked_list(
