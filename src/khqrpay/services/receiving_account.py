@@ -11,8 +11,16 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass
+from typing import Protocol
 
-from khqrpay.bakong import AccountStatus, BakongClient, BakongError, BakongInputError
+from khqrpay.bakong.errors import BakongError, BakongInputError
+from khqrpay.bakong.outcomes import AccountStatus
+
+
+class AccountChecker(Protocol):
+    """What this check asks of Bakong (`BakongClient` is one; a fake in tests may be another)."""
+
+    async def check_account(self, account_id: str) -> AccountStatus: ...
 
 
 class AccountVerdict(enum.StrEnum):
@@ -49,7 +57,7 @@ class ReceivingAccountCheck:
 
 
 async def check_receiving_account(
-    client: BakongClient, account_id: str, *, within_s: float
+    client: AccountChecker, account_id: str, *, within_s: float
 ) -> ReceivingAccountCheck:
     """Ask Bakong about `account_id` (the settings' `merchant_account`), waiting at most
     `within_s` in all (retries included); never raises for an answer Bakong could not give."""
