@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     # Bakong Open API
     bakong_url: str = "https://api-bakong.nbc.gov.kh"
     bakong_token: SecretStr = SecretStr("")
-    bakong_timeout_s: float = Field(default=15.0, gt=0)
+    # The whole exchange (connect, send, answer) of one attempt; clients of the real service use
+    # 12 to 60 s, and a longer wait would only hold a batch's leases.
+    bakong_timeout_s: float = Field(default=15.0, gt=0, le=60)
     bakong_user_agent: str = "khqrpay/0.1 (+https://github.com/khqrpay)"
     bakong_rate_limit_per_s: float = Field(default=20.0, gt=0)
     bakong_max_retries: int = Field(default=3, ge=0)

@@ -163,9 +163,14 @@ async def engine(
 
 
 @pytest.fixture
-def live_simulator() -> Iterator[RunningSimulator]:
-    """A simulator on the real clock, as the worker process runs on it."""
-    with run_simulator(SimulatorConfig(token=SecretStr("worker-process-token-0123"))) as sim:
+def live_simulator(settings: Settings) -> Iterator[RunningSimulator]:
+    """A simulator on the real clock, as the worker process runs on it; it knows the shop's
+    receiving account (the worker checks it at start-up)."""
+    config = SimulatorConfig(
+        token=SecretStr("worker-process-token-0123"),
+        known_accounts=frozenset({settings.merchant_account}),
+    )
+    with run_simulator(config) as sim:
         yield sim
 
 
@@ -197,10 +202,13 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def worker_env(database_url: str, live_simulator: RunningSimulator) -> dict[str, str]:
+def worker_env(
+    database_url: str, live_simulator: RunningSimulator, settings: Settings
+) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("KHQRPAY_")}
     return env | {
         "KHQRPAY_DATABASE_URL": database_url,
+        "KHQRPAY_MERCHANT_ACCOUNT": settings.merchant_account,
         "KHQRPAY_BAKONG_URL": live_simulator.url,
         "KHQRPAY_BAKONG_TOKEN": live_simulator.token,
         "KHQRPAY_BAKONG_TIMEOUT_S": "10",

@@ -1,10 +1,14 @@
-"""One contract, two backends: the real client against the simulator and against recordings.
+"""One contract, three backends: the real client against the simulator's two profiles and against
+recordings.
 
-Every test here runs twice with the same assertions: (a) `simulator`, a real simulator server on a
-loopback port reached over HTTP by the real `BakongClient`; (b) `recorded`, the envelopes recorded
-from the reference (tests/data/bakong/) replayed through `httpx.MockTransport` into the same client.
-A backend only sets a situation up (a paid QR, a fault, ...); what the client must make of it is
-asserted once. If the simulator drifts from the recorded service, the `simulator` run fails.
+Every test here runs three times with the same assertions: (a) `simulator-production` and
+(b) `simulator-sit`, a real simulator server in that profile on a loopback port reached over HTTP
+by the real `BakongClient`; (c) `recorded`, the envelopes recorded from the reference
+(tests/data/bakong/) replayed through `httpx.MockTransport` into the same client. A backend only
+sets a situation up (a paid QR, a fault, ...) and says the few things its service answers
+differently (how a failed transfer shows in a list, the HTTP status of an expired token); what
+the client must make of it is asserted once. If the simulator drifts from the recorded service,
+its runs fail.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from khqrpay.money import Currency
 from khqrpay.settings import Settings
 from khqrpay.simulator import FaultConfig, SimulatorConfig, run_simulator
 from khqrpay.simulator.faults import Fault, FaultInjector
+from khqrpay.simulator.profiles import SimulatorProfile
 
 RECORDINGS = Path(__file__).parents[1] / "data" / "bakong"
 TOKEN_LIFETIME_MS = 90 * 24 * 3600 * 1000
@@ -79,6 +84,10 @@ class Backend(abc.ABC):
     """Sets situations up; `client()` is a real BakongClient pointed at the backend."""
 
     name: str
+    # What a failed transfer is in an md5 list (production lists it as not found), and the HTTP
+    # status of an expired token (production answers 403).
+    failed_in_list: type[Failed | NotFound] = Failed
+    expired_token_status = 401
 
     def __init__(self) -> None:
         self.clock = FakeClock()
@@ -194,8 +203,18 @@ def _draws(config: FaultConfig, seed: int, count: int) -> list[Fault]:
 class SimulatorBackend(Backend):
     name = "simulator"
 
-    def __init__(self, url: str, token: str, clock: FakeClock) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        clock: FakeClock,
+        profile: SimulatorProfile = SimulatorProfile.PRODUCTION,
+    ) -> None:
         super().__init__()
+        self.name = f"simulator-{profile.value}"
+        if profile is SimulatorProfile.PRODUCTION:
+            self.failed_in_list = NotFound
+            self.expired_token_status = 403
         self.clock = clock
         self._url = url
         self._token = token
@@ -532,15 +551,18 @@ class RecordedBackend(Backend):
 # --- the backends as a fixture ----------------------------------------------------------------
 
 
-@pytest.fixture(params=["simulator", "recorded"])
+@pytest.fixture(params=["simulator-production", "simulator-sit", "recorded"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     if request.param == "recorded":
         yield RecordedBackend()
         return
     clock = FakeClock()
-    config = SimulatorConfig(seed=5, registered_emails=frozenset({REGISTERED_EMAIL}))
+    profile = SimulatorProfile(request.param.removeprefix("simulator-"))
+    config = SimulatorConfig(
+        seed=5, registered_emails=frozenset({REGISTERED_EMAIL}), profile=profile
+    )
     with run_simulator(config, clock=clock) as sim:
-        simulated = SimulatorBackend(sim.url, sim.token, clock)
+        simulated = SimulatorBackend(sim.url, sim.token, clock, profile)
         yield simulated
         await simulated.aclose()
 
@@ -557,6 +579,7 @@ def assert_paid(result: object, paid: PaidKeys) -> None:
     assert transaction.currency == paid.currency.value
     assert transaction.to_account_id == paid.to_account_id
     assert transaction.from_account_id
+    assert transaction.created_ms is not None
     assert transaction.created_ms > 1_500_000_000_000
 
 
@@ -620,7 +643,7 @@ async def test_the_md5_list_answers_every_kind_of_result(backend: Backend) -> No
     assert_paid(results[keys.paid.md5], keys.paid)
     assert isinstance(results[keys.not_found], NotFound)
     assert isinstance(results[keys.static], StaticQr)
-    assert isinstance(results[keys.failed], Failed)
+    assert isinstance(results[keys.failed], backend.failed_in_list)
 
 
 async def test_the_hash_list(backend: Backend) -> None:
@@ -689,8 +712,12 @@ async def test_expired_tokens_are_unauthorized(backend: Backend) -> None:
     md5 = await backend.not_found_md5()
     await backend.expire_tokens()
     async with backend.client(retries=3) as client:
-        with pytest.raises(Unauthorized):
+        with pytest.raises(Unauthorized) as refused:
             await client.check_md5(md5)
+        # Told apart from the firewall: no fallback to single checks, the token alert fires.
+        with pytest.raises(Unauthorized):
+            await client.check_md5_list([md5])
+    assert refused.value.http_status == backend.expired_token_status
 
 
 @pytest.mark.parametrize(
@@ -741,3 +768,31 @@ async def test_the_client_chunks_long_lists_and_the_simulator_answers_each_chunk
     assert len(results) == 60
     assert_paid(results[paid.md5], paid)
     assert all(isinstance(results[md5], NotFound) for md5 in unpaid)
+
+
+async def test_production_answers_have_the_shape_of_the_production_example() -> None:
+    """The simulator's production answers and the production-shaped example the client is
+    tested on (tests/data/bakong/check_paid_production.json) carry the same keys and types."""
+    example = json.loads(_recording("check_paid_production.json"))
+    clock = FakeClock()
+    with run_simulator(SimulatorConfig(seed=2), clock=clock) as sim:
+        backend = SimulatorBackend(sim.url, sim.token, clock)
+        shapes = []
+        for _ in range(12):
+            qr = _qr(clock, Decimal(12), f"shape-{len(shapes)}")
+            paid = await backend._pay(qr)
+            async with httpx.AsyncClient(base_url=sim.url) as http:
+                answer = await http.post(
+                    "/v1/check_transaction_by_md5",
+                    json={"md5": paid["md5"]},
+                    headers={"Authorization": f"Bearer {sim.token}"},
+                )
+            shapes.append(answer.json())
+        await backend.aclose()
+    key_sets = {frozenset(shape["data"]) for shape in shapes}
+    assert frozenset(example["data"]) in key_sets  # the often-absent keys left out
+    for shape in shapes:
+        assert shape["responseMessage"] == example["responseMessage"]
+        assert type(shape["data"]["amount"]) is type(example["data"]["amount"]) is int
+        assert shape["data"]["instructionRef"] is None
+        assert shape["data"]["createdDateMs"] % 1000 == 0

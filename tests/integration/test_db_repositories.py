@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from khqrpay.orders.model import (
     Evidence,
     EvidenceSource,
     OrderStatus,
+    PaidTime,
     VerificationAttempt,
 )
 from khqrpay.services.checkout import CreatedOrder
@@ -55,6 +57,18 @@ def test_evidence_amounts_are_stored_exactly_as_given(
     assert recorded.evidence.amount == Decimal(amount)
     exact = evidence.money()
     assert recorded.amount_minor == (None if exact is None else exact.minor)
+
+
+def test_evidence_keeps_an_unstated_account_and_where_its_paid_time_comes_from(
+    shop: Shop, database: Database, clock: FakeClock
+) -> None:
+    created = shop.order((shop.product(), 1))
+    evidence = replace(shop.evidence(created.payment), to_account=None, paid_time=PaidTime.SEEN)
+    with database.write() as uow:
+        add_evidence(uow, evidence, created.order.id, now_ms=clock.now_ms())
+    with database.read() as uow:
+        [recorded] = uow.evidence.for_order(created.order.id)
+    assert recorded.evidence == evidence
 
 
 def test_a_hash_is_recorded_once_across_all_orders(

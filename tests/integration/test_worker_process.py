@@ -144,3 +144,15 @@ def test_metrics_are_served_and_once_runs_one_cycle(
     once = start_worker("--once")
     assert once.wait(30) == 0, once.output()
     assert "worker stopped" in once.output()
+
+
+def test_the_worker_refuses_to_start_for_an_account_that_cannot_receive(
+    worker_env: dict[str, str], start_worker: StartWorker
+) -> None:
+    # start_worker runs with this very env: the shop's account is one Bakong does not know.
+    worker_env["KHQRPAY_MERCHANT_ACCOUNT"] = "closed_shop@devb"
+    worker = start_worker()
+    assert worker.wait(30) == 2, worker.output()
+    assert "error: closed_shop@devb cannot receive payments" in worker.output()
+    assert "Bakong does not know this account" in worker.output()
+    assert "worker started" not in worker.output()

@@ -6,10 +6,12 @@ and the rate limiter are tested without waiting.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
 import random
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from email.utils import format_datetime
@@ -35,6 +37,7 @@ from khqrpay.bakong import (
     CircuitState,
     DeeplinkSource,
     Failed,
+    MalformedTransaction,
     NotFound,
     Paid,
     RateLimited,
@@ -274,13 +277,99 @@ async def test_error_code_6_with_http_200_is_unauthorized_too(
     assert error.value.error_code == 6
 
 
-async def test_a_403_html_page_is_blocked_and_not_retried(
+@pytest.mark.parametrize(
+    ("reply", "error_code"),
+    [
+        (recorded("token_expired_403.json", 403), 6),
+        (answer(403, {"error": "invalid_token", "message": "Token has expired"}), None),
+        (answer(403, {"status": 403, "message": "JWT revoked"}), None),
+        (answer(403, b"", **{"WWW-Authenticate": 'Bearer error="invalid_token"'}), None),
+    ],
+)
+async def test_a_403_naming_the_token_is_unauthorized_not_the_firewall(
+    client: BakongClient, bakong: FakeBakong, reply: Reply, error_code: int | None
+) -> None:
+    bakong.on("/v1/check_transaction_by_md5", reply)
+    with pytest.raises(Unauthorized) as refused:
+        await client.check_md5(MD5)
+    assert (refused.value.http_status, refused.value.error_code) == (403, error_code)
+    assert len(bakong.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        recorded("blocked.html", 403),
+        answer(403, {"timestamp": 1, "status": 403, "error": "Forbidden", "path": "/v1/x"}),
+        answer(403, b""),
+    ],
+)
+async def test_a_403_that_does_not_name_the_token_is_the_firewall_and_not_retried(
+    client: BakongClient, bakong: FakeBakong, reply: Reply
+) -> None:
+    bakong.on("/v1/check_transaction_by_md5", reply)
+    with pytest.raises(Blocked) as blocked:
+        await client.check_md5(MD5)
+    assert blocked.value.http_status == 403
+    assert len(bakong.requests) == 1
+
+
+async def test_a_token_refused_on_the_md5_list_is_not_taken_for_a_blocked_list(
     client: BakongClient, bakong: FakeBakong
 ) -> None:
-    bakong.on("/v1/check_transaction_by_md5", recorded("blocked.html", 403))
-    with pytest.raises(Blocked):
+    bakong.on("/v1/check_transaction_by_md5_list", recorded("token_expired_403.json", 403))
+    with pytest.raises(Unauthorized):
+        await client.check_md5_list([MD5])
+    assert bakong.paths() == ["check_transaction_by_md5_list"]  # no fallback to single checks
+
+
+async def test_unreadable_transactions_for_some_qrs_never_open_the_circuit_for_all(
+    make_client: Callable[..., BakongClient], bakong: FakeBakong
+) -> None:
+    client = make_client(bakong_max_retries=0, bakong_breaker_failures=2)
+    bakong.on("/v1/check_transaction_by_md5", envelope(transaction(amount="ten")))
+    for _ in range(5):
+        with pytest.raises(MalformedTransaction):
+            await client.check_md5(MD5)
+    assert client.circuit_state is CircuitState.CLOSED
+    bakong.on("/v1/check_transaction_by_md5", recorded("check_not_found.json"))
+    assert isinstance(await client.check_md5(MD5), NotFound)
+
+
+async def test_a_success_without_the_optional_fields_is_paid_and_stamped_when_received(
+    client: BakongClient, bakong: FakeBakong, clock: FakeClock
+) -> None:
+    minimal = {"hash": PAID_HASH, "amount": 1, "currency": "USD"}
+    bakong.on("/v1/check_transaction_by_md5", envelope(minimal, message="Success"))
+    result = await client.check_md5(MD5)
+    assert isinstance(result, Paid)
+    paid = result.transaction
+    assert (paid.amount, paid.to_account_id, paid.created_ms) == (Decimal(1), None, None)
+    assert paid.received_ms == clock.now_ms()
+
+
+async def test_the_timeout_bounds_the_whole_answer_not_each_read(
+    make_client: Callable[..., BakongClient], bakong: FakeBakong
+) -> None:
+    client = make_client(bakong_max_retries=0, bakong_timeout_s=0.2)
+
+    class Trickle(httpx.AsyncByteStream):
+        async def __aiter__(self):  # type: ignore[override]
+            for _ in range(40):  # each read is quick; all of them take 2 s
+                await asyncio.sleep(0.05)
+                yield b" "
+
+    bakong.on("/v1/check_transaction_by_md5", lambda _r: httpx.Response(200, stream=Trickle()))
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match=r"no answer within 0\.2s"):
         await client.check_md5(MD5)
-    assert len(bakong.requests) == 1
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("timeout_s", [0, 61])
+def test_the_client_timeout_stays_within_what_the_service_is_used_with(timeout_s: float) -> None:
+    with pytest.raises(ValueError, match="bakong_timeout_s"):
+        Settings(_env_file=None, bakong_timeout_s=timeout_s)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
@@ -702,6 +791,47 @@ async def test_account_checks(
     assert bakong.requests[-1].headers["Authorization"] == f"Bearer {TOKEN}"
 
 
+@pytest.mark.parametrize(
+    ("details", "problems"),
+    [
+        ({"accountStatus": "ACTIVE", "canReceive": True, "frozen": False}, ()),
+        ({"canReceive": False}, ("Bakong says it cannot receive payments (canReceive false)",)),
+        ({"frozen": True, "canReceive": True}, ("the account is frozen",)),
+        ({"accountStatus": "CLOSED"}, ("its status is CLOSED",)),
+    ],
+)
+async def test_the_account_check_reads_whether_the_account_can_receive(
+    client: BakongClient, bakong: FakeBakong, details: dict[str, object], problems: tuple[str]
+) -> None:
+    bakong.on("/v1/check_bakong_account", envelope(details, message="Account ID exists"))
+    status = await client.check_account("shop@devb")
+    assert status.exists
+    assert status.receiving_problems() == problems
+
+
+async def test_the_recorded_account_details_and_the_remarks_that_do_not_refuse(
+    client: BakongClient, bakong: FakeBakong
+) -> None:
+    bakong.on("/v1/check_bakong_account", recorded("account_details.json"))
+    status = await client.check_account("shop@devb")
+    assert (status.account_status, status.can_receive, status.frozen) == ("ACTIVE", True, False)
+    assert status.kyc_status == "FULL"
+    assert status.receiving_problems() == ()
+    assert status.remarks() == ("its KYC status is 'FULL'",)
+    bakong.on("/v1/check_bakong_account", envelope({"accountStatus": "PENDING"}))
+    odd = await client.check_account("shop@devb")
+    assert odd.receiving_problems() == ()
+    assert "does not document" in odd.remarks()[0]
+
+
+async def test_account_details_of_the_wrong_type_are_a_bad_response(
+    client: BakongClient, bakong: FakeBakong
+) -> None:
+    bakong.on("/v1/check_bakong_account", envelope({"canReceive": "yes"}))
+    with pytest.raises(BadResponse, match="canReceive"):
+        await client.check_account("shop@devb")
+
+
 async def test_deep_links_send_the_qr_and_source_info_without_a_token(
     client: BakongClient, bakong: FakeBakong
 ) -> None:
@@ -780,6 +910,8 @@ async def test_renew_token_is_never_retried_and_maps_not_registered(
         (lambda c: c.generate_deeplink("hello"), "qr"),
         (lambda c: c.generate_deeplink("000201" + "1" * 600), "qr"),
         (lambda c: c.renew_token("not an email"), "email"),
+        # The Open API takes an e-mail of at most 30 characters.
+        (lambda c: c.renew_token("a.very.long.name@shop-example.com"), "email"),
     ],
 )
 async def test_invalid_input_is_refused_before_anything_is_sent(

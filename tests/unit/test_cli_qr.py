@@ -195,3 +195,13 @@ def test_image_refuses_other_formats_and_broken_strings(tmp_path: Path) -> None:
     code, _, error = run("image", "nonsense", "-o", str(tmp_path / "x.png"))
     assert code == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def test_verify_and_decode_accept_an_aba_merchant_qr_with_a_reference_label() -> None:
+    bank_qrs = Path(__file__).parent.parent / "data" / "khqr-bank-qrs.jsonl"
+    records = [json.loads(line) for line in bank_qrs.read_text(encoding="utf-8").splitlines()]
+    aba = next(r for r in records if r["id"] == "aba-merchant-dynamic-usd-62-05-reference-label")
+    assert run("verify", aba["qr"], "--now-ms", str(aba["verify_at_ms"])) == (0, "valid\n", "")
+    code, output, _ = run("decode", aba["qr"])
+    assert code == 0
+    assert json.loads(output)["unknown_tags"]["62/05"] == "0126094"

@@ -346,7 +346,7 @@ def test_decoded_values_are_immutable_and_render_as_json() -> None:
         (f"{DYNAMIC_HEAD}520459995303116{TAIL}{SIGNED}", "tag 54", SdkCode.DYNAMIC_WITHOUT_AMOUNT),
         (f"{DYNAMIC_HEAD}52045999530311654010{TAIL}{SIGNED}", "tag 54", SdkCode.AMOUNT_INVALID),
         (
-            f"{HEAD}5204599953031165403100{TAIL}{SIGNED}",
+            f"000201010213{ACCOUNT}5204599953031165403100{TAIL}{SIGNED}",
             "tag 01",
             SdkCode.POINT_OF_INITIATION_INVALID,
         ),
@@ -363,7 +363,6 @@ def test_decoded_values_are_immutable_and_render_as_json() -> None:
         (f"{DYNAMIC_HEAD}5204599953031165403100{TAIL}99170113{LATER_MS}", "tag 99/00", None),
         (f"{DYNAMIC_HEAD}5204599953031165403100{TAIL}", "tag 99/01", SdkCode.EXPIRATION_REQUIRED),
         (f"000202010211{ACCOUNT}520459995303116{TAIL}", "tag 00", None),
-        (f"{STATIC_KHR}62070503ABC", "tag 62/05", None),
         (f"{STATIC_KHR}62300126{'B' * 26}", "tag 62/01", 10),
         (f"{STATIC_KHR}64060102ចន", "tag 64/00", SdkCode.LANGUAGE_PREFERENCE_REQUIRED),
         (
@@ -378,12 +377,46 @@ def test_decoded_values_are_immutable_and_render_as_json() -> None:
             SdkCode.UPI_ACCOUNT_WITH_USD,
         ),
         (f"{HEAD}520359953031165802KH5910John Smith6010Phnom Penh", "tag 52", 18),
-        (f"{HEAD}5204599953031165803KHM5910John Smith6010Phnom Penh", "tag 58", None),
     ],
 )
 def test_verify_names_the_broken_rule(body: str, field: str, code: SdkCode | None) -> None:
     error = rejection(with_crc(body))
     assert (error.field, error.code) == (field, code), error
+
+
+@pytest.mark.parametrize(
+    ("body", "unknown"),
+    [
+        (f"{STATIC_KHR}62070503ABC", {"62/05": "ABC"}),
+        (
+            f"{STATIC_KHR}62270503REF1011TAX-00012341101A",
+            {"62/05": "REF", "62/10": "TAX-0001234", "62/11": "A"},
+        ),
+        (f"{STATIC_KHR}6206090201", {"62/09": "01"}),
+    ],
+)
+def test_emv_additional_data_sub_fields_khqr_does_not_use_are_kept_not_refused(
+    body: str, unknown: dict[str, str]
+) -> None:
+    decoded = verify(with_crc(body), now_ms=NOW_MS)
+    assert dict(decoded.unknown_tags) == unknown
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # A static point of initiation with an amount and its expiry: payable like a dynamic QR.
+        f"{HEAD}5204599953031165403100{TAIL}{SIGNED}",
+        # No point of initiation (optional in EMV): the amount says it is dynamic.
+        f"000201{ACCOUNT}5204599953031165403100{TAIL}{SIGNED}",
+        # A merchant template with only the Bakong account: the payment still has its payee.
+        f"00020101021130190015john_smith@devb520459995303116{TAIL}",
+        # Another country code: the Bakong account, not tag 58, decides where the money goes.
+        f"{HEAD}5204599953031165803KHM5910John Smith6010Phnom Penh",
+    ],
+)
+def test_verify_accepts_what_is_payable_and_safe_though_unusual(body: str) -> None:
+    verify(with_crc(body), now_ms=NOW_MS)
 
 
 def test_verify_accepts_a_lower_case_crc_like_the_sdk() -> None:
@@ -403,7 +436,7 @@ def test_without_a_clock_only_the_expiry_check_is_skipped() -> None:
     expired = encode(dynamic(), now_ms=NOW_MS).qr
     verify(expired, now_ms=None)
     assert rejection(expired, now_ms=LATER_MS + 1).code == SdkCode.EXPIRED
-    broken = with_crc(f"{HEAD}5204599953031165403100{TAIL}{SIGNED}")
+    broken = with_crc(f"000201010213{ACCOUNT}5204599953031165403100{TAIL}{SIGNED}")
     assert rejection(broken, now_ms=None).code == SdkCode.POINT_OF_INITIATION_INVALID
 
 

@@ -23,6 +23,7 @@ from khqrpay.orders.model import (
     OrderError,
     OrderFacts,
     OrderStatus,
+    PaidTime,
     StaffAction,
     TransitionRefused,
     can_transition,
@@ -75,10 +76,13 @@ def paid(
     *,
     amount: str = "1.5",
     currency: str = "USD",
-    to_account: str = SHOP,
+    to_account: str | None = SHOP,
     paid_ms: int = WINDOW_END - 1,
+    paid_time: PaidTime = PaidTime.CREATED,
 ) -> Evidence:
-    return Evidence(bakong_hash, "payer@aba", to_account, Decimal(amount), currency, paid_ms)
+    return Evidence(
+        bakong_hash, "payer@aba", to_account, Decimal(amount), currency, paid_ms, paid_time
+    )
 
 
 # -- validation -----------------------------------------------------------------------------------
@@ -227,6 +231,25 @@ def test_mismatches_say_what_differs(evidence: Evidence, words: str) -> None:
     reason = find_mismatch(evidence, EXPECTED, frozenset({SHOP}))
     assert reason is not None
     assert words in reason
+
+
+def test_an_unstated_receiving_account_is_no_mismatch_only_for_a_payment_found_by_md5() -> None:
+    unstated = paid(to_account=None)
+    assert find_mismatch(unstated, EXPECTED, frozenset({SHOP}), found_by_md5=True) is None
+    mismatch = find_mismatch(unstated, EXPECTED, frozenset({SHOP}))
+    assert mismatch is not None
+    assert "does not state the receiving account" in mismatch
+    # The verifier checks by md5: it completes; staff typed a hash: nothing ties it to the shop.
+    assert decide(facts(), unstated, source=EvidenceSource.VERIFIER).action is Action.COMPLETE
+    staff = decide(facts(), unstated, source=EvidenceSource.MARK_PAID)
+    assert staff.action is Action.NEEDS_REVIEW
+
+
+def test_a_payment_seen_after_the_window_without_a_bakong_time_says_so() -> None:
+    late = paid(paid_ms=WINDOW_END + 1, paid_time=PaidTime.SEEN)
+    decision = decide(facts(), late, source=EvidenceSource.VERIFIER)
+    assert decision.action is Action.NEEDS_REVIEW
+    assert decision.reason == "seen after the payment window ended (Bakong gave no payment time)"
 
 
 def test_every_mismatch_is_listed() -> None:

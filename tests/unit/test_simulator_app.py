@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from khqrpay.clock import FakeClock
 from khqrpay.khqr import KHQRInput, encode
 from khqrpay.money import Currency
 from khqrpay.simulator import SimulatorConfig, create_app
+from khqrpay.simulator.profiles import SimulatorProfile
 
 TOKEN = "sim-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -71,8 +73,12 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def sim(clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    # The shapes of the reference document; the production profile is tested on its own below.
     config = SimulatorConfig(
-        token=SecretStr(TOKEN), seed=7, known_accounts=frozenset({"known@abaa"})
+        token=SecretStr(TOKEN),
+        seed=7,
+        known_accounts=frozenset({"known@abaa"}),
+        profile=SimulatorProfile.SIT,
     )
     app = create_app(config, clock=clock)
     transport = httpx.ASGITransport(app=app)
@@ -641,3 +647,144 @@ async def test_the_banking_page_shows_who_and_how_much(
     refused = await sim.get("/_sim/app", params={"qr": "<script>alert(1)</script>"})
     assert "cannot be paid" in refused.text
     assert "<script>alert(1)</script>" not in refused.text
+
+
+# --- the production profile (the default) -----------------------------------------------------
+
+
+@pytest.fixture
+async def production(clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    config = SimulatorConfig(
+        token=SecretStr(TOKEN), seed=3, frozen_accounts=frozenset({"frozen@abaa"})
+    )
+    assert config.profile is SimulatorProfile.PRODUCTION
+    app = create_app(config, clock=clock)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bakong.test") as client:
+        yield client
+
+
+async def test_production_answers_as_clients_of_the_live_service_report(
+    production: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    clock.advance(seconds=0.123)  # not on a whole second: the record is
+    paid = await pay(production, dynamic_qr(clock, amount="2.00"))
+    response = await bakong(production, "check_transaction_by_md5", {"md5": paid["md5"]})
+    body = response.json()
+    assert body["responseMessage"] == "Success"
+    data = body["data"]
+    assert b'"amount":2,' in response.content  # whole dollars as a JSON integer
+    assert data["createdDateMs"] % 1000 == 0
+    assert data["createdDateMs"] == clock.now_ms() - 123
+    assert data["acknowledgedDateMs"] - data["createdDateMs"] in (1000, 2000)
+    assert data["instructionRef"] is None
+    assert data["fromAccountId"].split("@")[0].endswith("khppxxx")  # a bank's settlement account
+
+
+async def test_production_often_leaves_the_tracking_and_receiver_bank_keys_out(
+    production: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    omitted = []
+    for bill in range(20):
+        paid = await pay(production, dynamic_qr(clock, bill=f"B{bill}"))
+        data = paid["transaction"]
+        omitted.append("trackingStatus" not in data)
+        assert ("receiverBank" in data) is ("trackingStatus" in data)
+    assert 0 < sum(omitted) < 20
+
+
+async def test_production_md5_lists_only_success_not_found_and_static(
+    production: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    paid = await pay(production, dynamic_qr(clock, bill="P"))
+    static = await pay(production, static_qr(clock), amount="1000")
+    failed = await pay(production, dynamic_qr(clock, bill="F"), fail=True)
+    keys = [paid["md5"], static["md5"], failed["md5"], "0" * 32]
+    items = (await bakong(production, "check_transaction_by_md5_list", keys)).json()["data"]
+    assert [item["status"] for item in items] == ["SUCCESS", "STATIC_QR", "NOT_FOUND", "NOT_FOUND"]
+    assert items[0]["message"] == "Success"
+    # A single check still says the transfer failed.
+    single = await bakong(production, "check_transaction_by_md5", {"md5": failed["md5"]})
+    assert single.json()["errorCode"] == 3
+
+
+async def test_production_refuses_an_expired_token_with_403_and_an_unknown_one_with_401(
+    production: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    renewed = await production.post("/v1/renew_token", json={"email": "merchant@example.com"})
+    headers = {"Authorization": f"Bearer {renewed.json()['data']['token']}"}
+    check = {"md5": "0" * 32}
+    clock.advance(seconds=90 * 24 * 3600)
+    expired = await production.post("/v1/check_transaction_by_md5", json=check, headers=headers)
+    assert (expired.status_code, expired.json()) == (403, UNAUTHORIZED)
+    unknown = {"Authorization": "Bearer never-issued"}
+    refused = await production.post("/v1/check_transaction_by_md5", json=check, headers=unknown)
+    assert (refused.status_code, refused.json()) == (401, UNAUTHORIZED)
+    await production.post("/_sim/faults", json={"tokens_expired": True})
+    faulted = await bakong(production, "check_transaction_by_md5", check)
+    assert faulted.status_code == 403
+
+
+async def test_production_account_checks_say_whether_the_account_can_receive(
+    production: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    await pay(production, dynamic_qr(clock))  # the simulator now knows the payee
+    await pay(production, static_qr(clock), amount="100", from_account_id="frozen@abaa")
+
+    async def details(account_id: str) -> dict[str, Any]:
+        body = await production.post("/v1/check_bakong_account", json={"accountId": account_id})
+        data: dict[str, Any] = body.json()["data"]
+        return data
+
+    assert await details(SHOP) == {
+        "accountId": SHOP,
+        "accountStatus": "ACTIVE",
+        "canReceive": True,
+        "frozen": False,
+        "kycStatus": "FULL",
+    }
+    frozen = await details("frozen@abaa")
+    assert (frozen["canReceive"], frozen["frozen"], frozen["accountStatus"]) == (
+        False,
+        True,
+        "FROZEN",
+    )
+
+
+# --- the banking-app page accepts what the official SDK accepts -------------------------------
+
+DATA = Path(__file__).parent.parent / "data"
+# The SDK accepts these strings, but they are refused on purpose (docs/khqr-compatibility.md):
+# an amount that is not a plain number, riel with a fraction, two payees, an account id with two
+# '@' (which bank?), and a merchant category code that is not 4 digits.
+REFUSED_ON_PURPOSE = {
+    "lenient-amount-letters",
+    "lenient-khr-fraction",
+    "lenient-both-29-and-30",
+    "quirk-usd-1e21",
+    "quirk-account-two-ats",
+    "quirk-mcc-1-digit",
+}
+
+
+def _sdk_accepted() -> list[Any]:
+    accepted = []
+    for name in ("khqr-bank-qrs.jsonl", "khqr-vectors.jsonl"):
+        for line in (DATA / name).read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            sdk_says = record.get("sdk_verify", record.get("verify"))
+            if sdk_says is True and record["id"] not in REFUSED_ON_PURPOSE:
+                at_ms = record.get("verify_at_ms", record.get("frozen_now_ms", 1_795_651_200_000))
+                accepted.append(pytest.param(record["qr"], at_ms, id=record["id"]))
+    return accepted
+
+
+@pytest.mark.parametrize(("qr", "at_ms"), _sdk_accepted())
+async def test_the_banking_page_accepts_every_qr_the_sdk_accepts(qr: str, at_ms: int) -> None:
+    app = create_app(SimulatorConfig(token=SecretStr(TOKEN)), clock=FakeClock(at_ms))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bakong.test") as sim:
+        page = await sim.get("/_sim/app", params={"qr": qr})
+    assert page.status_code == 200
+    assert 'role="alert"' not in page.text, page.text
+    assert 'class="payee"' in page.text

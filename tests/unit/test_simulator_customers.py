@@ -16,6 +16,7 @@ from khqrpay.money import Currency
 from khqrpay.simulator.customers import CustomerScheduler, CustomerState
 from khqrpay.simulator.paylater import HOUR_S, PayLaterDistribution
 from khqrpay.simulator.payments import Payer, PaymentRefused
+from khqrpay.simulator.profiles import SHAPES, SimulatorProfile
 from khqrpay.simulator.protocol import ItemStatus
 from khqrpay.simulator.state import SimulatorState
 
@@ -41,7 +42,7 @@ class World:
         self.clock = FakeClock()
         self.state = SimulatorState()
         self.scheduler = CustomerScheduler(
-            Payer(self.state, self.clock, random.Random(1)),
+            Payer(self.state, self.clock, random.Random(1), SHAPES[SimulatorProfile.SIT]),
             self.clock,
             rng=random.Random(2),
             acceleration=acceleration,

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from khqrpay.money import Currency, Money
+from khqrpay.simulator.profiles import OFTEN_ABSENT_KEYS, SHAPES, SimulatorProfile
 from khqrpay.simulator.protocol import ItemStatus
 from khqrpay.simulator.state import SimulatedTransaction, SimulatorState
 
@@ -118,6 +119,9 @@ def test_accounts_are_learnt_from_qrs_and_transactions() -> None:
     assert state.account_exists("abaakhppxxx@abaa")
 
 
+SIT = SHAPES[SimulatorProfile.SIT]
+
+
 def test_issued_tokens_are_remembered_with_their_expiry() -> None:
     state = SimulatorState()
     assert state.issued_token_expiry("a.b.c") is None
@@ -126,7 +130,7 @@ def test_issued_tokens_are_remembered_with_their_expiry() -> None:
 
 
 def test_a_transaction_is_written_with_the_services_field_names_and_number_types() -> None:
-    usd = PAID.to_bakong()
+    usd = PAID.to_bakong(SIT)
     assert usd == {
         "hash": PAID.hash,
         "fromAccountId": "abaakhppxxx@abaa",
@@ -142,8 +146,18 @@ def test_a_transaction_is_written_with_the_services_field_names_and_number_types
         "instructionRef": "0000000000000001",
         "externalRef": "100FT00000000001",
     }
-    khr = replace(PAID, money=Money(Decimal(9800), Currency.KHR)).to_bakong()
+    khr = replace(PAID, money=Money(Decimal(9800), Currency.KHR)).to_bakong(SIT)
     assert khr["amount"] == 9800
     assert isinstance(khr["amount"], int)
-    whole_usd = replace(PAID, money=Money(Decimal(1), Currency.USD)).to_bakong()
+    whole_usd = replace(PAID, money=Money(Decimal(1), Currency.USD)).to_bakong(SIT)
     assert repr(whole_usd["amount"]) == "1.0"
+
+
+def test_production_writes_whole_dollars_as_integers_and_leaves_out_what_it_omits() -> None:
+    production = SHAPES[SimulatorProfile.PRODUCTION]
+    whole_usd = replace(PAID, money=Money(Decimal(1), Currency.USD)).to_bakong(production)
+    assert repr(whole_usd["amount"]) == "1"
+    assert repr(PAID.to_bakong(production)["amount"]) == "1.5"
+    omitting = replace(PAID, omitted_keys=OFTEN_ABSENT_KEYS).to_bakong(production)
+    assert OFTEN_ABSENT_KEYS.isdisjoint(omitting)
+    assert set(omitting) | OFTEN_ABSENT_KEYS == set(PAID.to_bakong(production))

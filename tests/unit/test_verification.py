@@ -22,7 +22,14 @@ from khqrpay.bakong import (
     Unauthorized,
     Unavailable,
 )
-from khqrpay.orders.model import Action, AttemptOutcome, OrderError, OrderStatus, validate_actor
+from khqrpay.orders.model import (
+    Action,
+    AttemptOutcome,
+    OrderError,
+    OrderStatus,
+    PaidTime,
+    validate_actor,
+)
 from khqrpay.orders.schedule import ErrorKind
 from khqrpay.services.bakong_answers import describe_answer, error_kind, evidence_of, outcome_of
 from khqrpay.services.checking import CheckRecord, CheckTarget
@@ -38,6 +45,7 @@ def _transaction(**changes: object) -> Transaction:
         "hash": HASH,
         "amount": Decimal("1.0"),
         "currency": "USD",
+        "received_ms": 1_586_852_125_000,
         "to_account_id": "shop@devb",
         "from_account_id": "abaakhppxxx@abaa",
         "created_ms": 1_586_852_120_700,
@@ -97,6 +105,26 @@ def test_a_transaction_becomes_evidence_exactly() -> None:
 def test_a_transaction_that_cannot_be_evidence_is_refused(changes: dict[str, object]) -> None:
     with pytest.raises(OrderError):
         evidence_of(_transaction(**changes))
+
+
+@pytest.mark.parametrize(
+    ("changes", "paid_ms", "paid_time"),
+    [
+        ({}, 1_586_852_120_700, PaidTime.CREATED),
+        ({"created_ms": None}, 1_586_852_123_544, PaidTime.ACKNOWLEDGED),
+        ({"created_ms": None, "acknowledged_ms": None}, 1_586_852_125_000, PaidTime.SEEN),
+    ],
+)
+def test_the_paid_time_falls_back_to_when_bakong_acknowledged_then_saw_it_and_says_so(
+    changes: dict[str, object], paid_ms: int, paid_time: PaidTime
+) -> None:
+    evidence = evidence_of(_transaction(**changes))
+    assert (evidence.paid_ms, evidence.paid_time) == (paid_ms, paid_time)
+
+
+def test_an_unstated_receiving_account_is_recorded_as_absent() -> None:
+    evidence = evidence_of(_transaction(to_account_id=None, from_account_id=None))
+    assert (evidence.to_account, evidence.from_account) == (None, None)
 
 
 def test_answers_are_described_for_the_attempt_record() -> None:

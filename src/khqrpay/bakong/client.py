@@ -34,6 +34,7 @@ from khqrpay.bakong.errors import (
     BakongInputError,
     Blocked,
     CircuitOpen,
+    MalformedTransaction,
     RateLimited,
     Rejected,
     Unauthorized,
@@ -76,6 +77,8 @@ _SHORT_HASH = re.compile(r"^[0-9a-f]{8}$")
 # KHQR limits a Bakong account id to 32 characters: `name@bank`.
 _ACCOUNT_ID = re.compile(r"^[^@\s]+@[^@\s]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The Open API document's limit on the e-mail a token is registered (and renewed) with.
+MAX_EMAIL_LENGTH = 30
 
 
 class Endpoint(enum.StrEnum):
@@ -103,8 +106,40 @@ class _Auth(enum.Enum):
 
 
 def _counts_against_service(exc: BaseException) -> bool:
-    """Breaker failures: the service is down, overloaded or answering garbage."""
+    """Breaker failures: the service is down, overloaded or answering garbage. An unreadable
+    transaction for one key is that key's problem: it never pauses the checks of all."""
+    if isinstance(exc, MalformedTransaction):
+        return False
     return isinstance(exc, Unavailable | RateLimited | BadResponse)
+
+
+# Words with which an application (not a firewall) says the bearer token is no good.
+_TOKEN_TROUBLE = re.compile(r"token|jwt|unauthori[sz]ed|expired|revoked|credential", re.IGNORECASE)
+
+
+def _forbidden(path: str, headers: httpx.Headers, content: bytes) -> BakongError:
+    """A 403 is either Bakong refusing the token, expired or revoked (it says so: errorCode 6, a
+    JSON answer about the token, or a WWW-Authenticate header), or the firewall's page (a
+    non-Cambodian address, no User-Agent, a blocked path). Both stop the checks; only the first
+    is fixed by a new token."""
+    try:
+        body = decode_json(content, endpoint=path, http_status=403)
+    except BadResponse:
+        body = None
+    texts = [v for v in body.values() if isinstance(v, str)] if isinstance(body, Mapping) else []
+    names_the_token = (
+        "www-authenticate" in headers
+        or (isinstance(body, Mapping) and body.get("errorCode") == 6)
+        or any(_TOKEN_TROUBLE.search(text) for text in texts)
+    )
+    if names_the_token:
+        return Unauthorized(
+            "the token was refused (expired or revoked)",
+            endpoint=path,
+            http_status=403,
+            error_code=6 if isinstance(body, Mapping) and body.get("errorCode") == 6 else None,
+        )
+    return Blocked("refused by Bakong's firewall (HTTP 403)", endpoint=path, http_status=403)
 
 
 def _retry_after_of(exc: BaseException) -> float | None:
@@ -307,9 +342,14 @@ class BakongClient:
         if auth is not _Auth.NONE and self._token is not None:
             headers["Authorization"] = f"Bearer {self._token.reveal()}"
         try:
-            async with self._http.stream(
-                "POST", endpoint.value, content=body, headers=headers
-            ) as response:
+            # httpx's timeout bounds each read; this bounds the whole exchange, so that an answer
+            # trickling in never holds a batch longer than `bakong_timeout_s`.
+            async with (
+                asyncio.timeout(self._settings.bakong_timeout_s),
+                self._http.stream(
+                    "POST", endpoint.value, content=body, headers=headers
+                ) as response,
+            ):
                 content = bytearray()
                 async for chunk in response.aiter_bytes():
                     content += chunk
@@ -320,7 +360,7 @@ class BakongClient:
                             http_status=response.status_code,
                         )
                 return response.status_code, response.headers, bytes(content)
-        except httpx.TimeoutException as exc:
+        except (httpx.TimeoutException, TimeoutError) as exc:
             raise Unavailable(
                 f"no answer within {self._settings.bakong_timeout_s:g}s", endpoint=endpoint.value
             ) from exc
@@ -337,6 +377,8 @@ class BakongClient:
         path = endpoint.value
         if status == 401:
             raise Unauthorized("the token was refused", endpoint=path, http_status=status)
+        if status == 403:
+            raise _forbidden(path, headers, content)
         if status == 429:
             retry_after = parse_retry_after(headers.get("Retry-After"), now_ms=self._clock.now_ms())
             raise RateLimited(
@@ -349,22 +391,11 @@ class BakongClient:
             raise Unavailable(
                 "Bakong answered with a server error", endpoint=path, http_status=status
             )
-        try:
-            envelope = parse_envelope(
-                decode_json(content, endpoint=path, http_status=status),
-                endpoint=path,
-                http_status=status,
-            )
-        except BadResponse:
-            if status == 403:
-                raise Blocked(
-                    "refused by Bakong's firewall (HTTP 403 page)",
-                    endpoint=path,
-                    http_status=status,
-                ) from None
-            raise
-        if status == 403 and envelope.error_code != 6:
-            raise Blocked("refused by Bakong (HTTP 403)", endpoint=path, http_status=status)
+        envelope = parse_envelope(
+            decode_json(content, endpoint=path, http_status=status),
+            endpoint=path,
+            http_status=status,
+        )
         if not 200 <= status < 300 and envelope.ok:
             raise BadResponse(
                 "a success envelope with an error status", endpoint=path, http_status=status
@@ -476,10 +507,13 @@ class BakongClient:
         def interpret(envelope: Envelope, status: int) -> CheckResult:
             if envelope.ok:
                 transaction = parse_transaction(
-                    envelope.data, where="data", endpoint=endpoint.value
+                    envelope.data,
+                    where="data",
+                    endpoint=endpoint.value,
+                    received_ms=self._clock.now_ms(),
                 )
                 if hash_prefix is not None and not transaction.hash.startswith(hash_prefix):
-                    raise BadResponse(
+                    raise MalformedTransaction(
                         "the transaction answers for another hash", endpoint=endpoint.value
                     )
                 return Paid(transaction)
@@ -590,7 +624,11 @@ class BakongClient:
             if not envelope.ok:
                 raise _error_for(envelope, endpoint, status)
             return parse_list_items(
-                envelope.data, requested=chunk, key_field=key_field, endpoint=endpoint.value
+                envelope.data,
+                requested=chunk,
+                key_field=key_field,
+                endpoint=endpoint.value,
+                received_ms=self._clock.now_ms(),
             )
 
         try:
@@ -629,7 +667,8 @@ class BakongClient:
     # Account, deep link, token ------------------------------------------------------------------
 
     async def check_account(self, account_id: str) -> AccountStatus:
-        """Whether a Bakong account (`name@bank`) exists (errorCode 11: not found, 12: invalid)."""
+        """Whether a Bakong account (`name@bank`) exists (errorCode 11: not found, 12: invalid),
+        with what the answer says of it (`accountStatus`, `canReceive`, `frozen`, `kycStatus`)."""
         if not isinstance(account_id, str) or not _ACCOUNT_ID.match(account_id.strip()):
             raise BakongInputError("account_id", "must look like name@bank")
         account = account_id.strip()
@@ -639,7 +678,7 @@ class BakongClient:
 
         def interpret(envelope: Envelope, status: int) -> AccountStatus:
             if envelope.ok:
-                return AccountStatus(account, AccountState.EXISTS, envelope.response_message)
+                return _account_details(account, envelope)
             if envelope.error_code in states:
                 return AccountStatus(
                     account, states[envelope.error_code], envelope.response_message
@@ -690,12 +729,12 @@ class BakongClient:
 
         Not retried: a repeated renewal could issue a second token after the first was lost.
         """
-        if (
-            not isinstance(email, str)
-            or len(email.strip()) > 254
-            or not _EMAIL.match(email.strip())
-        ):
+        if not isinstance(email, str) or not _EMAIL.match(email.strip()):
             raise BakongInputError("email", "must be an e-mail address")
+        if len(email.strip()) > MAX_EMAIL_LENGTH:
+            raise BakongInputError(
+                "email", f"must be at most {MAX_EMAIL_LENGTH} characters (the Open API's limit)"
+            )
 
         def interpret(envelope: Envelope, status: int) -> BakongToken:
             if not envelope.ok:
@@ -731,3 +770,19 @@ class BakongClient:
 
 def _kind_of(result: CheckResult) -> str:
     return result.kind
+
+
+def _account_details(account: str, envelope: Envelope) -> AccountStatus:
+    """An existing account; `data` is null in older answers, an object of details in newer ones."""
+    if envelope.data is None:
+        return AccountStatus(account, AccountState.EXISTS, envelope.response_message)
+    fields = JsonFields(envelope.data, where="data", endpoint=Endpoint.ACCOUNT.value)
+    return AccountStatus(
+        account,
+        AccountState.EXISTS,
+        envelope.response_message,
+        account_status=fields.optional_text("accountStatus"),
+        can_receive=fields.optional_flag("canReceive"),
+        frozen=fields.optional_flag("frozen"),
+        kyc_status=fields.optional_text("kycStatus"),
+    )

@@ -1,9 +1,12 @@
 """Reading Bakong answers: lenient where the service is known to vary, strict on everything else.
 
-Lenient: key order, amounts as JSON number or string, dates as int or float milliseconds, bulk
-items carrying the transaction under `data`, `transaction` or inline. Strict: every field has the
-documented type, a success always carries a transaction with hash, amount, currency, receiving
-account and date. Anything else is a `BadResponse`, never a "not paid".
+Lenient: key order, amounts as JSON integer, fraction or string (`1`, `1.0`, `"0.10"`, read
+exactly: never through binary floating point), dates as integer or fractional milliseconds, bulk
+items carrying the transaction under `data`, `transaction` or inline, and a transaction without
+the fields Bakong may leave out (receiving account, dates, tracking, receiver bank, references):
+those are None, "not stated". Strict: a field that is present has its documented type, and a
+success carries a transaction with hash, amount and currency. Anything else is a `BadResponse`
+(for one key's transaction a `MalformedTransaction`), never a "not paid".
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from khqrpay.bakong.errors import BadResponse, BakongError, Unavailable
+from khqrpay.bakong.errors import BadResponse, BakongError, MalformedTransaction, Unavailable
 from khqrpay.bakong.outcomes import CheckResult, Failed, NotFound, Paid, StaticQr, Transaction
 
 HEX_64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -86,69 +89,95 @@ def parse_envelope(value: object, *, endpoint: str, http_status: int) -> Envelop
     return Envelope(response_code, message, error_code, value.get("data"))
 
 
-class JsonFields:
-    """Typed access to one JSON object, naming the offending field in every error."""
+def _exact_decimal(value: object) -> Decimal | None:
+    """A JSON number as the exact decimal it was written as, or None for anything else.
 
-    def __init__(self, value: object, *, where: str, endpoint: str) -> None:
+    The parser here gives Decimal; a float from another parser is read through its shortest
+    repr (`0.1` is 0.1, never 0.1000000000000000055...).
+    """
+    if isinstance(value, Decimal):
+        return value
+    if _is_int(value):
+        assert isinstance(value, int)
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return None
+
+
+class JsonFields:
+    """Typed access to one JSON object, naming the offending field in every error (of type
+    `error`, so that a transaction's problems stay the problems of its key)."""
+
+    def __init__(
+        self,
+        value: object,
+        *,
+        where: str,
+        endpoint: str,
+        error: type[BadResponse] = BadResponse,
+    ) -> None:
         if not isinstance(value, Mapping):
-            raise BadResponse(f"{where} is not a JSON object", endpoint=endpoint)
+            raise error(f"{where} is not a JSON object", endpoint=endpoint)
         self._value: JsonObject = value
         self._where = where
         self._endpoint = endpoint
+        self._error = error
 
     def bad(self, key: str, rule: str) -> BadResponse:
-        return BadResponse(f"{self._where}.{key} {rule}", endpoint=self._endpoint)
+        return self._error(f"{self._where}.{key} {rule}", endpoint=self._endpoint)
 
     def text(self, key: str) -> str:
         value = self.optional_text(key)
-        if value is None or not value.strip():
+        if value is None:
             raise self.bad(key, "is missing or empty")
-        return value.strip()
+        return value
 
     def optional_text(self, key: str) -> str | None:
+        """The stripped text, or None when absent, null or blank (all mean "not stated")."""
         value = self._value.get(key)
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            return None
+        if not isinstance(value, str):
             raise self.bad(key, f"is a {type(value).__name__}, not a string")
+        return value.strip() or None
+
+    def optional_flag(self, key: str) -> bool | None:
+        value = self._value.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise self.bad(key, f"is a {type(value).__name__}, not true or false")
         return value
 
     def amount(self, key: str) -> Decimal:
         value = self._value.get(key)
         if isinstance(value, str) and _PLAIN_DECIMAL.match(value):
-            amount = Decimal(value.strip())
-        elif isinstance(value, Decimal) or _is_int(value):
-            assert isinstance(value, Decimal | int)
-            amount = Decimal(value)
+            amount: Decimal | None = Decimal(value.strip())
         else:
+            amount = _exact_decimal(value)
+        if amount is None:
             raise self.bad(key, "is missing or not a plain decimal number")
         if not amount.is_finite() or amount <= 0:
             raise self.bad(key, "is not a positive amount")
         return amount
 
-    def epoch_ms(self, key: str) -> int:
-        value = self.optional_epoch_ms(key)
-        if value is None:
-            raise self.bad(key, "is missing")
-        return value
-
     def optional_epoch_ms(self, key: str) -> int | None:
         value = self._value.get(key)
         if value is None:
             return None
-        if _is_int(value):
-            assert isinstance(value, int)
-            ms = value
-        elif isinstance(value, Decimal) and value.is_finite():
-            # Older answers wrote `1605774370608.0`; a fraction of a millisecond is irrelevant.
-            ms = int(value)
-        else:
+        moment = _exact_decimal(value)
+        if moment is None or not moment.is_finite():
             raise self.bad(key, "is not epoch milliseconds")
+        # Older answers wrote `1605774370608.0`; a fraction of a millisecond is irrelevant.
+        ms = int(moment)
         if not _MIN_MS <= ms < _MAX_MS:
             raise self.bad(key, "is outside plausible epoch milliseconds")
         return ms
 
 
-def parse_transaction(value: object, *, where: str, endpoint: str) -> Transaction:
-    fields = JsonFields(value, where=where, endpoint=endpoint)
+def parse_transaction(value: object, *, where: str, endpoint: str, received_ms: int) -> Transaction:
+    """A transaction; `MalformedTransaction` if a field it has is of the wrong type or the
+    hash, amount or currency is missing (without them it is no payment to compare)."""
+    fields = JsonFields(value, where=where, endpoint=endpoint, error=MalformedTransaction)
     tx_hash = fields.text("hash")
     if not HEX_64.match(tx_hash):
         raise fields.bad("hash", "is not 64 hex digits")
@@ -156,9 +185,10 @@ def parse_transaction(value: object, *, where: str, endpoint: str) -> Transactio
         hash=tx_hash.lower(),
         amount=fields.amount("amount"),
         currency=fields.text("currency").upper(),
-        to_account_id=fields.text("toAccountId"),
+        received_ms=received_ms,
+        to_account_id=fields.optional_text("toAccountId"),
         from_account_id=fields.optional_text("fromAccountId"),
-        created_ms=fields.epoch_ms("createdDateMs"),
+        created_ms=fields.optional_epoch_ms("createdDateMs"),
         acknowledged_ms=fields.optional_epoch_ms("acknowledgedDateMs"),
         description=fields.optional_text("description"),
         tracking_status=fields.optional_text("trackingStatus"),
@@ -180,7 +210,7 @@ def _item_transaction(item: JsonObject) -> object:
 
 
 def _parse_item(
-    item: JsonObject, key: str, *, where: str, endpoint: str
+    item: JsonObject, key: str, *, where: str, endpoint: str, received_ms: int
 ) -> CheckResult | BakongError:
     status = item.get("status")
     message = item.get("message")
@@ -193,10 +223,14 @@ def _parse_item(
         case "SUCCESS":
             found = _item_transaction(item)
             if found is None:
-                return BadResponse(f"{where} is SUCCESS without a transaction", endpoint=endpoint)
+                return MalformedTransaction(
+                    f"{where} is SUCCESS without a transaction", endpoint=endpoint
+                )
             try:
-                transaction = parse_transaction(found, where=where, endpoint=endpoint)
-            except BadResponse as exc:
+                transaction = parse_transaction(
+                    found, where=where, endpoint=endpoint, received_ms=received_ms
+                )
+            except MalformedTransaction as exc:
                 return exc
             return Paid(transaction)
         case "NOT_FOUND":
@@ -221,7 +255,12 @@ def _same_answer(one: CheckResult | BakongError, other: CheckResult | BakongErro
 
 
 def parse_list_items(
-    data: object, *, requested: Sequence[str], key_field: ListKey, endpoint: str
+    data: object,
+    *,
+    requested: Sequence[str],
+    key_field: ListKey,
+    endpoint: str,
+    received_ms: int,
 ) -> dict[str, CheckResult | BakongError]:
     """One result (or per-item error) for every requested key, lower-case hex, in request order.
 
@@ -242,9 +281,9 @@ def parse_list_items(
         key = key.strip().lower()
         if key not in wanted:
             continue
-        result = _parse_item(item, key, where=where, endpoint=endpoint)
+        result = _parse_item(item, key, where=where, endpoint=endpoint, received_ms=received_ms)
         if key_field == "hash" and isinstance(result, Paid) and result.transaction.hash != key:
-            result = BadResponse(f"{where} answers for another hash", endpoint=endpoint)
+            result = MalformedTransaction(f"{where} answers for another hash", endpoint=endpoint)
         found.setdefault(key, []).append(result)
     results: dict[str, CheckResult | BakongError] = {}
     for key in requested:

@@ -56,13 +56,15 @@ class BakongError(Exception):
 
 
 class Unauthorized(BakongError):
-    """HTTP 401 or errorCode 6: the token is missing, wrong or expired. Never retried."""
+    """The token is missing, wrong, expired or revoked: HTTP 401, errorCode 6, or a 403 whose
+    answer names the token (`http_status` tells which). Never retried."""
 
     kind = "unauthorized"
 
 
 class Blocked(BakongError):
-    """HTTP 403 with a firewall page (non-Cambodian address, missing User-Agent, blocked path)."""
+    """HTTP 403 from the firewall (non-Cambodian address, missing User-Agent, blocked path); a 403
+    that names the token is `Unauthorized` instead."""
 
     kind = "blocked"
 
@@ -108,6 +110,11 @@ class BadResponse(BakongError):
     """An answer that is not the documented envelope, or has fields of the wrong type or shape."""
 
     kind = "bad_response"
+
+
+class MalformedTransaction(BadResponse):
+    """The answer for one key carries a transaction that cannot be read (a field of the wrong
+    type, no hash or amount). Bakong itself answered: this never counts against the service."""
 
 
 class Rejected(BakongError):

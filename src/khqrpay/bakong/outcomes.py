@@ -13,21 +13,27 @@ from khqrpay.money import Currency, Money
 @dataclass(frozen=True, slots=True)
 class Transaction:
     """A transfer Bakong knows. It proves only that it exists: the merchant still compares
-    amount, currency and `to_account_id` with the order."""
+    amount, currency and `to_account_id` with the order.
+
+    Bakong may leave out every field but hash, amount and currency: None means "not stated".
+    `received_ms` is when this client received the answer (our clock), the fallback for a
+    payment time Bakong does not give.
+    """
 
     hash: str
     amount: Decimal
     currency: str
-    to_account_id: str
-    from_account_id: str | None
-    created_ms: int
-    acknowledged_ms: int | None
-    description: str | None
-    tracking_status: str | None
-    receiver_bank: str | None
-    receiver_bank_account: str | None
-    instruction_ref: str | None
-    external_ref: str | None
+    received_ms: int
+    to_account_id: str | None = None
+    from_account_id: str | None = None
+    created_ms: int | None = None
+    acknowledged_ms: int | None = None
+    description: str | None = None
+    tracking_status: str | None = None
+    receiver_bank: str | None = None
+    receiver_bank_account: str | None = None
+    instruction_ref: str | None = None
+    external_ref: str | None = None
 
     @property
     def short_hash(self) -> str:
@@ -80,14 +86,52 @@ class AccountState(enum.Enum):
     INVALID = "invalid"  # errorCode 12
 
 
+# `accountStatus` values that mean the account takes no payments. Another value that is not
+# ACTIVE is reported, not refused: Bakong has not documented them all.
+CLOSED_ACCOUNT_STATUSES = frozenset(
+    {"INACTIVE", "CLOSED", "BLOCKED", "SUSPENDED", "DORMANT", "FROZEN", "DISABLED", "TERMINATED"}
+)
+ACTIVE_ACCOUNT_STATUS = "ACTIVE"
+
+
 @dataclass(frozen=True, slots=True)
 class AccountStatus:
-    """The answer of the account check for `account_id`."""
+    """The answer of the account check for `account_id`; the details are None when not stated
+    (older answers carry no `data`)."""
 
     account_id: str
     state: AccountState
     message: str = ""
+    account_status: str | None = None
+    can_receive: bool | None = None
+    frozen: bool | None = None
+    kyc_status: str | None = None
 
     @property
     def exists(self) -> bool:
         return self.state is AccountState.EXISTS
+
+    def receiving_problems(self) -> tuple[str, ...]:
+        """Why payments to this account cannot arrive; empty when nothing says they cannot."""
+        if self.state is AccountState.NOT_FOUND:
+            return ("Bakong does not know this account",)
+        if self.state is AccountState.INVALID:
+            return ("Bakong says this account id is invalid",)
+        problems = []
+        if self.can_receive is False:
+            problems.append("Bakong says it cannot receive payments (canReceive false)")
+        if self.frozen:
+            problems.append("the account is frozen")
+        if (self.account_status or "").strip().upper() in CLOSED_ACCOUNT_STATUSES:
+            problems.append(f"its status is {self.account_status}")
+        return tuple(problems)
+
+    def remarks(self) -> tuple[str, ...]:
+        """What is worth a look but does not stop payments: an undocumented status, the KYC."""
+        remarks = []
+        status = (self.account_status or "").strip().upper()
+        if status and status != ACTIVE_ACCOUNT_STATUS and status not in CLOSED_ACCOUNT_STATUSES:
+            remarks.append(f"its status is {self.account_status!r}, which Bakong does not document")
+        if self.kyc_status is not None:
+            remarks.append(f"its KYC status is {self.kyc_status!r}")
+        return tuple(remarks)

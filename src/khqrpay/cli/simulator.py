@@ -10,6 +10,7 @@ from pydantic import SecretStr, ValidationError
 from khqrpay.settings import load_settings
 from khqrpay.simulator.config import SimulatorConfig
 from khqrpay.simulator.faults import FaultConfig
+from khqrpay.simulator.profiles import SimulatorProfile
 from khqrpay.simulator.server import serve
 
 _FRACTION = {"min": 0.0, "max": 1.0}
@@ -26,6 +27,10 @@ def run(
         ),
     ],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    profile: Annotated[
+        SimulatorProfile,
+        typer.Option(help="Answer as production answers (default) or as the SIT service does."),
+    ] = SimulatorProfile.PRODUCTION,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8700,
     seed: Annotated[
         int | None, typer.Option(help="Seed for repeatable hashes, faults, delays.")
@@ -83,10 +88,14 @@ def run(
             ),
             seed=seed,
             acceleration=acceleration,
+            profile=profile,
         )
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or "options"
         raise typer.BadParameter(f"{where}: {error['msg']}") from exc
-    typer.echo(f"Bakong simulator on http://{host}:{port} (banking app: /_sim/app)")
+    typer.echo(
+        f"Bakong simulator ({profile.value} profile) on http://{host}:{port} "
+        "(banking app: /_sim/app)"
+    )
     serve(config, host, port)

@@ -1,5 +1,6 @@
 """`khqrpay worker [--metrics-port N] [--once]`: the verifier, the expiry sweep and the outbox
-relay, until SIGTERM or SIGINT (then a clean exit, code 0)."""
+relay, until SIGTERM or SIGINT (then a clean exit, code 0). It first asks Bakong whether the
+receiving account can take payments, and refuses to start (exit 2) when it cannot."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import typer
 from prometheus_client import start_http_server
 
 from khqrpay.bootstrap import App
-from khqrpay.cli.common import open_app
+from khqrpay.cli.common import fail, open_app
 from khqrpay.logging import configure_logging, get_logger
 from khqrpay.worker import Worker
+from khqrpay.worker.runtime import ReceivingAccountRefused, refuse_an_account_that_cannot_receive
 
 _log = get_logger(__name__)
 
@@ -32,7 +34,10 @@ def run(
     """Run the payment verifier worker."""
     configure_logging(log_level, json_output=json_logs)
     with open_app() as app:
-        asyncio.run(_serve(app, metrics_port=metrics_port, once=once))
+        try:
+            asyncio.run(_serve(app, metrics_port=metrics_port, once=once))
+        except ReceivingAccountRefused as refused:
+            fail(str(refused))
 
 
 async def _serve(app: App, *, metrics_port: int | None, once: bool) -> None:
@@ -48,6 +53,7 @@ async def _serve(app: App, *, metrics_port: int | None, once: bool) -> None:
     bus = app.event_bus()
     try:
         async with app.bakong() as bakong:
+            await refuse_an_account_that_cannot_receive(bakong.client, app.settings)
             await Worker(app=app, bakong=bakong, bus=bus).run(stop, once=once)
     finally:
         await bus.aclose()

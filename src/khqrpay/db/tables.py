@@ -14,7 +14,13 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 from khqrpay.money import Currency
-from khqrpay.orders.model import AttemptOutcome, EvidenceSource, OrderStatus, PaymentStatus
+from khqrpay.orders.model import (
+    AttemptOutcome,
+    EvidenceSource,
+    OrderStatus,
+    PaidTime,
+    PaymentStatus,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -177,16 +183,20 @@ payment_evidence = sa.Table(
     sa.Column("bakong_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("short_hash", sa.String(8), nullable=False, index=True),
     sa.Column("from_account", sa.String(128)),
-    sa.Column("to_account", sa.String(128), nullable=False),
+    # NULL: Bakong did not state it (the md5 of our QR ties the payment to the shop).
+    sa.Column("to_account", sa.String(128)),
     sa.Column("amount", ExactDecimal(), nullable=False),
     sa.Column("amount_minor", sa.BigInteger),
     sa.Column("currency", sa.String(8), nullable=False),
     sa.Column("paid_ms", EpochMs, nullable=False),
+    # Where paid_ms comes from: Bakong's creation or acknowledgement time, or when we saw it.
+    sa.Column("paid_time", sa.String(16), nullable=False, server_default=PaidTime.CREATED.value),
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("matched", sa.Boolean, nullable=False),
     sa.Column("mismatch_reason", sa.Text),
     sa.Column("recorded_ms", EpochMs, nullable=False),
     _one_of("source", EvidenceSource, "source"),
+    _one_of("paid_time", PaidTime, "paid_time"),
 )
 
 # Append-only: nothing updates or deletes it; triggers (created by the migration) refuse to.

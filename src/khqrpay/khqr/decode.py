@@ -56,7 +56,6 @@ class ParsedKHQR(NamedTuple):
     decoded: DecodedKHQR
     payload_format: str
     amount_text: str | None
-    additional_data_tags: tuple[str, ...]
     # Tag 99's sub-fields, or why tag 99 is not a template (a static bank QR may carry anything).
     timestamps: dict[str, str] | None
     timestamps_error: KHQRDecodeError | None
@@ -184,7 +183,6 @@ def parse(qr: str) -> ParsedKHQR:
         decoded=decoded,
         payload_format=values[f.PAYLOAD_FORMAT],
         amount_text=amount_text,
-        additional_data_tags=tuple(additional),
         timestamps=timestamps,
         timestamps_error=timestamps_error,
     )

@@ -27,7 +27,6 @@ TIMESTAMPS = "99"
 PAYLOAD_FORMAT_VERSION = "01"
 STATIC = "11"
 DYNAMIC = "12"
-COUNTRY_KH = "KH"
 
 # Sub-tags of 99.
 CREATION_TIME = "00"
@@ -154,20 +153,6 @@ CITY_ALT = TextField(
     SdkCode.MERCHANT_CITY_ALT_LENGTH_INVALID,
 )
 LANGUAGE_FIELDS: tuple[TextField, ...] = (LANGUAGE_PREFERENCE, NAME_ALT, CITY_ALT)
-
-# Sub-tags of 62 that EMV defines but KHQR does not carry (04 loyalty number, 05 reference label,
-# 06 customer label, 09 consumer data request) and 10-49, reserved for EMVCo. 50-99 are
-# payment-system templates (ABA writes 62/68) and are kept as unknown tags instead.
-_FIRST_PAYMENT_SYSTEM_SUB_TAG = 50
-_KHQR_ADDITIONAL_DATA_TAGS = frozenset(spec.tag for spec in ADDITIONAL_DATA_FIELDS)
-
-
-def is_foreign_additional_data_tag(sub_tag: str) -> bool:
-    """A 62 sub-tag that is neither KHQR's nor a payment-system template."""
-    return (
-        sub_tag not in _KHQR_ADDITIONAL_DATA_TAGS and int(sub_tag) < _FIRST_PAYMENT_SYSTEM_SUB_TAG
-    )
-
 
 ACCOUNT_ID_FORM = "is not of the form name@bank (one '@', no spaces)"
 

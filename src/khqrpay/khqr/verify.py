@@ -1,9 +1,12 @@
 """Verify a KHQR string completely, with one precise reason when it is not valid.
 
-Everything the official SDK accepts from its own generator passes. Where the SDK is lenient, this
-is strict: an amount that is not a number, KHR with a fraction, a dynamic amount of zero, inner
-lengths past their data, both 29 and 30, a merchant template without its id and bank, a missing
-point of initiation, a country other than KH, and EMV sub-fields of 62 that KHQR does not carry.
+A QR is refused only for what makes it unpayable or unsafe: a wrong CRC, a structure that cannot be
+read, no Bakong account or a malformed one, two account templates (which account is paid?), an
+amount that is not an exact positive number in its currency, a field longer than KHQR allows, and
+a QR with an amount whose expiry is missing, malformed or past. Everything the official SDK
+accepts from its own generator and every bank QR it accepts passes; fields the codec does not
+interpret (62/05, 62/10, 62/11, bank templates...) are kept in `unknown_tags`, never refused.
+Where this differs from the SDK, and why: `docs/khqr-compatibility.md`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def verify(qr: str, *, now_ms: int | None) -> DecodedKHQR:
     _check_header(parsed)
     _check_account(decoded)
     _check_plain_fields(decoded)
-    _check_additional_data(parsed)
+    _check_additional_data(decoded)
     _check_language(decoded)
     _check_amount_and_expiry(parsed, now_ms)
     return decoded
@@ -66,14 +69,12 @@ def _check_header(parsed: ParsedKHQR) -> None:
             if len(parsed.payload_format) != 2
             else None,
         )
+    # EMV makes tag 01 optional: without it, the amount alone says whether the QR is dynamic.
     point_of_initiation = parsed.decoded.point_of_initiation
-    if point_of_initiation not in (f.STATIC, f.DYNAMIC):
-        reason = (
-            "is required" if point_of_initiation is None else f"is {shown(point_of_initiation)}"
-        )
+    if point_of_initiation not in (None, f.STATIC, f.DYNAMIC):
         raise KHQRVerifyError(
             "tag 01",
-            f"the point of initiation {reason}: 11 (static) or 12 (dynamic)",
+            f"the point of initiation is {shown(point_of_initiation)}: 11 (static) or 12 (dynamic)",
             SdkCode.POINT_OF_INITIATION_INVALID,
         )
 
@@ -81,33 +82,25 @@ def _check_header(parsed: ParsedKHQR) -> None:
 def _check_account(decoded: DecodedKHQR) -> None:
     template = f.MERCHANT_ACCOUNT if decoded.merchant_type == "merchant" else f.INDIVIDUAL_ACCOUNT
 
-    def check(spec: f.TextField, value: str | None, *, required: bool) -> None:
-        field = f"tag {template}/{spec.tag}"
-        if value is None:
-            if required:
-                raise KHQRVerifyError(
-                    field, f"a merchant QR needs the {spec.label}", spec.empty_code
-                )
-            return
-        f.check_length(spec, value, field=field, error=KHQRVerifyError)
-
-    check(f.ACCOUNT_ID, decoded.bakong_account_id, required=True)
+    f.check_length(
+        f.ACCOUNT_ID, decoded.bakong_account_id, field=f"tag {template}/00", error=KHQRVerifyError
+    )
     if not f.is_account_id(decoded.bakong_account_id):
         raise KHQRVerifyError(
             f"tag {template}/00",
             f"the Bakong account id {shown(decoded.bakong_account_id)} {f.ACCOUNT_ID_FORM}",
             SdkCode.ACCOUNT_ID_INVALID,
         )
-    is_merchant = decoded.merchant_type == "merchant"
-    check(f.MERCHANT_ID, decoded.merchant_id, required=is_merchant)
-    check(f.ACQUIRING_BANK, decoded.acquiring_bank, required=is_merchant)
-    check(f.ACCOUNT_INFORMATION, decoded.account_information, required=False)
+    # The payment goes to the Bakong account: a merchant QR without its merchant id or bank
+    # name is still payable (the SDK's generator requires them, its verify does not).
+    for spec in (f.MERCHANT_ID, f.ACQUIRING_BANK, f.ACCOUNT_INFORMATION):
+        value = getattr(decoded, spec.attribute)
+        if value is not None:
+            f.check_length(spec, value, field=f"tag {template}/{spec.tag}", error=KHQRVerifyError)
 
 
 def _check_plain_fields(decoded: DecodedKHQR) -> None:
     f.check_mcc(decoded.mcc, field="tag 52", error=KHQRVerifyError)
-    if decoded.country != f.COUNTRY_KH:
-        raise KHQRVerifyError("tag 58", f"the country is {shown(decoded.country)}; KHQR is KH")
     f.check_length(f.NAME, decoded.merchant_name, field="tag 59", error=KHQRVerifyError)
     f.check_length(f.CITY, decoded.merchant_city, field="tag 60", error=KHQRVerifyError)
     if decoded.upi_merchant_account is not None:
@@ -122,18 +115,11 @@ def _check_plain_fields(decoded: DecodedKHQR) -> None:
             )
 
 
-def _check_additional_data(parsed: ParsedKHQR) -> None:
-    for sub_tag in parsed.additional_data_tags:
-        if f.is_foreign_additional_data_tag(sub_tag):
-            raise KHQRVerifyError(
-                f"tag 62/{sub_tag}",
-                "is an EMV additional-data field that KHQR does not carry "
-                "(KHQR uses 01, 02, 03, 07 and 08; 50-99 are payment-system templates)",
-            )
-    if not parsed.additional_data_tags:
-        return
+def _check_additional_data(decoded: DecodedKHQR) -> None:
+    """KHQR's own sub-fields of 62 within their limits; the others (05 reference label, 10
+    merchant tax id, 11 channel, bank templates) are kept in `unknown_tags`, never refused."""
     for spec in f.ADDITIONAL_DATA_FIELDS:
-        value = getattr(parsed.decoded, spec.attribute)
+        value = getattr(decoded, spec.attribute)
         if value is not None:
             f.check_length(spec, value, field=f"tag 62/{spec.tag}", error=KHQRVerifyError)
 
@@ -164,9 +150,10 @@ def _check_language(decoded: DecodedKHQR) -> None:
 
 
 def _check_amount_and_expiry(parsed: ParsedKHQR, now_ms: int | None) -> None:
-    """A QR with an amount, or one that says it is dynamic, must be a complete dynamic QR.
+    """A QR with an amount, or one that says it is dynamic, must carry a valid, unexpired tag 99.
 
-    A static QR's tag 99 is never examined: banks put other things there.
+    A QR without an amount never has its tag 99 examined: banks put other things there. A bank
+    QR with an amount that says 11 (static) is payable like a dynamic one, and is checked as one.
     """
     decoded = parsed.decoded
     if decoded.amount is None:
@@ -193,12 +180,6 @@ def _check_amount_and_expiry(parsed: ParsedKHQR, now_ms: int | None) -> None:
             "tag 99/01",
             f"the expiration time {expiration} is before the creation time {creation}",
             SdkCode.EXPIRATION_IN_THE_PAST,
-        )
-    if not decoded.dynamic:
-        raise KHQRVerifyError(
-            "tag 01",
-            "a QR with an amount must say it is dynamic (12), not static (11)",
-            SdkCode.POINT_OF_INITIATION_INVALID,
         )
     if now_ms is not None and now_ms > expiration:
         raise KHQRVerifyError(

@@ -297,16 +297,31 @@ _HASH = re.compile(r"^[0-9a-f]{64}$")
 SHORT_HASH_LENGTH = 8
 
 
+class PaidTime(enum.StrEnum):
+    """Where an evidence's `paid_ms` comes from: Bakong's creation time, its acknowledgement
+    time when it gives no creation time, or when we received its answer when it gives neither."""
+
+    CREATED = "created"
+    ACKNOWLEDGED = "acknowledged"
+    SEEN = "seen"
+
+
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """What Bakong says about one transfer: its hash, accounts, amount and currency as given."""
+    """What Bakong says about one transfer: its hash, accounts, amount and currency as given.
+
+    `to_account` None means Bakong did not state the receiving account: a payment found by the
+    md5 of our QR is tied to it by that md5, one found by a hash staff typed is not (see
+    `find_mismatch`). `paid_time` says where `paid_ms` comes from.
+    """
 
     bakong_hash: str
     from_account: str | None
-    to_account: str
+    to_account: str | None
     amount: Decimal
     currency: str
     paid_ms: int
+    paid_time: PaidTime = PaidTime.CREATED
 
     def __post_init__(self) -> None:
         if not _HASH.match(self.bakong_hash):
@@ -315,8 +330,8 @@ class Evidence:
             raise OrderError("a paid amount is a finite Decimal")
         if not self.currency.strip():
             raise OrderError("a paid amount needs its currency")
-        if not self.to_account.strip():
-            raise OrderError("a payment needs its receiving account")
+        if self.to_account is not None and not self.to_account.strip():
+            raise OrderError("a receiving account is named or None (not stated), never blank")
         if self.paid_ms < 0:
             raise OrderError("a payment time is epoch milliseconds, never negative")
 
@@ -473,9 +488,18 @@ def _qr_name(qr_md5: str | None) -> str:
 
 
 def find_mismatch(
-    evidence: Evidence, expected: Money, receiving_accounts: frozenset[str]
+    evidence: Evidence,
+    expected: Money,
+    receiving_accounts: frozenset[str],
+    *,
+    found_by_md5: bool = False,
 ) -> str | None:
-    """Why this payment is not the order's payment (amount, currency, account), or None."""
+    """Why this payment is not the order's payment (amount, currency, account), or None.
+
+    A receiving account Bakong does not state is no mismatch when the payment was found by the
+    md5 of the order's QR (`found_by_md5`): that md5 ties it to our QR and its account. Found
+    any other way (a hash staff typed), nothing ties it to the shop, so it is a mismatch.
+    """
     problems: list[str] = []
     paid = evidence.money()
     if paid is None or paid.currency is not expected.currency:
@@ -486,7 +510,13 @@ def find_mismatch(
     elif not paid.same_value(expected):
         problems.append(f"amount mismatch: expected {expected}, paid {paid}")
     accounts = {account.casefold() for account in receiving_accounts}
-    if evidence.to_account.strip().casefold() not in accounts:
+    if evidence.to_account is None:
+        if not found_by_md5:
+            problems.append(
+                "Bakong does not state the receiving account, and only the md5 of the shop's "
+                "QR ties a payment to the shop"
+            )
+    elif evidence.to_account.strip().casefold() not in accounts:
         problems.append(f"paid to account {evidence.to_account!r}, not to the shop's account")
     return "; ".join(problems) or None
 
@@ -516,7 +546,10 @@ def decide(
         return Decision(Action.REFUSED, f"a {facts.status} order cannot be marked paid")
 
     short = evidence.short_hash
-    mismatch = find_mismatch(evidence, facts.expected, facts.receiving_accounts)
+    # Automatic sources check by the md5 of the order's own QRs; staff give a hash.
+    mismatch = find_mismatch(
+        evidence, facts.expected, facts.receiving_accounts, found_by_md5=not staff
+    )
     if other_order_id is not None:
         if staff:
             # Staff typed a hash that belongs to another order: a mistake to refuse, not money.
@@ -540,9 +573,12 @@ def decide(
     match facts.status:
         case OrderStatus.PENDING:
             if evidence.paid_ms > facts.window_end_ms:
-                return Decision(
-                    Action.NEEDS_REVIEW, "paid after the payment window ended", mismatch
+                late = (
+                    "seen after the payment window ended (Bakong gave no payment time)"
+                    if evidence.paid_time is PaidTime.SEEN
+                    else "paid after the payment window ended"
                 )
+                return Decision(Action.NEEDS_REVIEW, late, mismatch)
             if mismatch is not None:
                 return Decision(Action.NEEDS_REVIEW, mismatch, mismatch)
             return Decision(Action.COMPLETE, mismatch=None)

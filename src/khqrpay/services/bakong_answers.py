@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from khqrpay.bakong.errors import BadResponse, BakongError, Blocked, RateLimited, Unauthorized
 from khqrpay.bakong.outcomes import CheckResult, Failed, NotFound, Paid, StaticQr, Transaction
 from khqrpay.logging import get_logger
-from khqrpay.orders.model import AttemptOutcome, Evidence, OrderError
+from khqrpay.orders.model import AttemptOutcome, Evidence, OrderError, PaidTime
 from khqrpay.orders.schedule import ErrorKind
 
 if TYPE_CHECKING:
@@ -50,14 +50,29 @@ def outcome_of(answer: Answer) -> AttemptOutcome:
 
 def evidence_of(transaction: Transaction) -> Evidence:
     """Bakong's transaction as the evidence the completion function records; raises OrderError
-    for a transaction that cannot be evidence (such an answer is treated as a bad response)."""
+    for a transaction that cannot be evidence (such an answer is treated as a bad response).
+
+    What Bakong leaves out is recorded as absent: no receiving account stays None (the md5 of
+    our QR ties the payment to it), and without a creation time the paid time is Bakong's
+    acknowledgement, else when we received the answer, and `paid_time` says which.
+    """
+    paid_ms, paid_time = next(
+        (moment, source)
+        for moment, source in (
+            (transaction.created_ms, PaidTime.CREATED),
+            (transaction.acknowledged_ms, PaidTime.ACKNOWLEDGED),
+            (transaction.received_ms, PaidTime.SEEN),
+        )
+        if moment is not None
+    )
     return Evidence(
         bakong_hash=transaction.hash.strip().lower(),
         from_account=transaction.from_account_id,
         to_account=transaction.to_account_id,
         amount=transaction.amount,
         currency=transaction.currency,
-        paid_ms=transaction.created_ms,
+        paid_ms=paid_ms,
+        paid_time=paid_time,
     )
 
 

@@ -187,10 +187,13 @@ class EvidenceView(Schema):
     bakong_hash: str
     short_hash: str
     from_account: str | None
-    to_account: str
+    # None: Bakong did not state it (the md5 of our QR ties the payment to the shop).
+    to_account: str | None
     amount: str
     currency: str
     paid_at: Timestamp
+    # Where paid_at comes from: Bakong's creation or acknowledgement time, or when we saw it.
+    paid_time: str
 
     @classmethod
     def of(cls, evidence: Evidence) -> EvidenceView:
@@ -206,6 +209,7 @@ def _evidence_fields(evidence: Evidence) -> dict[str, Any]:
         "amount": str(evidence.amount),
         "currency": evidence.currency,
         "paid_at": ms_to_datetime(evidence.paid_ms),
+        "paid_time": evidence.paid_time.value,
     }
 
 
@@ -314,8 +318,8 @@ class TransactionView(Schema):
     amount: str
     currency: str
     from_account: str | None
-    to_account: str
-    paid_at: Timestamp
+    to_account: str | None
+    paid_at: Timestamp | None
 
     @classmethod
     def of(cls, transaction: Transaction) -> TransactionView:
@@ -326,7 +330,7 @@ class TransactionView(Schema):
             currency=transaction.currency,
             from_account=transaction.from_account_id,
             to_account=transaction.to_account_id,
-            paid_at=ms_to_datetime(transaction.created_ms),
+            paid_at=at(transaction.created_ms),
         )
 
 

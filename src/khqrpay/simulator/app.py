@@ -24,11 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from khqrpay.clock import Clock, SystemClock, ms_to_datetime
 from khqrpay.khqr import DecodedKHQR
 from khqrpay.money import Currency
-from khqrpay.simulator.bakong_api import BakongApi, Endpoint
+from khqrpay.simulator.bakong_api import BakongApi, Endpoint, TokenVerdict
 from khqrpay.simulator.config import SimulatorConfig
 from khqrpay.simulator.customers import Customer, CustomerScheduler
 from khqrpay.simulator.faults import Fault, FaultConfig, FaultInjector
 from khqrpay.simulator.payments import Payer, PaymentOrder, PaymentRefused
+from khqrpay.simulator.profiles import SHAPES, WireShape
 from khqrpay.simulator.protocol import ErrorCode, Reply, failure, parse_json
 from khqrpay.simulator.state import SimulatedTransaction, SimulatorState
 from khqrpay.simulator.tokens import TokenIssuer
@@ -57,7 +58,8 @@ class Simulator:
             else issuer.issue("simulator", clock.now_ms())[0]
         )
         self.faults = FaultInjector(config.faults, config.seed)
-        self.payer = Payer(self.state, clock, _rng(config.seed, "payer"))
+        self.shape = SHAPES[config.profile]
+        self.payer = Payer(self.state, clock, _rng(config.seed, "payer"), self.shape)
         self.customers = CustomerScheduler(
             self.payer,
             clock,
@@ -69,8 +71,10 @@ class Simulator:
             clock,
             token=self.token,
             registered_emails=config.registered_emails,
+            frozen_accounts=config.frozen_accounts,
             issuer=issuer,
             rng=_rng(config.seed, "api"),
+            shape=self.shape,
         )
         # Set when the server stops, so requests hanging on a `timeout` fault end at once.
         self.stopping = threading.Event()
@@ -169,11 +173,14 @@ def _bakong_route(
         faulted = await _fault_response(sim, request, path)
         if faulted is not None:
             return faulted
-        if endpoint.needs_token and (
-            sim.faults.config.tokens_expired
-            or not sim.api.accepts(request.headers.get("authorization"))
-        ):
-            return _reply(failure(ErrorCode.UNAUTHORIZED, status=401))
+        if endpoint.needs_token:
+            verdict = (
+                TokenVerdict.EXPIRED
+                if sim.faults.config.tokens_expired
+                else sim.api.judge_token(request.headers.get("authorization"))
+            )
+            if verdict is not TokenVerdict.ACCEPTED:
+                return _reply(sim.api.token_refusal(verdict))
         try:
             payload = parse_json(raw)
         except (ValueError, RecursionError):
@@ -235,14 +242,16 @@ async def _control_body(request: Request, model: type[_Body]) -> _Body | JSONRes
         return _error(400, "the request body is not JSON")
 
 
-def _transaction_view(transaction: SimulatedTransaction, now_ms: int) -> dict[str, Any]:
+def _transaction_view(
+    transaction: SimulatedTransaction, now_ms: int, shape: WireShape
+) -> dict[str, Any]:
     return {
         "md5": transaction.md5,
         "short_hash": transaction.short_hash,
         "status": transaction.status.value,
         "visible": transaction.visible_at(now_ms),
         "visible_from_ms": transaction.visible_from_ms,
-        "transaction": transaction.to_bakong(),
+        "transaction": transaction.to_bakong(shape),
     }
 
 
@@ -289,12 +298,14 @@ def _add_control_routes(app: FastAPI, sim: Simulator) -> None:
             transaction = sim.payer.pay(order)
         except PaymentRefused as exc:
             return _error(422, exc.reason)
-        return JSONResponse(_transaction_view(transaction, sim.clock.now_ms()), status_code=201)
+        return JSONResponse(
+            _transaction_view(transaction, sim.clock.now_ms(), sim.shape), status_code=201
+        )
 
     @app.get("/_sim/transactions")
     async def transactions() -> Response:
         now_ms = sim.clock.now_ms()
-        views = [_transaction_view(t, now_ms) for t in sim.state.transactions()]
+        views = [_transaction_view(t, now_ms, sim.shape) for t in sim.state.transactions()]
         return JSONResponse({"transactions": views})
 
     @app.post("/_sim/customers")

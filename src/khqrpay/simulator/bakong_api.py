@@ -8,6 +8,7 @@ the service has.
 
 from __future__ import annotations
 
+import enum
 import hmac
 import random
 import re
@@ -21,9 +22,11 @@ from typing import Any
 from khqrpay.clock import Clock
 from khqrpay.khqr import KHQRError, decode
 from khqrpay.money import Currency, Money, MoneyError
+from khqrpay.simulator.profiles import WireShape
 from khqrpay.simulator.protocol import (
     ACCOUNT_EXISTS,
     DEEPLINK_MADE,
+    ERROR_MESSAGES,
     LIST_LIMIT,
     TOKEN_ISSUED,
     ErrorCode,
@@ -77,12 +80,12 @@ def _decimal(value: Any) -> Decimal | None:
     return None
 
 
-def _lookup_reply(found: Lookup) -> Reply:
-    code = found.status.error_code
-    if code is None:
-        assert found.transaction is not None
-        return success(found.transaction.to_bakong(), found.status.message)
-    return failure(code)
+class TokenVerdict(enum.Enum):
+    """What the service makes of a request's bearer token."""
+
+    ACCEPTED = "accepted"
+    EXPIRED = "expired"  # one it issued whose time is up: production says so with a 403
+    REFUSED = "refused"  # none, or one it never issued
 
 
 class BakongApi:
@@ -93,11 +96,15 @@ class BakongApi:
         *,
         token: str,
         registered_emails: frozenset[str],
+        frozen_accounts: frozenset[str],
         issuer: TokenIssuer,
         rng: random.Random,
+        shape: WireShape,
     ) -> None:
         self._state = state
         self._clock = clock
+        self._shape = shape
+        self._frozen_accounts = frozen_accounts
         self._token = token
         self._registered_emails = frozenset(email.lower() for email in registered_emails)
         self._issuer = issuer
@@ -125,18 +132,33 @@ class BakongApi:
             "/v1/renew_token": Endpoint(self.renew_token, needs_token=False),
         }
 
-    def accepts(self, authorization: str | None) -> bool:
-        """The configured token, or one this simulator issued that has not expired."""
+    def judge_token(self, authorization: str | None) -> TokenVerdict:
+        """The configured token, or one this simulator issued that has not expired, is accepted."""
         if authorization is None:
-            return False
+            return TokenVerdict.REFUSED
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            return False
+            return TokenVerdict.REFUSED
         if hmac.compare_digest(token.encode(), self._token.encode()):
-            return True
+            return TokenVerdict.ACCEPTED
         expires_ms = self._state.issued_token_expiry(token)
-        return expires_ms is not None and self._clock.now_ms() < expires_ms
+        if expires_ms is None:
+            return TokenVerdict.REFUSED
+        return TokenVerdict.ACCEPTED if self._clock.now_ms() < expires_ms else TokenVerdict.EXPIRED
+
+    def token_refusal(self, verdict: TokenVerdict) -> Reply:
+        """errorCode 6; HTTP 401, or the profile's status for an expired token."""
+        expired = verdict is TokenVerdict.EXPIRED
+        status = self._shape.expired_token_status if expired else 401
+        return failure(ErrorCode.UNAUTHORIZED, status=status)
+
+    def _lookup_reply(self, found: Lookup) -> Reply:
+        code = found.status.error_code
+        if code is None:
+            assert found.transaction is not None
+            return success(found.transaction.to_bakong(self._shape), self._shape.success_message)
+        return failure(code)
 
     def check_md5(self, payload: Any) -> Reply:
         return self._check_one(payload, "md5", self._state.find_by_md5)
@@ -162,7 +184,7 @@ class BakongApi:
             # No transaction can carry an amount that is not valid money (1.234 USD, -1 KHR).
             return failure(ErrorCode.NOT_FOUND)
         found = self._state.find_by_short_hash(short_hash, money, self._clock.now_ms())
-        return _lookup_reply(found)
+        return self._lookup_reply(found)
 
     def check_instruction_ref(self, payload: Any) -> Reply:
         return self._check_one(payload, "instructionRef", self._state.find_by_instruction_ref)
@@ -175,7 +197,7 @@ class BakongApi:
         key = _text(payload, key_name)
         if key is None:
             return failure(ErrorCode.MISSING_FIELDS)
-        return _lookup_reply(find(key, self._clock.now_ms()))
+        return self._lookup_reply(find(key, self._clock.now_ms()))
 
     def check_md5_list(self, payload: Any) -> Reply:
         return self._check_list(payload, "md5", self._state.find_by_md5)
@@ -197,16 +219,23 @@ class BakongApi:
         items = []
         for key in payload:
             found = find(key.strip(), now_ms)
-            paid = found.transaction if found.status is ItemStatus.SUCCESS else None
+            status = found.status
+            if status is ItemStatus.FAILED and not self._shape.list_shows_failed:
+                status = ItemStatus.NOT_FOUND  # production lists a failed transfer as not found
+            paid = found.transaction if status is ItemStatus.SUCCESS else None
             items.append(
                 {
                     key_name: key,
-                    "status": found.status.value,
-                    "message": found.status.message,
-                    "data": None if paid is None else paid.to_bakong(),
+                    "status": status.value,
+                    "message": self._message(status),
+                    "data": None if paid is None else paid.to_bakong(self._shape),
                 }
             )
-        return success(items, ItemStatus.SUCCESS.message)
+        return success(items, self._shape.success_message)
+
+    def _message(self, status: ItemStatus) -> str:
+        code = status.error_code
+        return self._shape.success_message if code is None else ERROR_MESSAGES[code]
 
     def check_account(self, payload: Any) -> Reply:
         account_id = _text(payload, "accountId", MAX_KEY_LENGTH)
@@ -216,7 +245,17 @@ class BakongApi:
             return failure(ErrorCode.ACCOUNT_INVALID)
         if not self._state.account_exists(account_id):
             return failure(ErrorCode.ACCOUNT_NOT_FOUND)
-        return success(None, ACCOUNT_EXISTS)
+        if not self._shape.account_details:
+            return success(None, ACCOUNT_EXISTS)
+        frozen = account_id in self._frozen_accounts
+        details = {
+            "accountId": account_id,
+            "accountStatus": "FROZEN" if frozen else "ACTIVE",
+            "canReceive": not frozen,
+            "frozen": frozen,
+            "kycStatus": "FULL",
+        }
+        return success(details, ACCOUNT_EXISTS)
 
     def generate_deeplink(self, payload: Any) -> Reply:
         qr = _text(payload, "qr", 1000)

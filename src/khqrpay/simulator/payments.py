@@ -10,20 +10,9 @@ from decimal import Decimal
 from khqrpay.clock import Clock
 from khqrpay.khqr import DecodedKHQR, KHQRError, verify
 from khqrpay.money import Currency, Money, MoneyError
+from khqrpay.simulator.profiles import OFTEN_ABSENT_KEYS, WireShape
 from khqrpay.simulator.state import SimulatedTransaction, SimulatorState
 
-# Bank settlement accounts and people, as `fromAccountId` shows them in real answers.
-PAYER_ACCOUNTS = (
-    "abaakhppxxx@abaa",
-    "acledakhppxxx@acld",
-    "wingkhppxxx@wing",
-    "canadiakhppxxx@cadi",
-    "sokha_chan@aclb",
-    "dara_vann@abaa",
-    "srey_mom@wing",
-)
-# A banking app confirms a transfer a moment after it is made.
-ACK_DELAY_MS = (300, 3000)
 MAX_DELAY_S = 365 * 24 * 3600
 
 
@@ -58,12 +47,16 @@ class PaymentOrder:
 
 
 class Payer:
-    """Checks a QR like a banking app and records the resulting transfer in the state."""
+    """Checks a QR like a banking app and records the resulting transfer in the state, shaped
+    as the profile's service records transfers (`shape`)."""
 
-    def __init__(self, state: SimulatorState, clock: Clock, rng: random.Random) -> None:
+    def __init__(
+        self, state: SimulatorState, clock: Clock, rng: random.Random, shape: WireShape
+    ) -> None:
         self._state = state
         self._clock = clock
         self._rng = rng
+        self._shape = shape
         self._lock = threading.Lock()
 
     def inspect(self, qr: str) -> DecodedKHQR:
@@ -95,21 +88,35 @@ class Payer:
     def pay(self, order: PaymentOrder) -> SimulatedTransaction:
         decoded, money = self.quote(order)
         now_ms = self._clock.now_ms()
+        shape = self._shape
+        # Production records whole seconds; the payment is still findable at once.
+        created_ms = now_ms - now_ms % 1000 if shape.whole_second_times else now_ms
         with self._lock:
+            low, high = shape.ack_delay_ms
+            ack_ms = (
+                self._rng.randint(low // 1000, high // 1000) * 1000
+                if shape.whole_second_times
+                else self._rng.randint(low, high)
+            )
+            instruction_ref = order.instruction_ref or (
+                f"{self._rng.randrange(10**16):016d}" if shape.instruction_refs else None
+            )
+            omitted = self._rng.random() < shape.absent_keys_share
             transaction = SimulatedTransaction(
                 hash=f"{self._rng.getrandbits(256):064x}",
                 md5=decoded.md5,
                 qr=decoded.qr,
-                from_account_id=order.from_account_id or self._rng.choice(PAYER_ACCOUNTS),
+                from_account_id=order.from_account_id or self._rng.choice(shape.payer_accounts),
                 to_account_id=decoded.bakong_account_id,
                 money=money,
                 description=order.description,
                 external_ref=order.external_ref or f"100FT{self._rng.randrange(10**11):011d}",
-                instruction_ref=order.instruction_ref or f"{self._rng.randrange(10**16):016d}",
-                created_ms=now_ms,
-                acknowledged_ms=now_ms + self._rng.randint(*ACK_DELAY_MS),
+                instruction_ref=instruction_ref,
+                created_ms=created_ms,
+                acknowledged_ms=created_ms + ack_ms,
                 visible_from_ms=now_ms + round(order.delay_s * 1000),
                 failed=order.fail,
+                omitted_keys=OFTEN_ABSENT_KEYS if omitted else frozenset(),
             )
         self._state.record(transaction)
         return transaction

@@ -58,11 +58,6 @@ class ItemStatus(enum.Enum):
     def error_code(self) -> ErrorCode | None:
         return _STATUS_ERRORS[self]
 
-    @property
-    def message(self) -> str:
-        code = self.error_code
-        return TRANSACTION_FOUND if code is None else ERROR_MESSAGES[code]
-
 
 _STATUS_ERRORS: dict[ItemStatus, ErrorCode | None] = {
     ItemStatus.SUCCESS: None,
@@ -98,14 +93,16 @@ def failure(code: ErrorCode, *, status: int = 200) -> Reply:
     )
 
 
-def amount_json(money: Money) -> int | float:
-    """The amount as the service writes it: a JSON number (`9800`, `1.0`, `0.01`).
+def amount_json(money: Money, *, whole_usd_as_integer: bool) -> int | float:
+    """The amount as the service writes it: a JSON number (`9800`, `1.0` or `1`, `0.01`).
 
     JSON has no decimal type, so USD goes out through a float; the value is checked to survive the
     trip exactly (two decimals always do), and no arithmetic is ever done on it.
     """
     if money.currency is Currency.KHR:
         return money.minor
+    if whole_usd_as_integer and money.amount == money.amount.to_integral_value():
+        return int(money.amount)
     wire = float(money.amount)
     if Decimal(repr(wire)) != money.amount:  # pragma: no cover - Money allows at most 2 decimals
         raise ValueError(f"{money} has no exact JSON number")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from khqrpay.money import Money
+from khqrpay.simulator.profiles import WireShape
 from khqrpay.simulator.protocol import ItemStatus, amount_json
 
 SHORT_HASH_LENGTH = 8
@@ -29,11 +30,13 @@ class SimulatedTransaction:
     money: Money
     description: str | None
     external_ref: str
-    instruction_ref: str
+    instruction_ref: str | None
     created_ms: int
     acknowledged_ms: int
     visible_from_ms: int
     failed: bool
+    # Keys its answers leave out (a production answer often omits tracking and receiver bank).
+    omitted_keys: frozenset[str] = frozenset()
 
     @property
     def short_hash(self) -> str:
@@ -46,14 +49,14 @@ class SimulatedTransaction:
     def visible_at(self, now_ms: int) -> bool:
         return now_ms >= self.visible_from_ms
 
-    def to_bakong(self) -> dict[str, Any]:
+    def to_bakong(self, shape: WireShape) -> dict[str, Any]:
         """The `data` object of a found transaction, with the service's field names."""
-        return {
+        data = {
             "hash": self.hash,
             "fromAccountId": self.from_account_id,
             "toAccountId": self.to_account_id,
             "currency": self.money.currency.value,
-            "amount": amount_json(self.money),
+            "amount": amount_json(self.money, whole_usd_as_integer=shape.whole_usd_as_integer),
             "description": self.description,
             "createdDateMs": self.created_ms,
             "acknowledgedDateMs": self.acknowledged_ms,
@@ -63,6 +66,9 @@ class SimulatedTransaction:
             "instructionRef": self.instruction_ref,
             "externalRef": self.external_ref,
         }
+        for key in self.omitted_keys:
+            del data[key]
+        return data
 
 
 @dataclass(frozen=True, slots=True)

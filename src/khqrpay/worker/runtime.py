@@ -17,6 +17,7 @@ import socket
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from khqrpay.bakong.port import BakongPort
 from khqrpay.bootstrap import App, BakongServices
 from khqrpay.events import EventBus
 from khqrpay.logging import get_logger
@@ -24,7 +25,13 @@ from khqrpay.orders.model import AttemptOutcome
 from khqrpay.services.expiry import sweep_expired_orders
 from khqrpay.services.orders import pending_payments_by_age
 from khqrpay.services.outbox import RELAY_BATCH, relay_outbox
+from khqrpay.services.receiving_account import (
+    AccountVerdict,
+    ReceivingAccountCheck,
+    check_receiving_account,
+)
 from khqrpay.services.verification import CycleReport
+from khqrpay.settings import Settings
 from khqrpay.worker import metrics
 
 _log = get_logger(__name__)
@@ -51,6 +58,27 @@ _ERROR_OUTCOMES = frozenset(
     }
 )
 _UNSAFE_ID_CHARS = re.compile(r"[^\w.-]")
+
+
+class ReceivingAccountRefused(Exception):
+    """The receiving account cannot take payments: checking for them would be pointless."""
+
+
+async def refuse_an_account_that_cannot_receive(
+    client: BakongPort, settings: Settings
+) -> ReceivingAccountCheck:
+    """The worker's start-up check of `merchant_account`: raises `ReceivingAccountRefused` when
+    Bakong says it cannot receive; when Bakong cannot be asked, warns and lets the worker run.
+    It waits at most one request timeout, so a slow Bakong delays the start by no more."""
+    check = await check_receiving_account(
+        client, settings.merchant_account, within_s=settings.bakong_timeout_s
+    )
+    if not check.can_receive:
+        _log.error("receiving account cannot receive payments", detail=check.describe())
+        raise ReceivingAccountRefused(check.describe())
+    log = _log.info if check.verdict is AccountVerdict.READY else _log.warning
+    log("receiving account checked", verdict=check.verdict.value, detail=check.describe())
+    return check
 
 
 def new_worker_id() -> str:
@@ -163,6 +191,7 @@ def observe(report: CycleReport) -> None:
         if completion is None:
             continue
         metrics.COMPLETIONS.labels(result=completion.action.value).inc()
-        if completion.completed and record.transaction is not None:
-            latency_ms = max(0, record.at_ms - record.transaction.created_ms)
+        paid = None if record.transaction is None else record.transaction.created_ms
+        if completion.completed and paid is not None:  # no creation time: no latency to tell
+            latency_ms = max(0, record.at_ms - paid)
             metrics.DETECTION_LATENCY.observe(latency_ms / 1000)

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from khqrpay.db import tables as t
-from khqrpay.orders.model import Evidence, EvidenceSource, RecordedEvidence
+from khqrpay.orders.model import Evidence, EvidenceSource, PaidTime, RecordedEvidence
 
 
 class DuplicateHash(RuntimeError):
@@ -33,6 +33,7 @@ class EvidenceRepository:
                 amount=row.amount,
                 currency=row.currency,
                 paid_ms=row.paid_ms,
+                paid_time=PaidTime(row.paid_time),
             ),
             amount_minor=row.amount_minor,
             source=EvidenceSource(row.source),
@@ -66,6 +67,7 @@ class EvidenceRepository:
                 amount_minor=None if paid is None else paid.minor,
                 currency=evidence.currency,
                 paid_ms=evidence.paid_ms,
+                paid_time=evidence.paid_time.value,
                 source=source.value,
                 matched=mismatch_reason is None,
                 mismatch_reason=mismatch_reason,
