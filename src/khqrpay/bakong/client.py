@@ -61,6 +61,7 @@ from khqrpay.bakong.resilience import (
 )
 from khqrpay.bakong.token import BakongToken, TokenFormatError
 from khqrpay.clock import Clock
+from khqrpay.hashes import FULL_HASH, SHORT_HASH
 from khqrpay.logging import get_logger
 from khqrpay.money import Currency, Money, MoneyError
 from khqrpay.settings import Settings
@@ -72,8 +73,6 @@ MAX_LIST_KEYS = 50
 MAX_BODY_BYTES = 1 << 20
 _DAY_MS = 86_400_000
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
-_HASH = re.compile(r"^[0-9a-f]{64}$")
-_SHORT_HASH = re.compile(r"^[0-9a-f]{8}$")
 # KHQR limits a Bakong account id to 32 characters: `name@bank`.
 _ACCOUNT_ID = re.compile(r"^[^@\s]+@[^@\s]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -538,14 +537,14 @@ class BakongClient:
 
     async def check_hash(self, tx_hash: str) -> CheckResult:
         """Check by Bakong's 64-hex transaction hash."""
-        key = _require_hex("hash", tx_hash, _HASH, "64 hex digits")
+        key = _require_hex("hash", tx_hash, FULL_HASH, "64 hex digits")
         return await self._check(Endpoint.HASH, {"hash": key}, key, hash_prefix=key)
 
     async def check_short_hash(
         self, short_hash: str, amount: Decimal, currency: Currency
     ) -> CheckResult:
         """Check by the first 8 hex digits of the hash, with the amount and currency paid."""
-        key = _require_hex("short_hash", short_hash, _SHORT_HASH, "8 hex digits")
+        key = _require_hex("short_hash", short_hash, SHORT_HASH, "8 hex digits")
         if not isinstance(currency, Currency):
             raise BakongInputError("currency", "must be a Currency")
         try:
@@ -579,7 +578,7 @@ class BakongClient:
 
     async def check_hash_list(self, hashes: Iterable[str]) -> dict[str, CheckResult | BakongError]:
         """Like `check_md5_list`, by 64-hex transaction hashes."""
-        keys = _normalize_keys("hashes", hashes, _HASH, "64 hex digits")
+        keys = _normalize_keys("hashes", hashes, FULL_HASH, "64 hex digits")
         return await self._check_list(Endpoint.HASH_LIST, "hash", keys, self.check_hash)
 
     async def _check_list(

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from khqrpay.hashes import FULL_HASH, SHORT_HASH_LENGTH
 from khqrpay.money import Currency, Money, MoneyError
 
 
@@ -293,10 +294,6 @@ class KhqrPayment:
     last_outcome: AttemptOutcome | None
 
 
-_HASH = re.compile(r"^[0-9a-f]{64}$")
-SHORT_HASH_LENGTH = 8
-
-
 class PaidTime(enum.StrEnum):
     """Where an evidence's `paid_ms` comes from: Bakong's creation time, its acknowledgement
     time when it gives no creation time, or when we received its answer when it gives neither."""
@@ -324,7 +321,7 @@ class Evidence:
     paid_time: PaidTime = PaidTime.CREATED
 
     def __post_init__(self) -> None:
-        if not _HASH.match(self.bakong_hash):
+        if not FULL_HASH.match(self.bakong_hash):
             raise OrderError("a Bakong hash is 64 lower-case hexadecimal characters")
         if not isinstance(self.amount, Decimal) or not self.amount.is_finite():
             raise OrderError("a paid amount is a finite Decimal")

@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from khqrpay.clock import Clock
+from khqrpay.hashes import SHORT_HASH_LENGTH
 from khqrpay.khqr import KHQRError, decode
 from khqrpay.money import Currency, Money, MoneyError
 from khqrpay.simulator.profiles import WireShape
@@ -35,7 +36,7 @@ from khqrpay.simulator.protocol import (
     failure,
     success,
 )
-from khqrpay.simulator.state import SHORT_HASH_LENGTH, Lookup, SimulatorState
+from khqrpay.simulator.state import Lookup, SimulatorState
 from khqrpay.simulator.tokens import TokenIssuer
 
 MAX_KEY_LENGTH = 255  # the Open API document's limit on md5, hash and reference fields

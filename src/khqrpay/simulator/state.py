@@ -11,11 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from khqrpay.hashes import SHORT_HASH_LENGTH
 from khqrpay.money import Money
 from khqrpay.simulator.profiles import WireShape
 from khqrpay.simulator.protocol import ItemStatus, amount_json
-
-SHORT_HASH_LENGTH = 8
 
 
 @dataclass(frozen=True, slots=True)
