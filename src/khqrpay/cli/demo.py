@@ -9,17 +9,16 @@ import typer
 from rich.console import Console
 
 from khqrpay.cli.common import fail
-from khqrpay.demo import (
+from khqrpay.demo.runtime import (
     DEFAULT_ACCELERATION,
     DEFAULT_DATA_DIR,
     DEFAULT_ORDERS,
     DEFAULT_SIM_PORT,
     MAX_ORDERS,
-    MIN_ORDERS,
-    DemoError,
     DemoOptions,
     run_demo,
 )
+from khqrpay.demo.scenario import MIN_ORDERS, DemoError
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 
