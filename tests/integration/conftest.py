@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -217,11 +217,12 @@ def worker_env(database_url: str, live_simulator: RunningSimulator) -> dict[str,
 
 @pytest.fixture
 def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[StartWorker]:
-    """Starts `python -m khqrpay.cli.worker ARGS` with the env; kills what is left at the end."""
+    """Starts `python -m khqrpay.cli.worker ARGS` with the env (plus `env`, e.g. a fault point);
+    kills what is left at the end."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str) -> WorkerProcess:
-        started.append(WorkerProcess(worker_env, tmp_path, *args))
+    def start(*args: str, env: Mapping[str, str] | None = None) -> WorkerProcess:
+        started.append(WorkerProcess(worker_env | dict(env or {}), tmp_path, *args))
         return started[-1]
 
     yield start
