@@ -63,6 +63,12 @@ def simulator(clock: FakeClock) -> Iterator[RunningSimulator]:
         yield running
 
 
+@pytest.fixture
+def simulator_settings(settings: Settings, simulator: RunningSimulator) -> Settings:
+    """The test's settings pointing at the simulator (`engine_settings`)."""
+    return engine_settings(settings, simulator)
+
+
 @dataclass
 class Engine:
     """The engine against the simulator: pay QRs, run worker cycles, act as staff, read rows."""
@@ -149,16 +155,20 @@ class Engine:
 
 @pytest.fixture
 async def engine(
-    database: Database, settings: Settings, clock: FakeClock, simulator: RunningSimulator
+    database: Database,
+    simulator_settings: Settings,
+    clock: FakeClock,
+    simulator: RunningSimulator,
 ) -> AsyncIterator[Engine]:
-    configured = engine_settings(settings, simulator)
     # The client's own clock paces its rate limit and circuit breaker in real time; the engine
     # and the simulator share the test's FakeClock.
     async with (
-        BakongClient(settings=configured, clock=SystemClock()) as client,
+        BakongClient(settings=simulator_settings, clock=SystemClock()) as client,
         httpx.AsyncClient(base_url=simulator.url, timeout=5) as http,
     ):
-        yield Engine(database, configured, clock, simulator, client, http, InProcessEventBus())
+        yield Engine(
+            database, simulator_settings, clock, simulator, client, http, InProcessEventBus()
+        )
 
 
 # --- the worker as a process, on the real clock ---------------------------------------------
