@@ -274,7 +274,7 @@ def run_side(
     try:
         if go is not None:
             go.wait(START_LINE_TIMEOUT_S)
-        asyncio.run(_act(arena, database, ACTIONS[action_name], order))
+        _act(arena, database, ACTIONS[action_name], order)
     except OrderError as exc:
         failure = f"refused: {exc}"
     except BaseException:
@@ -295,13 +295,29 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-async def _act(arena: Arena, database: Database, action: RaceAction, order: RaceOrder) -> None:
-    transport = httpx.AsyncHTTPTransport(verify=_tls_context())
-    async with BakongClient(
-        settings=arena.settings, clock=SystemClock(), transport=transport
-    ) as client:
-        side = Side(database, client, arena.settings, FakeClock(arena.now_ms))
-        await action.run(side, order)
+def in_own_loop(
+    settings: Settings,
+    work: Callable[[BakongClient], Awaitable[None]],
+    client_class: type[BakongClient] = BakongClient,
+) -> None:
+    """Run `work` with a Bakong client of its own, in a new event loop (one per thread)."""
+
+    async def main() -> None:
+        transport = httpx.AsyncHTTPTransport(verify=_tls_context())
+        async with client_class(
+            settings=settings, clock=SystemClock(), transport=transport
+        ) as client:
+            await work(client)
+
+    asyncio.run(main())
+
+
+def _act(arena: Arena, database: Database, action: RaceAction, order: RaceOrder) -> None:
+    clock = FakeClock(arena.now_ms)
+    in_own_loop(
+        arena.settings,
+        lambda client: action.run(Side(database, client, arena.settings, clock), order),
+    )
 
 
 # In a racing process: its two barriers, shared with the other process of the pool.
