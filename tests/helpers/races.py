@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import httpx
 import sqlalchemy as sa
 
+from helpers.engine import new_staff_actions, new_verifier
 from khqrpay.bakong import BakongClient
 from khqrpay.clock import FakeClock, SystemClock
 from khqrpay.db import Database, UnitOfWork
@@ -76,21 +77,10 @@ class Side:
     clock: FakeClock
 
     def verifier(self, worker_id: str) -> Verifier:
-        return Verifier(
-            database=self.database,
-            client=self.client,
-            settings=self.settings,
-            clock=self.clock,
-            worker_id=worker_id,
-        )
+        return new_verifier(self.database, self.client, self.settings, self.clock, worker_id)
 
     def staff(self) -> ManualActions:
-        return ManualActions(
-            database=self.database,
-            client=self.client,
-            verifier=self.verifier("staff-tool"),
-            clock=self.clock,
-        )
+        return new_staff_actions(self.database, self.client, self.settings, self.clock)
 
     async def write(self, work: Callable[[UnitOfWork], object]) -> None:
         def transaction() -> None:

@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from helpers.engine import new_staff_actions, new_verifier
 from khqrpay.bakong import BakongClient
 from khqrpay.clock import FakeClock, SystemClock
 from khqrpay.db import Database
@@ -82,13 +83,7 @@ class Engine:
     bus: InProcessEventBus
 
     def verifier(self, worker_id: str = "test-worker") -> Verifier:
-        return Verifier(
-            database=self.database,
-            client=self.client,
-            settings=self.settings,
-            clock=self.clock,
-            worker_id=worker_id,
-        )
+        return new_verifier(self.database, self.client, self.settings, self.clock, worker_id)
 
     def worker(self, worker_id: str = "test-worker") -> Worker:
         return Worker(
@@ -101,12 +96,7 @@ class Engine:
         )
 
     def actions(self) -> ManualActions:
-        return ManualActions(
-            database=self.database,
-            client=self.client,
-            verifier=self.verifier("staff-tool"),
-            clock=self.clock,
-        )
+        return new_staff_actions(self.database, self.client, self.settings, self.clock)
 
     async def pay(self, qr: str, **overrides: Any) -> dict[str, Any]:
         """Pay a QR in the simulated banking app; the transaction as Bakong will show it."""

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from helpers.engine import new_verifier
 from helpers.races import in_own_loop
 from khqrpay.bakong import BakongClient, BakongError, CheckResult
 from khqrpay.clock import FakeClock
@@ -26,7 +27,7 @@ from khqrpay.db import tables as t
 from khqrpay.db.repositories import PaymentRepository
 from khqrpay.orders.model import KhqrPayment, OrderStatus
 from khqrpay.services.checkout import CreatedOrder
-from khqrpay.services.verification import CycleReport, Verifier
+from khqrpay.services.verification import CycleReport
 from khqrpay.settings import Settings
 from khqrpay.simulator.server import RunningSimulator
 
@@ -112,13 +113,7 @@ def test_workers_claiming_at_the_same_moment_never_check_the_same_qr(
 
     def worker(number: int) -> Callable[[], None]:
         async def cycle(client: BakongClient) -> None:
-            verifier = Verifier(
-                database=database,
-                client=client,
-                settings=settings,
-                clock=clock,
-                worker_id=f"w{number}",
-            )
+            verifier = new_verifier(database, client, settings, clock, f"w{number}")
             if database.backend == "sqlite":
                 await asyncio.to_thread(start.wait, 30)
             reports.append(await verifier.run_cycle())
@@ -175,13 +170,7 @@ def test_workers_with_short_leases_take_over_each_others_qrs_and_complete_each_o
 
     def worker(number: int) -> Callable[[], None]:
         async def cycles(client: BakongClient) -> None:
-            verifier = Verifier(
-                database=database,
-                client=client,
-                settings=settings,
-                clock=clock,
-                worker_id=f"w{number}",
-            )
+            verifier = new_verifier(database, client, settings, clock, f"w{number}")
             deadline = time.monotonic() + DEADLINE_S
             while time.monotonic() < deadline:
                 if (await verifier.run_cycle()).claimed == 0:
@@ -239,13 +228,7 @@ def test_a_worker_whose_lease_ran_out_leaves_the_qr_to_the_worker_that_took_it_o
 
     def worker(worker_id: str, claims: Callable[[], None], release: threading.Event) -> None:
         async def cycle(client: BakongClient) -> None:
-            verifier = Verifier(
-                database=database,
-                client=client,
-                settings=settings,
-                clock=clock,
-                worker_id=worker_id,
-            )
+            verifier = new_verifier(database, client, settings, clock, worker_id)
             checking = asyncio.ensure_future(verifier.run_cycle())
             while _lease_owner(database, created.payment.id) != worker_id:
                 await asyncio.sleep(0.005)
