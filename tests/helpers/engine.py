@@ -1,10 +1,18 @@
 """The engine's parts built one way wherever a test needs them: a verifier (a worker's claim →
-check → apply) and the staff actions, on one database, Bakong client, settings and clock."""
+check → apply) and the staff actions, on one database, Bakong client, settings and clock; and a
+Bakong client with an event loop of its own, for a thread that acts as a worker or staff."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import ssl
+from collections.abc import Awaitable, Callable
+
+import httpx
+
 from khqrpay.bakong import BakongClient
-from khqrpay.clock import Clock
+from khqrpay.clock import Clock, SystemClock
 from khqrpay.db import Database
 from khqrpay.services.manual import ManualActions
 from khqrpay.services.verification import Verifier
@@ -29,3 +37,26 @@ def new_staff_actions(
         verifier=new_verifier(database, client, settings, clock, "staff-tool"),
         clock=clock,
     )
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA certificates takes ~0.1 s: once per process, not once per client.
+    return ssl.create_default_context()
+
+
+def in_own_loop(
+    settings: Settings,
+    work: Callable[[BakongClient], Awaitable[None]],
+    client_class: type[BakongClient] = BakongClient,
+) -> None:
+    """Run `work` with a Bakong client of its own, in a new event loop (one per thread)."""
+
+    async def main() -> None:
+        transport = httpx.AsyncHTTPTransport(verify=_tls_context())
+        async with client_class(
+            settings=settings, clock=SystemClock(), transport=transport
+        ) as client:
+            await work(client)
+
+    asyncio.run(main())

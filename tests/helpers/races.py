@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import multiprocessing
-import ssl
 import threading
 import time
 import traceback
@@ -27,18 +25,17 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Barrier as ProcessBarrier
-from typing import Any, Protocol
+from typing import Protocol
 
-import httpx
 import sqlalchemy as sa
 
-from helpers.engine import new_staff_actions, new_verifier
+from helpers.engine import in_own_loop, new_staff_actions, new_verifier
 from khqrpay.bakong import BakongClient
-from khqrpay.clock import FakeClock, SystemClock
+from khqrpay.clock import FakeClock
 from khqrpay.db import Database, UnitOfWork
 from khqrpay.db import tables as t
 from khqrpay.db.repositories import OrderRepository
-from khqrpay.orders.model import OrderError, OrderStatus
+from khqrpay.orders.model import Order, OrderError, OrderStatus
 from khqrpay.services.expiry import expire_order_if_unpaid
 from khqrpay.services.manual import ManualActions
 from khqrpay.services.verification import Verifier
@@ -156,8 +153,6 @@ ACTIONS = {
 class StartLine(Protocol):
     def wait(self, timeout: float | None = None) -> int: ...
 
-    def abort(self) -> None: ...
-
 
 @dataclass
 class _Racer:
@@ -198,7 +193,7 @@ def _racing_write(database: Database) -> Iterator[UnitOfWork]:
             racer.decided_ns = time.monotonic_ns()
 
 
-def _racing_lock(repository: OrderRepository, order_id: int) -> Any:
+def _racing_lock(repository: OrderRepository, order_id: int) -> Order:
     racer = _racer.get()
     if racer is not None and order_id == racer.order_id and racer.locking_write is None:
         racer.locking_write = racer.writes
@@ -283,29 +278,6 @@ def run_side(
     return SideResult(
         action_name, failure, racer.locking_write, racer.requested_ns, racer.decided_ns
     )
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    # Loading the CA certificates takes ~0.1 s: once per process, not once per side.
-    return ssl.create_default_context()
-
-
-def in_own_loop(
-    settings: Settings,
-    work: Callable[[BakongClient], Awaitable[None]],
-    client_class: type[BakongClient] = BakongClient,
-) -> None:
-    """Run `work` with a Bakong client of its own, in a new event loop (one per thread)."""
-
-    async def main() -> None:
-        transport = httpx.AsyncHTTPTransport(verify=_tls_context())
-        async with client_class(
-            settings=settings, clock=SystemClock(), transport=transport
-        ) as client:
-            await work(client)
-
-    asyncio.run(main())
 
 
 def _act(arena: Arena, database: Database, action: RaceAction, order: RaceOrder) -> None:

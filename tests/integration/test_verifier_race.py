@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
-from helpers.engine import new_staff_actions, new_verifier
-from helpers.races import in_own_loop
+from helpers.engine import in_own_loop, new_staff_actions, new_verifier
 from khqrpay.bakong import BakongClient
 from khqrpay.db import Database
 from khqrpay.db import tables as t

@@ -10,7 +10,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from helpers.engine import new_verifier
-from helpers.races import in_own_loop
+from helpers.engine import in_own_loop, new_verifier
 from khqrpay.bakong import BakongClient, BakongError, CheckResult
 from khqrpay.clock import FakeClock
 from khqrpay.db import Database
@@ -139,16 +138,31 @@ COMPETING_WORKERS = 4
 DEADLINE_S = 60
 
 
-@pytest.fixture
-def slow_bakong(simulator: RunningSimulator) -> Iterator[None]:
-    """Bakong answers in 0.1 s: long enough for the fake clock to outrun a lease meanwhile."""
-    with httpx.Client(base_url=simulator.url) as http:
-        assert http.post("/_sim/faults", json={"latency_s": 0.1}).status_code == 200
-        yield
-        assert http.post("/_sim/faults", json={}).status_code == 200
+def _holding_answers(hold: Callable[[list[str]], None]) -> type[BakongClient]:
+    """A Bakong client that hands over each md5-list answer only once `hold(md5s)` returns."""
+
+    class HeldAnswers(BakongClient):
+        async def check_md5_list(self, md5s: Iterable[str]) -> dict[str, CheckResult | BakongError]:
+            asked = list(md5s)
+            answers = await super().check_md5_list(asked)
+            await asyncio.to_thread(hold, asked)
+            return answers
+
+    return HeldAnswers
 
 
-@pytest.mark.usefixtures("slow_bakong")
+def _leased_to(database: Database, owner: str, md5s: list[str]) -> int:
+    with database.read() as uow:
+        payments = t.khqr_payments.c
+        return int(
+            uow.connection.execute(
+                sa.select(sa.func.count()).where(
+                    payments.md5.in_(md5s), payments.lease_owner == owner
+                )
+            ).scalar_one()
+        )
+
+
 def test_workers_with_short_leases_take_over_each_others_qrs_and_complete_each_order_once(
     database: Database,
     shop: Shop,
@@ -156,14 +170,25 @@ def test_workers_with_short_leases_take_over_each_others_qrs_and_complete_each_o
     simulator: RunningSimulator,
     simulator_settings: Settings,
 ) -> None:
+    """Leases of one fake second, and every idle worker moves the shared clock on by a second:
+    leases run out while their worker still waits for Bakong, and others claim the QRs. The
+    first worker's first answer is held until the others have taken over all its QRs (so the
+    test does not depend on the machine's speed); the others compete as they come."""
     product_id, orders = _orders(shop, simulator, paid=PAID_ORDERS, unpaid=0)
     clock.advance(seconds=10)
-    # A lease of one fake second; every idle worker moves the shared clock on by a second, so
-    # leases run out while their worker still waits for Bakong, and others claim the QRs.
     settings = simulator_settings.model_copy(
         update={"worker_batch_size": 4, "worker_lease_s": 1.0, "bakong_timeout_s": 10.0}
     )
     advancing = threading.Lock()
+    first_asked = threading.Event()
+
+    def until_taken_over(md5s: list[str]) -> None:
+        if first_asked.is_set():
+            return
+        first_asked.set()
+        deadline = time.monotonic() + DEADLINE_S
+        while _leased_to(database, "w0", md5s) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def pending() -> int:
         return _statuses(database)["PENDING"]
@@ -171,6 +196,8 @@ def test_workers_with_short_leases_take_over_each_others_qrs_and_complete_each_o
     def worker(number: int) -> Callable[[], None]:
         async def cycles(client: BakongClient) -> None:
             verifier = new_verifier(database, client, settings, clock, f"w{number}")
+            if number > 0:
+                await asyncio.to_thread(first_asked.wait, DEADLINE_S)
             deadline = time.monotonic() + DEADLINE_S
             while time.monotonic() < deadline:
                 if (await verifier.run_cycle()).claimed == 0:
@@ -181,12 +208,13 @@ def test_workers_with_short_leases_take_over_each_others_qrs_and_complete_each_o
                     await asyncio.sleep(0.02)
             raise AssertionError("orders still pending at the deadline")
 
-        return lambda: in_own_loop(settings, cycles)
+        client_class = _holding_answers(until_taken_over) if number == 0 else BakongClient
+        return lambda: in_own_loop(settings, cycles, client_class)
 
     _in_threads([worker(number) for number in range(COMPETING_WORKERS)])
 
     paid_checks = sum(_checks_by_payment(database).values())
-    assert paid_checks > PAID_ORDERS, "no worker ever took over another's QR"
+    assert paid_checks >= PAID_ORDERS + 4, "no worker took over the first worker's QRs"
     assert _completions(database) == Counter({o.order.id: 1 for o in orders})
     assert _statuses(database) == {OrderStatus.COMPLETED.value: PAID_ORDERS}
     with database.read() as uow:
@@ -201,18 +229,6 @@ def test_workers_with_short_leases_take_over_each_others_qrs_and_complete_each_o
     assert product.stock == 0
     assert tuple(evidence) == (PAID_ORDERS, PAID_ORDERS)
     assert leased == 0
-
-
-def _answers_held_until(release: threading.Event) -> type[BakongClient]:
-    """A Bakong client that hands over its md5-list answers only once `release` is set."""
-
-    class HeldAnswers(BakongClient):
-        async def check_md5_list(self, md5s: Iterable[str]) -> dict[str, CheckResult | BakongError]:
-            answers = await super().check_md5_list(md5s)
-            await asyncio.to_thread(release.wait, 30)
-            return answers
-
-    return HeldAnswers
 
 
 def test_a_worker_whose_lease_ran_out_leaves_the_qr_to_the_worker_that_took_it_over(
@@ -235,7 +251,7 @@ def test_a_worker_whose_lease_ran_out_leaves_the_qr_to_the_worker_that_took_it_o
             claims()
             assert (await checking).claimed == 1
 
-        in_own_loop(settings, cycle, _answers_held_until(release))
+        in_own_loop(settings, cycle, _holding_answers(lambda _md5s: release.wait(30)))
 
     def first() -> None:
         # a claims the QR; its answer comes only after b has taken the QR over.
