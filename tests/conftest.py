@@ -15,8 +15,8 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
-from dataclasses import dataclass, field
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -122,11 +122,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh, migrated database on each backend, removed after the test."""
+@contextmanager
+def _fresh_database_url(request: pytest.FixtureRequest, folder: Path) -> Iterator[str]:
+    """The URL of a fresh, migrated database on the backend `request.param`, removed after."""
     if request.param == "sqlite":
-        path = tmp_path / "khqrpay.sqlite3"
+        path = folder / "khqrpay.sqlite3"
         # SQLite's backup API copies the database whole, whatever is still in the WAL file.
         with (
             closing(sqlite3.connect(request.getfixturevalue("sqlite_template"))) as template,
@@ -141,6 +141,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield postgres.url(name)
     finally:
         postgres.drop(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, migrated database on each backend, removed after the test."""
+    with _fresh_database_url(request, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One fresh database on each backend for a whole module, whose tests each keep to rows of
+    their own (creating a PostgreSQL database costs a second or two on a loaded machine)."""
+    with _fresh_database_url(request, tmp_path_factory.mktemp("module-db")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -184,6 +201,7 @@ def settings() -> Settings:
 
 
 _hash_numbers = itertools.count(1)
+_sku_numbers = itertools.count(1)
 
 
 def bakong_hash() -> str:
@@ -198,12 +216,12 @@ class Shop:
     database: Database
     settings: Settings
     clock: FakeClock
-    _skus: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def product(self, *, price: str = "1.50", currency: str = "USD", stock: int = 10) -> Product:
         return add_product(
             self.database,
-            sku=f"SKU-{next(self._skus)}",
+            # Unique in the session, so that shops may share a database.
+            sku=f"SKU-{next(_sku_numbers)}",
             name="Test product",
             price=Money(Decimal(price), Currency(currency)),
             stock=stock,

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from helpers.engine import new_staff_actions, new_verifier
 from khqrpay.bakong import BakongClient
 from khqrpay.bootstrap import App
 from khqrpay.clock import FakeClock, SystemClock
@@ -64,6 +65,12 @@ def simulator(clock: FakeClock) -> Iterator[RunningSimulator]:
         yield running
 
 
+@pytest.fixture
+def simulator_settings(settings: Settings, simulator: RunningSimulator) -> Settings:
+    """The test's settings pointing at the simulator (`engine_settings`)."""
+    return engine_settings(settings, simulator)
+
+
 @dataclass
 class Engine:
     """The engine against the simulator: pay QRs, run worker cycles, act as staff, read rows."""
@@ -77,13 +84,7 @@ class Engine:
     bus: InProcessEventBus
 
     def verifier(self, worker_id: str = "test-worker") -> Verifier:
-        return Verifier(
-            database=self.database,
-            client=self.client,
-            settings=self.settings,
-            clock=self.clock,
-            worker_id=worker_id,
-        )
+        return new_verifier(self.database, self.client, self.settings, self.clock, worker_id)
 
     @property
     def app(self) -> App:
@@ -98,7 +99,7 @@ class Engine:
         )
 
     def actions(self) -> ManualActions:
-        return self.app.services_on(self.client).staff
+        return new_staff_actions(self.database, self.client, self.settings, self.clock)
 
     async def pay(self, qr: str, **overrides: Any) -> dict[str, Any]:
         """Pay a QR in the simulated banking app; the transaction as Bakong will show it."""
@@ -147,16 +148,20 @@ class Engine:
 
 @pytest.fixture
 async def engine(
-    database: Database, settings: Settings, clock: FakeClock, simulator: RunningSimulator
+    database: Database,
+    simulator_settings: Settings,
+    clock: FakeClock,
+    simulator: RunningSimulator,
 ) -> AsyncIterator[Engine]:
-    configured = engine_settings(settings, simulator)
     # The client's own clock paces its rate limit and circuit breaker in real time; the engine
     # and the simulator share the test's FakeClock.
     async with (
-        BakongClient(settings=configured, clock=SystemClock()) as client,
+        BakongClient(settings=simulator_settings, clock=SystemClock()) as client,
         httpx.AsyncClient(base_url=simulator.url, timeout=5) as http,
     ):
-        yield Engine(database, configured, clock, simulator, client, http, InProcessEventBus())
+        yield Engine(
+            database, simulator_settings, clock, simulator, client, http, InProcessEventBus()
+        )
 
 
 # --- the worker as a process, on the real clock ---------------------------------------------
@@ -223,11 +228,12 @@ def worker_env(
 
 @pytest.fixture
 def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[StartWorker]:
-    """Starts `python -m khqrpay.cli.worker ARGS` with the env; kills what is left at the end."""
+    """Starts `python -m khqrpay.cli.worker ARGS` with the env (plus `env`, e.g. a fault point);
+    kills what is left at the end."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str) -> WorkerProcess:
-        started.append(WorkerProcess(worker_env, tmp_path, *args))
+    def start(*args: str, env: Mapping[str, str] | None = None) -> WorkerProcess:
+        started.append(WorkerProcess(worker_env | dict(env or {}), tmp_path, *args))
         return started[-1]
 
     yield start

@@ -4,6 +4,7 @@ On SQLite and PostgreSQL, through the simulator, the verifier and the completion
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from khqrpay.clock import FakeClock
 from khqrpay.db import Database
 from khqrpay.db import tables as t
+from khqrpay.db.repositories import OrderRepository
 from khqrpay.orders.events import Topic
 from khqrpay.orders.model import (
     Action,
@@ -329,3 +331,41 @@ def test_one_transfer_found_for_two_orders_at_once_never_deadlocks(
             .where(t.khqr_payments.c.status == PaymentStatus.PAID.value)
         ).scalar_one()
     assert (evidence_rows, paid) == (20, 40)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_crossed_conflicts_found_at_once_never_deadlock(
+    shop: Shop, database: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Transfer 1 paid A's QR but staff recorded it for B; transfer 2 paid B's QR but was recorded
+    for A. Bakong shows both at once: each conflict locks both orders. Each call waits (up to a
+    second) after its first lock for the other's, so that two calls locking the orders in
+    different orders would each hold one and wait for the other: a deadlock."""
+    product = shop.product(stock=10)
+    a, b = shop.order((product, 1)), shop.order((product, 1))
+    to_a, to_b = shop.evidence(a.payment), shop.evidence(b.payment)
+    assert record(database, b.order.id, to_a, clock=clock, source=STAFF).action is Action.COMPLETE
+    assert record(database, a.order.id, to_b, clock=clock, source=STAFF).action is Action.COMPLETE
+
+    first_locks = threading.Barrier(2)
+    holding = threading.local()
+    lock = OrderRepository.lock
+
+    def lock_and_meet(repository: OrderRepository, order_id: int) -> Order:
+        locked = lock(repository, order_id)
+        if not getattr(holding, "one", False):
+            holding.one = True
+            with contextlib.suppress(threading.BrokenBarrierError):
+                first_locks.wait(timeout=1)
+        return locked
+
+    monkeypatch.setattr(OrderRepository, "lock", lock_and_meet)
+    jobs = [(a.order.id, to_a, a.payment.id), (b.order.id, to_b, b.payment.id)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(
+            pool.map(
+                lambda job: record(database, job[0], job[1], clock=clock, payment_id=job[2]), jobs
+            )
+        )
+    assert [result.action for result in results] == [Action.CONFLICT, Action.CONFLICT]
+    assert [order(database, o.order.id).refund_flag for o in (a, b)] == [True, True]

@@ -8,20 +8,18 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
 
+from helpers.engine import in_own_loop, new_staff_actions, new_verifier
 from khqrpay.bakong import BakongClient
-from khqrpay.bootstrap import App
-from khqrpay.clock import SystemClock
 from khqrpay.db import Database
 from khqrpay.db import tables as t
 from khqrpay.orders.model import OrderStatus
-from khqrpay.services.verification import Verifier
-from khqrpay.settings import Settings
 
 if TYPE_CHECKING:
     from conftest import Engine, Shop
@@ -31,16 +29,6 @@ WORKERS = 8
 STAFF_CALLS = 50
 STOCK = 650
 DEADLINE_S = 60
-
-
-def _in_own_loop(
-    settings: Settings, work: Callable[[BakongClient], Coroutine[Any, Any, None]]
-) -> Callable[[], None]:
-    async def main() -> None:
-        async with BakongClient(settings=settings, clock=SystemClock()) as client:
-            await work(client)
-
-    return lambda: asyncio.run(main())
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -70,13 +58,7 @@ async def test_workers_and_staff_racing_complete_each_order_once(
 
     def worker(number: int) -> Callable[[], None]:
         async def work(client: BakongClient) -> None:
-            verifier = Verifier(
-                database=database,
-                client=client,
-                settings=settings,
-                clock=clock,
-                worker_id=f"w{number}",
-            )
+            verifier = new_verifier(database, client, settings, clock, f"w{number}")
             start.wait()
             deadline = time.monotonic() + DEADLINE_S
             while time.monotonic() < deadline:
@@ -88,7 +70,7 @@ async def test_workers_and_staff_racing_complete_each_order_once(
                     clock.advance(seconds=1)
                     await asyncio.sleep(0.01)
 
-        return _in_own_loop(settings, work)
+        return partial(in_own_loop, settings, work)
 
     rng = random.Random(4)
     targets = rng.sample(orders, STAFF_CALLS)
@@ -97,9 +79,7 @@ async def test_workers_and_staff_racing_complete_each_order_once(
         created = targets[number]
 
         async def work(client: BakongClient) -> None:
-            actions = (
-                App(settings=settings, database=database, clock=clock).services_on(client).staff
-            )
+            actions = new_staff_actions(database, client, settings, clock)
             start.wait()
             actor = f"staff:s{number}"
             if number % 3 == 0:
@@ -111,7 +91,7 @@ async def test_workers_and_staff_racing_complete_each_order_once(
                     created.order.id, reason="race test", bakong_hash=given, actor=actor
                 )
 
-        return _in_own_loop(settings, work)
+        return partial(in_own_loop, settings, work)
 
     def guarded(run: Callable[[], None]) -> Callable[[], None]:
         def target() -> None:

@@ -1,18 +1,21 @@
 """`khqrpay worker` as a real process against a simulator and a test database (SQLite and
-PostgreSQL): killed with SIGKILL mid-batch and restarted, nothing is lost or doubled; SIGTERM is a
-clean exit; metrics are served."""
+PostgreSQL): killed with SIGKILL mid-batch or inside the completion transaction and restarted,
+nothing is lost or doubled; SIGTERM is a clean exit; metrics are served."""
 
 from __future__ import annotations
 
 import signal
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httpx
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
+from khqrpay import fault_points
 from khqrpay.db import Database
 from khqrpay.db import tables as t
 from khqrpay.orders.model import OrderStatus
@@ -79,7 +82,10 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(
     _wait_for(lambda: _statuses(database) == {"COMPLETED": ORDERS}, 30, "every order completed")
     second.signal(signal.SIGTERM)
     assert second.wait(10) == 0, second.output()
+    _assert_each_order_completed_once(database, product_id)
 
+
+def _assert_each_order_completed_once(database: Database, product_id: int) -> None:
     with database.read() as uow:
         product = uow.products.get(product_id)
         completions = uow.connection.execute(
@@ -88,11 +94,66 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(
         evidence = uow.connection.execute(
             sa.select(sa.func.count(sa.distinct(t.payment_evidence.c.order_id)), sa.func.count())
         ).one()
+    assert _statuses(database) == {"COMPLETED": ORDERS}
     assert product is not None
     assert product.stock == 5
     assert completions == ORDERS
     assert tuple(evidence) == (ORDERS, ORDERS)
     assert _leased(database) == 0
+
+
+def _in_open_write_transaction(database: Database, database_url: str) -> bool:
+    """Whether another connection holds an open write transaction: on PostgreSQL an order row is
+    locked, on SQLite the write lock is taken."""
+    if database.backend == "postgresql":
+        with database.read() as uow:
+            unlocked = uow.connection.execute(
+                sa.select(sa.func.count()).select_from(
+                    sa.select(t.orders.c.id).with_for_update(skip_locked=True).subquery()
+                )
+            ).scalar_one()
+        return bool(unlocked < ORDERS)
+    probe = sqlite3.connect(str(make_url(database_url).database), timeout=0, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        return "locked" in str(exc)
+    finally:
+        probe.close()
+    return False
+
+
+def test_a_worker_killed_inside_the_completion_transaction_loses_nothing_and_doubles_nothing(
+    database: Database,
+    database_url: str,
+    paid_orders: PaidOrders,
+    start_worker: StartWorker,
+) -> None:
+    product_id, _orders = paid_orders(ORDERS)
+    first = start_worker(
+        env={fault_points.ENVIRONMENT_VARIABLE: fault_points.COMPLETION_BEFORE_COMMIT}
+    )
+    _wait_for(lambda: "fault point reached" in first.output(), 20, "the fault point")
+    # Stopped with a completion's writes made and not committed: none of them is visible.
+    assert _in_open_write_transaction(database, database_url)
+    assert _statuses(database) == {"PENDING": ORDERS}
+    with database.read() as uow:
+        product = uow.products.get(product_id)
+    assert product is not None
+    assert product.stock == ORDERS + 5
+    first.signal(signal.SIGKILL)
+    assert first.wait(10) == -signal.SIGKILL
+    _wait_for(
+        lambda: not _in_open_write_transaction(database, database_url),
+        10,
+        "the killed worker's transaction to be rolled back",
+    )
+
+    second = start_worker()
+    _wait_for(lambda: _statuses(database) == {"COMPLETED": ORDERS}, 30, "every order completed")
+    second.signal(signal.SIGTERM)
+    assert second.wait(10) == 0, second.output()
+    _assert_each_order_completed_once(database, product_id)
 
 
 def test_sigterm_during_a_bakong_call_exits_cleanly_and_releases_the_batch(

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from khqrpay import fault_points
 from khqrpay.db import DuplicateHash, UnitOfWork
 from khqrpay.orders.events import (
     EvidenceAttached,
@@ -137,8 +138,11 @@ def record_payment(
         uow, order, facts, evidence, payment, source, actor, staff_reason, now_ms
     )
     if conflict_with is not None:
-        return recording.apply_conflict(decision, locked[conflict_with])
-    return recording.apply(decision)
+        result = recording.apply_conflict(decision, locked[conflict_with])
+    else:
+        result = recording.apply(decision)
+    fault_points.reached(fault_points.COMPLETION_BEFORE_COMMIT)
+    return result
 
 
 def _conflict_hashes(uow: UnitOfWork, order_id: int) -> frozenset[str]:
