@@ -49,7 +49,8 @@ def test_every_setting_is_described_once_with_its_variable_and_default() -> None
         row = _row(text, environment_variable(name))
         assert field.description.replace("|", "\\|") in row
         cells = [cell.strip() for cell in row.strip("|").split(" | ")]
-        assert len(cells) == 4 and all(cells), row
+        assert len(cells) == 4, row
+        assert all(cells), row
 
 
 def test_secrets_and_only_secrets_are_marked_secret() -> None:

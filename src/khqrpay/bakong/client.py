@@ -265,6 +265,8 @@ class BakongClient:
             sleep=sleep,
         )
         self._list_blocked_until_ms: dict[Endpoint, int] = {}
+        # Our clock minus Bakong's (its Date header) at the last answer; None before one.
+        self._clock_offset_ms: int | None = None
         self._token: BakongToken | None = None
         self._token_expiry_ms: int | None = None
         self._token_warned: set[int] = set()
@@ -350,6 +352,7 @@ class BakongClient:
                     "POST", endpoint.value, content=body, headers=headers
                 ) as response,
             ):
+                self._note_server_date(response.headers.get("Date"))
                 content = bytearray()
                 async for chunk in response.aiter_bytes():
                     content += chunk
@@ -370,6 +373,25 @@ class BakongClient:
             raise Unavailable(
                 f"connection failed ({type(exc).__name__})", endpoint=endpoint.value
             ) from exc
+
+    def _note_server_date(self, value: str | None) -> None:
+        try:
+            server = parsedate_to_datetime(value) if value else None
+        except (TypeError, ValueError):
+            server = None
+        if server is not None:
+            # A Date has whole seconds: Bakong's time was somewhere in that second, so its middle.
+            server_ms = round(server.replace(tzinfo=server.tzinfo or UTC).timestamp() * 1000) + 500
+            self._clock_offset_ms = self._clock.now_ms() - server_ms
+
+    def clock_offset_ms(self) -> int | None:
+        """How far our clock is ahead of Bakong's (negative: behind), from the Date header of the
+        last answer, to within a second; None until an answer carried one."""
+        return self._clock_offset_ms
+
+    def md5_list_blocked(self) -> bool:
+        """True while the md5 list endpoint is avoided after a 403 (single checks instead)."""
+        return self._clock.now_ms() < self._list_blocked_until_ms.get(Endpoint.MD5_LIST, 0)
 
     def _envelope_of(
         self, endpoint: Endpoint, status: int, headers: httpx.Headers, content: bytes
