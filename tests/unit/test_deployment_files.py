@@ -120,15 +120,46 @@ def test_compose_takes_every_secret_from_the_environment_never_from_the_file(
 
 def test_env_example_names_every_variable_compose_requires() -> None:
     required = set(REQUIRED.findall((ROOT / "compose.yaml").read_text()))
-    example = (ROOT / ".env.example").read_text()
-    listed = set(re.findall(r"^([A-Z0-9_]+)=", example, flags=re.MULTILINE))
-    assert required <= listed, f".env.example misses {required - listed}"
-    assert listed - {"POSTGRES_PASSWORD"} <= SETTING_VARIABLES
-    # An example carries no secret: every secret is left for the operator to fill in.
-    for line in example.splitlines():
-        name, _, value = line.partition("=")
-        if name in SECRET_VARIABLES | {"POSTGRES_PASSWORD"}:
-            assert value == "", f"{name} has a value in .env.example"
+    assert required <= set(example_values(ROOT / ".env.example"))
+
+
+# Not settings, but read by what runs khqrpay: compose, PostgreSQL's image, httpx, uvicorn.
+OTHER_VARIABLES = {"POSTGRES_PASSWORD", "HTTPS_PROXY", "NO_PROXY", "FORWARDED_ALLOW_IPS"}
+
+
+def example_values(path: Path) -> dict[str, str]:
+    text = path.read_text()
+    return dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", text, flags=re.MULTILINE))
+
+
+@pytest.mark.parametrize("example", [".env.example", "deploy/systemd/khqrpay.env.example"])
+def test_settings_examples_name_real_settings_and_leave_secrets_empty(example: str) -> None:
+    values = example_values(ROOT / example)
+    assert set(values) - OTHER_VARIABLES <= SETTING_VARIABLES
+    for name in SECRET_VARIABLES | {"POSTGRES_PASSWORD"}:
+        assert values.get(name, "") == "", f"{name} has a value in {example}"
+    assert set(values) >= SECRET_VARIABLES, f"{example} should list every secret to fill in"
+
+
+def test_every_docs_page_named_in_the_code_docs_and_deploy_files_exists() -> None:
+    sources = [
+        ROOT / "src" / "khqrpay" / "services" / "doctor.py",
+        ROOT / "README.md",
+        ROOT / "Dockerfile",
+        ROOT / "compose.yaml",
+        *(ROOT / "docs").glob("*.md"),
+        *(path for path in (ROOT / "deploy").rglob("*") if path.is_file()),
+    ]
+    named = {
+        page
+        for source in sources
+        for page in re.findall(r"docs/([a-z0-9-]+\.md)", source.read_text())
+    }
+    named |= set(
+        re.findall(r"\]\(([a-z0-9-]+\.md)\)", (ROOT / "docs" / "production.md").read_text())
+    )
+    assert {"bakong.md", "configuration.md", "troubleshooting.md"} <= named
+    assert not {page for page in named if not (ROOT / "docs" / page).is_file()}
 
 
 def test_compose_interpolates_only_variables_the_operator_can_set(

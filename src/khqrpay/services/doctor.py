@@ -57,7 +57,6 @@ CLOCK_FAIL_MS = 5 * 60_000
 # PostgreSQL: give up connecting after this long (an unreachable host would otherwise hang).
 DATABASE_CONNECT_TIMEOUT_S = 5
 _DAY_MS = 86_400_000
-DOCS = "docs/"
 
 
 class Level(enum.StrEnum):
@@ -145,7 +144,7 @@ def _invalid_settings(exc: pydantic.ValidationError) -> Finding:
         Check.SETTINGS,
         Level.FAIL,
         f"the settings do not load: {problems}",
-        f"correct the variable in the environment or .env ({DOCS}configuration.md)",
+        "correct the variable in the environment or .env (docs/configuration.md)",
     )
 
 
@@ -158,7 +157,7 @@ def check_settings(settings: Settings, *, now_ms: int) -> list[Finding]:
             Check.SETTINGS,
             Level.FAIL,
             f"the verification schedule is inconsistent: {exc}",
-            f"correct the KHQRPAY_SCHEDULE_* variables ({DOCS}configuration.md)",
+            "correct the KHQRPAY_SCHEDULE_* variables (docs/configuration.md)",
         )
     else:
         loaded = Finding(
@@ -208,13 +207,13 @@ def _merchant(settings: Settings, now_ms: int) -> Finding:
 
 def _token(settings: Settings, now_ms: int) -> Finding:
     secret = settings.bakong_token.get_secret_value()
-    renew = f"renew it and set KHQRPAY_BAKONG_TOKEN ({DOCS}bakong.md)"
+    renew = "renew it and set KHQRPAY_BAKONG_TOKEN (docs/bakong.md)"
     if not secret.strip():
         return Finding(
             Check.TOKEN,
             Level.FAIL,
             "KHQRPAY_BAKONG_TOKEN is not set: no payment can be checked",
-            f"register at the Bakong Open API and set KHQRPAY_BAKONG_TOKEN ({DOCS}bakong.md)",
+            "register at the Bakong Open API and set KHQRPAY_BAKONG_TOKEN (docs/bakong.md)",
         )
     try:
         expires_ms = read_jwt_expiry_ms(BakongToken(secret).reveal())
@@ -281,7 +280,7 @@ def _web(settings: Settings) -> Finding:
             Check.WEB,
             Level.WARN,
             "KHQRPAY_WEB_SECURE_COOKIES is off: session cookies also travel over plain HTTP",
-            f"serve the app over HTTPS ({DOCS}reverse-proxy.md) and remove the setting",
+            "serve the app over HTTPS (docs/reverse-proxy.md) and remove the setting",
         )
     return Finding(Check.WEB, Level.OK, "the secret key is set; cookies only over HTTPS")
 
@@ -292,7 +291,7 @@ def _web(settings: Settings) -> Finding:
 def check_database(url: str) -> list[Finding]:
     """Reachable, and at the schema this code needs. Creates nothing: a missing SQLite file is
     reported, not made."""
-    fix_url = f"check KHQRPAY_DATABASE_URL ({DOCS}postgresql.md)"
+    fix_url = "check KHQRPAY_DATABASE_URL (docs/postgresql.md)"
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -349,7 +348,7 @@ def _schema(current: str | None) -> Finding:
         Check.SCHEMA,
         Level.FAIL,
         f"the database is at schema {current or 'none (no tables)'}, this khqrpay needs {head}",
-        f"run `khqrpay db upgrade` ({DOCS}upgrading.md); if a newer khqrpay already upgraded "
+        "run `khqrpay db upgrade` (docs/upgrading.md); if a newer khqrpay already upgraded "
         "it, upgrade khqrpay on this machine",
     )
 
@@ -368,7 +367,7 @@ async def check_bakong(settings: Settings, open_bakong: OpenBakong) -> list[Find
                     Check.BAKONG,
                     Level.FAIL,
                     f"no Bakong client can be made from the settings: {exc}",
-                    f"correct the KHQRPAY_BAKONG_* variables ({DOCS}configuration.md)",
+                    "correct the KHQRPAY_BAKONG_* variables (docs/configuration.md)",
                 ),
                 *_skipped([Check.MD5_LIST, Check.RECEIVING_ACCOUNT, Check.CLOCK], "bakong"),
             ]
@@ -406,8 +405,8 @@ async def _probe(client: BakongProbe, settings: Settings) -> list[Finding]:
                 Level.WARN,
                 "the md5 list endpoint is refused (HTTP 403) while single checks work: the "
                 "worker makes one call per QR instead of one per 50",
-                f"nothing to change; it retries the list every KHQRPAY_BAKONG_LIST_FALLBACK_S "
-                f"({DOCS}troubleshooting.md)",
+                "nothing to change; it retries the list every KHQRPAY_BAKONG_LIST_FALLBACK_S "
+                "(docs/troubleshooting.md)",
             ),
         ]
     return [found, Finding(Check.MD5_LIST, Level.OK, "the md5 list endpoint answers")]
@@ -420,7 +419,7 @@ def _bakong_error(error: BakongError, settings: Settings) -> Finding:
             Level.FAIL,
             f"Bakong refused the token: {error}",
             "renew the token (a test-service token does not work on production, nor the "
-            f"reverse) and set KHQRPAY_BAKONG_TOKEN ({DOCS}bakong.md)",
+            "reverse) and set KHQRPAY_BAKONG_TOKEN (docs/bakong.md)",
         )
     if isinstance(error, Blocked):
         return Finding(
@@ -428,7 +427,7 @@ def _bakong_error(error: BakongError, settings: Settings) -> Finding:
             Level.FAIL,
             f"Bakong's firewall refused this machine: {error}",
             "the Open API answers Cambodian IP addresses only: run the worker in Cambodia or "
-            f"send its Bakong calls through a server there ({DOCS}bakong.md)",
+            "send its Bakong calls through a server there (docs/bakong.md)",
         )
     if isinstance(error, RateLimited):
         wait = "" if error.retry_after_s is None else f", retry after {error.retry_after_s:g}s"
@@ -436,8 +435,7 @@ def _bakong_error(error: BakongError, settings: Settings) -> Finding:
             Check.BAKONG,
             Level.WARN,
             f"Bakong is rate-limiting this machine ({error}{wait})",
-            f"lower KHQRPAY_BAKONG_RATE_LIMIT_PER_S or run fewer workers "
-            f"({DOCS}troubleshooting.md)",
+            "lower KHQRPAY_BAKONG_RATE_LIMIT_PER_S or run fewer workers (docs/troubleshooting.md)",
         )
     if isinstance(error, BadResponse | Rejected):
         return Finding(
@@ -451,7 +449,7 @@ def _bakong_error(error: BakongError, settings: Settings) -> Finding:
         Level.FAIL,
         f"Bakong at {settings.bakong_url} gave no answer: {error}",
         "check this machine reaches it (DNS, outbound HTTPS, a proxy); if it does, Bakong "
-        f"is down: try again later ({DOCS}troubleshooting.md)",
+        "is down: try again later (docs/troubleshooting.md)",
     )
 
 
