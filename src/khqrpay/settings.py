@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from khqrpay.khqr import KHQRInput
 from khqrpay.orders.schedule import SchedulePolicy
 
 ENV_PREFIX = "KHQRPAY_"
@@ -313,6 +314,17 @@ class Settings(BaseSettings):
             "request's."
         ),
     )
+
+    def merchant_qr(self) -> KHQRInput:
+        """The shop's receiving account as a static KHQR; an order's code adds its amount,
+        currency, bill number and expiry to it (`dataclasses.replace`)."""
+        return KHQRInput(
+            bakong_account_id=self.merchant_account,
+            merchant_name=self.merchant_name,
+            merchant_city=self.merchant_city,
+            merchant_id=self.merchant_id,
+            acquiring_bank=self.acquiring_bank,
+        )
 
     def schedule_policy(self) -> SchedulePolicy:
         """The verification schedule these settings describe, in integer milliseconds."""

@@ -186,43 +186,45 @@ async def test_a_token_bakong_refuses_fails_as_a_token_problem(
     assert levels(diagnosis)[Check.MD5_LIST] is Level.SKIP
 
 
+# What Bakong does → what the doctor must say: (check, level, words of the message, of the fix).
+BAKONG_TROUBLES = {
+    "the firewall's 403": (
+        FaultConfig(blocked=1.0),
+        [
+            (Check.BAKONG, Level.FAIL, "firewall", "Cambodian IP addresses"),
+            (Check.RECEIVING_ACCOUNT, Level.WARN, "could not be checked", ""),
+            (Check.CLOCK, Level.OK, "", ""),  # the 403 page carries a Date too
+        ],
+    ),
+    "rate limits": (
+        FaultConfig(rate_limited=1.0, retry_after_s=30),
+        [(Check.BAKONG, Level.WARN, "retry after 30s", "RATE_LIMIT_PER_S")],
+    ),
+    "a refused md5 list": (
+        FaultConfig(md5_list_blocked=True),
+        [
+            (Check.BAKONG, Level.OK, "accepted the token", ""),
+            (Check.MD5_LIST, Level.WARN, "refused (HTTP 403)", "LIST_FALLBACK_S"),
+        ],
+    ),
+    "answers that are not the Open API's": (
+        FaultConfig(not_json=1.0),
+        [(Check.BAKONG, Level.FAIL, "not answer as the Open API", "BAKONG_URL")],
+    ),
+}
+
+
 @SQLITE_ONLY
-async def test_the_firewalls_403_fails_as_a_network_problem(
-    ready: Settings, simulator: RunningSimulator
+@pytest.mark.parametrize("trouble", list(BAKONG_TROUBLES))
+async def test_bakongs_troubles_are_named_with_their_fix_and_fail_only_when_fatal(
+    ready: Settings, simulator: RunningSimulator, trouble: str
 ) -> None:
-    simulator.simulator.faults.configure(FaultConfig(blocked=1.0))
+    faults, expected = BAKONG_TROUBLES[trouble]
+    simulator.simulator.faults.configure(faults)
     diagnosis = await examine(ready)
-    expect(diagnosis, Check.BAKONG, Level.FAIL, "firewall", "Cambodian IP addresses")
-    assert levels(diagnosis)[Check.RECEIVING_ACCOUNT] is Level.WARN  # could not be asked
-    assert levels(diagnosis)[Check.CLOCK] is Level.OK  # the 403 page carries a Date too
-
-
-@SQLITE_ONLY
-async def test_rate_limiting_warns(ready: Settings, simulator: RunningSimulator) -> None:
-    simulator.simulator.faults.configure(FaultConfig(rate_limited=1.0, retry_after_s=30))
-    diagnosis = await examine(ready)
-    expect(diagnosis, Check.BAKONG, Level.WARN, "retry after 30s", "RATE_LIMIT_PER_S")
-    assert diagnosis.healthy
-
-
-@SQLITE_ONLY
-async def test_a_refused_md5_list_warns_while_single_checks_work(
-    ready: Settings, simulator: RunningSimulator
-) -> None:
-    simulator.simulator.faults.configure(FaultConfig(md5_list_blocked=True))
-    diagnosis = await examine(ready)
-    expect(diagnosis, Check.BAKONG, Level.OK)
-    expect(diagnosis, Check.MD5_LIST, Level.WARN, "refused (HTTP 403)")
-    assert diagnosis.healthy
-
-
-@SQLITE_ONLY
-async def test_an_answer_that_is_not_the_open_apis_fails(
-    ready: Settings, simulator: RunningSimulator
-) -> None:
-    simulator.simulator.faults.configure(FaultConfig(not_json=1.0))
-    diagnosis = await examine(ready)
-    expect(diagnosis, Check.BAKONG, Level.FAIL, "not answer as the Open API", "BAKONG_URL")
+    for check, level, says, fix in expected:
+        expect(diagnosis, check, level, says, fix)
+    assert diagnosis.healthy is all(level is not Level.FAIL for _c, level, _s, _f in expected)
 
 
 @SQLITE_ONLY

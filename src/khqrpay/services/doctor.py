@@ -40,7 +40,7 @@ from khqrpay.bakong.outcomes import CheckResult
 from khqrpay.bakong.token import BakongToken, TokenFormatError, read_jwt_expiry_ms
 from khqrpay.clock import Clock
 from khqrpay.db import Database, DatabaseError, migrate, redacted
-from khqrpay.khqr import KHQRInput, KHQRInputError, encode
+from khqrpay.khqr import KHQRInputError, encode
 from khqrpay.services.receiving_account import (
     AccountChecker,
     AccountVerdict,
@@ -178,16 +178,7 @@ def _shown_url(url: str) -> str:
 def _merchant(settings: Settings, now_ms: int) -> Finding:
     """The merchant fields must make a KHQR: the same encoder the checkout uses decides."""
     try:
-        encode(
-            KHQRInput(
-                bakong_account_id=settings.merchant_account,
-                merchant_name=settings.merchant_name,
-                merchant_city=settings.merchant_city,
-                merchant_id=settings.merchant_id,
-                acquiring_bank=settings.acquiring_bank,
-            ),
-            now_ms=now_ms,
-        )
+        encode(settings.merchant_qr(), now_ms=now_ms)
     except KHQRInputError as exc:
         return Finding(
             Check.MERCHANT,
