@@ -295,6 +295,12 @@ class BakongClient:
     def circuit_state(self) -> CircuitState:
         return self._breaker.state
 
+    def list_fallback_until_ms(self) -> int | None:
+        """Until when md5s are checked one by one because the md5-list endpoint answered 403
+        (None: the list endpoint is in use)."""
+        until = self._list_blocked_until_ms.get(Endpoint.MD5_LIST, 0)
+        return until if until > self._clock.now_ms() else None
+
     # Token --------------------------------------------------------------------------------------
 
     def _use_token(self, token: BakongToken) -> None:
@@ -388,10 +394,6 @@ class BakongClient:
         """How far our clock is ahead of Bakong's (negative: behind), from the Date header of the
         last answer, to within a second; None until an answer carried one."""
         return self._clock_offset_ms
-
-    def md5_list_blocked(self) -> bool:
-        """True while the md5 list endpoint is avoided after a 403 (single checks instead)."""
-        return self._clock.now_ms() < self._list_blocked_until_ms.get(Endpoint.MD5_LIST, 0)
 
     def _envelope_of(
         self, endpoint: Endpoint, status: int, headers: httpx.Headers, content: bytes

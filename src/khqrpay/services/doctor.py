@@ -109,7 +109,7 @@ class BakongProbe(AccountChecker, Protocol):
 
     async def check_md5_list(self, md5s: Iterable[str]) -> dict[str, CheckResult | BakongError]: ...
 
-    def md5_list_blocked(self) -> bool: ...
+    def list_fallback_until_ms(self) -> int | None: ...
 
     def clock_offset_ms(self) -> int | None: ...
 
@@ -388,7 +388,7 @@ async def _probe(client: BakongProbe, settings: Settings) -> list[Finding]:
         Level.OK,
         f"{settings.bakong_url} accepted the token (a test check answered {answer.kind})",
     )
-    if client.md5_list_blocked():
+    if client.list_fallback_until_ms() is not None:
         return [
             found,
             Finding(
