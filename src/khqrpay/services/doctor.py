@@ -123,7 +123,7 @@ async def diagnose(
     """Every check, in order; never raises for a problem it can describe."""
     try:
         settings = load_settings()
-    except pydantic.ValidationError as exc:
+    except ValueError as exc:  # pydantic's ValidationError, or a loader's own refusal
         return Diagnosis((_invalid_settings(exc), *_skipped(list(Check)[1:], "settings")))
     findings = [*check_settings(settings, now_ms=clock.now_ms())]
     findings += check_database(settings.database_url)
@@ -134,12 +134,16 @@ async def diagnose(
 # Settings ------------------------------------------------------------------------------------
 
 
-def _invalid_settings(exc: pydantic.ValidationError) -> Finding:
-    problems = "; ".join(
-        f"{environment_variable(str(error['loc'][0])) if error['loc'] else 'settings'}: "
-        f"{error['msg']}"
-        for error in exc.errors(include_url=False, include_input=False)
-    )
+def _invalid_settings(exc: ValueError) -> Finding:
+    if isinstance(exc, pydantic.ValidationError):
+        # Each variable and why, never its value: one may be a secret.
+        problems = "; ".join(
+            f"{environment_variable(str(error['loc'][0])) if error['loc'] else 'settings'}: "
+            f"{error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+    else:
+        problems = str(exc)
     return Finding(
         Check.SETTINGS,
         Level.FAIL,
