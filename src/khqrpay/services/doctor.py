@@ -20,13 +20,12 @@ import hashlib
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import pydantic
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from khqrpay.bakong.errors import (
     BadResponse,
@@ -38,7 +37,7 @@ from khqrpay.bakong.errors import (
 )
 from khqrpay.bakong.outcomes import CheckResult
 from khqrpay.bakong.token import BakongToken, TokenFormatError, read_jwt_expiry_ms
-from khqrpay.clock import Clock
+from khqrpay.clock import Clock, ms_to_datetime
 from khqrpay.db import Database, DatabaseError, migrate, redacted
 from khqrpay.khqr import KHQRInputError, encode
 from khqrpay.services.receiving_account import (
@@ -241,7 +240,7 @@ def _token(settings: Settings, now_ms: int) -> Finding:
 
 
 def _date(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _is_sqlite(url: str) -> bool:
@@ -318,7 +317,7 @@ def check_database(url: str) -> list[Finding]:
         ]
     try:
         current = migrate.current_revision(database)
-    except OperationalError as exc:
+    except DBAPIError as exc:  # unreachable, refused, or not a database at all
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no connection"
         return [
             Finding(
