@@ -400,6 +400,10 @@ def configuration_reference() -> str:
         "written to a log, an error or an answer; keep it (and a database URL with a password)",
         "out of version control: a `.env` or `EnvironmentFile` readable by the service only.",
         "`khqrpay doctor` checks the settings of a machine (docs/troubleshooting.md).",
+        "",
+        "Two standard variables matter too: `HTTPS_PROXY`, a proxy for the Bakong calls of a",
+        "machine outside Cambodia (docs/bakong.md), and `FORWARDED_ALLOW_IPS`, the reverse",
+        "proxies whose `X-Forwarded-*` headers the web app believes (docs/reverse-proxy.md).",
     ]
     for name, field in fields.items():
         if name in SECTION_STARTS:
