@@ -1,16 +1,27 @@
-"""One settings object, read from the environment (prefix `KHQRPAY_`) and an optional `.env`."""
+"""One settings object, read from the environment (prefix `KHQRPAY_`) and an optional `.env`.
+
+Each setting's description is the documentation: `python -m khqrpay.settings` writes the
+configuration reference (`docs/configuration.md`) from them, and a test keeps the page current.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from khqrpay.khqr import KHQRInput
 from khqrpay.orders.schedule import SchedulePolicy
+
+ENV_PREFIX = "KHQRPAY_"
 
 
 def _default_database_url() -> str:
+    """`sqlite:///<working directory>/data/khqrpay.sqlite3`"""
     return f"sqlite:///{Path('data').resolve() / 'khqrpay.sqlite3'}"
 
 
@@ -18,79 +29,302 @@ class Settings(BaseSettings):
     """Every figure a deployment may change; the schedule's figures are in seconds."""
 
     model_config = SettingsConfigDict(
-        env_prefix="KHQRPAY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    database_url: str = Field(default_factory=_default_database_url)
+    database_url: str = Field(
+        default_factory=_default_database_url,
+        description=(
+            "The database: `sqlite:///PATH` for one machine and one process, or "
+            "`postgresql+psycopg://USER:PASSWORD@HOST:PORT/NAME` for any number of web and worker "
+            "processes on any machines. It may carry a password: keep it with the secrets."
+        ),
+    )
 
     # Bakong Open API
-    bakong_url: str = "https://api-bakong.nbc.gov.kh"
-    bakong_token: SecretStr = SecretStr("")
-    # The whole exchange (connect, send, answer) of one attempt; clients of the real service use
-    # 12 to 60 s, and a longer wait would only hold a batch's leases.
-    bakong_timeout_s: float = Field(default=15.0, gt=0, le=60)
-    bakong_user_agent: str = "khqrpay/0.1 (+https://github.com/khqrpay)"
-    bakong_rate_limit_per_s: float = Field(default=20.0, gt=0)
-    bakong_max_retries: int = Field(default=3, ge=0)
-    bakong_breaker_failures: int = Field(default=5, ge=1)
-    bakong_breaker_reset_s: float = Field(default=30.0, gt=0)
-    bakong_token_warn_days: float = Field(default=7.0, ge=0)
-    # Retry waits: full jitter up to base * 2^n, capped; a longer Retry-After goes to the caller.
-    bakong_backoff_base_s: float = Field(default=0.5, gt=0)
-    bakong_backoff_max_s: float = Field(default=10.0, gt=0)
-    # After the md5/hash list endpoint answers 403, use single checks this long before retrying it.
-    bakong_list_fallback_s: float = Field(default=600.0, gt=0)
+    bakong_url: str = Field(
+        default="https://api-bakong.nbc.gov.kh",
+        description=(
+            "The Bakong Open API: production `https://api-bakong.nbc.gov.kh`, the test service "
+            "`https://sit-api-bakong.nbc.gov.kh` (its own tokens), or a `khqrpay simulator`."
+        ),
+    )
+    bakong_token: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "The Open API token (a JWT valid about 90 days) of the e-mail registered with the "
+            "National Bank of Cambodia; see docs/bakong.md to get and renew it. Never logged."
+        ),
+    )
+    bakong_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=60,
+        description=(
+            "The whole exchange (connect, send, answer) of one attempt; clients of the real "
+            "service use 12 to 60 s, and a longer wait would only hold a batch's leases."
+        ),
+    )
+    bakong_user_agent: str = Field(
+        default="khqrpay/0.1 (+https://github.com/khqrpay)",
+        description="Sent with every request: Bakong's firewall refuses requests without one.",
+    )
+    bakong_rate_limit_per_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="At most this many Bakong requests a second from one process.",
+    )
+    bakong_max_retries: int = Field(
+        default=3,
+        ge=0,
+        description=(
+            "Retries of a request that failed in passing (timeout, 5xx, 429) before its keys are "
+            "rescheduled with a back-off."
+        ),
+    )
+    bakong_breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "After this many failed calls in a row (down, overloaded, garbled answers) the circuit "
+            "opens: no Bakong call is made until `KHQRPAY_BAKONG_BREAKER_RESET_S` has passed."
+        ),
+    )
+    bakong_breaker_reset_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long an open circuit waits before one trial call.",
+    )
+    bakong_token_warn_days: float = Field(
+        default=7.0,
+        ge=0,
+        description=(
+            "Warn (in the log and in `khqrpay doctor`) once the token expires within this many "
+            "days."
+        ),
+    )
+    bakong_backoff_base_s: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "Retry waits: full jitter up to base × 2^n, capped at "
+            "`KHQRPAY_BAKONG_BACKOFF_MAX_S`; a longer Retry-After goes to the caller."
+        ),
+    )
+    bakong_backoff_max_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="The cap of a retry wait (at least `KHQRPAY_BAKONG_BACKOFF_BASE_S`).",
+    )
+    bakong_list_fallback_s: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "After the md5/hash list endpoint answers 403, use single checks this long before "
+            "retrying it."
+        ),
+    )
 
     # The receiving merchant
-    merchant_account: str = "khqrpay_demo@devb"
-    merchant_name: str = "khqrpay demo shop"
-    merchant_city: str = "Phnom Penh"
-    merchant_id: str | None = None
-    acquiring_bank: str | None = None
+    merchant_account: str = Field(
+        default="khqrpay_demo@devb",
+        description=(
+            "The Bakong account (`name@bank`, at most 32 characters) every QR pays into. The "
+            "worker refuses to start when Bakong says it cannot receive."
+        ),
+    )
+    merchant_name: str = Field(
+        default="khqrpay demo shop",
+        description="The name banking apps show the payer (at most 25 characters).",
+    )
+    merchant_city: str = Field(
+        default="Phnom Penh",
+        description="The merchant's city in the QR (at most 15 characters).",
+    )
+    merchant_id: str | None = Field(
+        default=None,
+        description=(
+            "For a merchant QR (KHQR tag 30) issued with an acquiring bank: the merchant id it "
+            "gave you (with `KHQRPAY_ACQUIRING_BANK`). Unset: an individual QR (tag 29)."
+        ),
+    )
+    acquiring_bank: str | None = Field(
+        default=None,
+        description=(
+            "The acquiring bank's name in a merchant QR (needed with `KHQRPAY_MERCHANT_ID`)."
+        ),
+    )
 
     # The verification schedule (seconds)
-    schedule_initial_delay_s: float = Field(default=5.0, ge=0)
-    schedule_fast_interval_s: float = Field(default=2.0, gt=0)
-    schedule_fresh_window_s: float = Field(default=15 * 60, ge=0)
-    schedule_hot_window_s: float = Field(default=10 * 60, ge=0)
-    schedule_age_factor: float = Field(default=0.1, gt=0)
-    schedule_max_interval_s: float = Field(default=30 * 60, gt=0)
-    payment_window_s: float = Field(default=30 * 24 * 3600, gt=0)
-    # The final check waits this long after the window end: Bakong settles a payment made in the
-    # window's last seconds a little later.
-    schedule_final_grace_s: float = Field(default=60.0, ge=0)
-    # A Bakong call made anyway carries payments whose next check is this share of their interval
-    # away (md5 list, up to 50 a call).
-    schedule_early_fraction: float = Field(default=0.5, ge=0, lt=1)
-    schedule_error_backoff_max_s: float = Field(default=60.0, gt=0)
+    schedule_initial_delay_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="The first check of a new QR comes this long after it was made.",
+    )
+    schedule_fast_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "Checks come this often while a QR is fresh or a customer is watching its page."
+        ),
+    )
+    schedule_fresh_window_s: float = Field(
+        default=15 * 60,
+        ge=0,
+        description="A QR younger than this is fresh.",
+    )
+    schedule_hot_window_s: float = Field(
+        default=10 * 60,
+        ge=0,
+        description="A QR stays hot (fast checks) this long after its customer last looked at it.",
+    )
+    schedule_age_factor: float = Field(
+        default=0.1,
+        gt=0,
+        description=(
+            "Past its fresh window, a QR is checked every age × this factor (between the fast and "
+            "the maximum interval)."
+        ),
+    )
+    schedule_max_interval_s: float = Field(
+        default=30 * 60,
+        gt=0,
+        description="The longest wait between two checks of a pending QR.",
+    )
+    payment_window_s: float = Field(
+        default=30 * 24 * 3600,
+        gt=0,
+        description=(
+            "How long an order can be paid (its QR's expiry); afterwards it expires unless "
+            "money arrives."
+        ),
+    )
+    schedule_final_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "The final check waits this long after the window end: Bakong settles a payment made "
+            "in the window's last seconds a little later."
+        ),
+    )
+    schedule_early_fraction: float = Field(
+        default=0.5,
+        ge=0,
+        lt=1,
+        description=(
+            "A Bakong call made anyway carries payments whose next check is this share of their "
+            "interval away (md5 list, up to 50 a call)."
+        ),
+    )
+    schedule_error_backoff_max_s: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "After a Bakong error a QR's next check backs off, doubling from the fast interval up "
+            "to this."
+        ),
+    )
 
     # The worker
-    worker_batch_size: int = Field(default=200, ge=1)
-    worker_lease_s: float = Field(default=60.0, gt=0)
-    worker_poll_interval_s: float = Field(default=0.5, gt=0)
-    # After Bakong refuses the token, no call is made for this long (then one cycle probes again).
-    worker_unauthorized_pause_s: float = Field(default=300.0, gt=0)
-    # On SIGTERM a Bakong call in flight gets this long to answer before its batch is released.
-    worker_shutdown_grace_s: float = Field(default=5.0, ge=0)
-    # How often the expiry sweep and the pending-payments gauge run.
-    worker_sweep_interval_s: float = Field(default=60.0, gt=0)
-    worker_metrics_host: str = "127.0.0.1"
-    attempts_kept_per_payment: int = Field(default=20, ge=1)
+    worker_batch_size: int = Field(
+        default=200,
+        ge=1,
+        description="Payments one worker claims in one cycle (checked in calls of up to 50).",
+    )
+    worker_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "A claimed payment is another worker's to take after this long (its worker died)."
+        ),
+    )
+    worker_poll_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How long an idle worker waits before looking for due payments again.",
+    )
+    worker_unauthorized_pause_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "After Bakong refuses the token, no call is made for this long (then one cycle probes "
+            "again)."
+        ),
+    )
+    worker_shutdown_grace_s: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "On SIGTERM a Bakong call in flight gets this long to answer before its batch is "
+            "released."
+        ),
+    )
+    worker_sweep_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often the expiry sweep and the pending-payments gauge run.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="The address `khqrpay worker --metrics-port` serves Prometheus metrics on.",
+    )
+    attempts_kept_per_payment: int = Field(
+        default=20,
+        ge=1,
+        description=(
+            "Verification attempts kept per payment (older rows are pruned; their totals stay)."
+        ),
+    )
 
     # The web app (`khqrpay serve`)
-    # Signs session and CSRF cookies. Set it (any long random string) whenever the app restarts
-    # or runs as several processes: left empty, each process makes its own and sessions end
-    # with it.
-    web_secret_key: SecretStr = SecretStr("")
-    # Cookies only over HTTPS (browsers also send them to http://localhost and 127.0.0.1).
-    web_secure_cookies: bool = True
-    # How long a customer's browser keeps its cart and "My orders".
-    web_customer_session_days: float = Field(default=90.0, gt=0)
-    # Staff are logged out after this long without a request.
-    web_staff_session_idle_minutes: float = Field(default=120.0, gt=0)
-    web_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    # The address customers and staff use (links in API answers, alerts); default: the request's.
-    web_public_url: str | None = None
+    web_secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Signs session and CSRF cookies. Set it (any long random string, the same in every "
+            "process) whenever the app restarts or runs as several processes: left empty, each "
+            "process makes its own and sessions end with it."
+        ),
+    )
+    web_secure_cookies: bool = Field(
+        default=True,
+        description=(
+            "Cookies only over HTTPS (browsers also send them to http://localhost and 127.0.0.1); "
+            "also turns on HSTS."
+        ),
+    )
+    web_customer_session_days: float = Field(
+        default=90.0,
+        gt=0,
+        description='How long a customer\'s browser keeps its cart and "My orders".',
+    )
+    web_staff_session_idle_minutes: float = Field(
+        default=120.0,
+        gt=0,
+        description="Staff are logged out after this long without a request.",
+    )
+    web_max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Larger request bodies are refused (413).",
+    )
+    web_public_url: str | None = Field(
+        default=None,
+        description=(
+            "The address customers and staff use (links in API answers, alerts); unset: the "
+            "request's."
+        ),
+    )
+
+    def merchant_qr(self) -> KHQRInput:
+        """The shop's receiving account as a static KHQR; an order's code adds its amount,
+        currency, bill number and expiry to it (`dataclasses.replace`)."""
+        return KHQRInput(
+            bakong_account_id=self.merchant_account,
+            merchant_name=self.merchant_name,
+            merchant_city=self.merchant_city,
+            merchant_id=self.merchant_id,
+            acquiring_bank=self.acquiring_bank,
+        )
 
     def schedule_policy(self) -> SchedulePolicy:
         """The verification schedule these settings describe, in integer milliseconds."""
@@ -114,3 +348,111 @@ def _seconds_to_ms(seconds: float) -> int:
 
 def load_settings() -> Settings:
     return Settings()
+
+
+# The configuration reference ------------------------------------------------------------------
+
+# Each section of the reference starts at its first setting, in the order they are declared.
+SECTION_STARTS = {
+    "database_url": "Database",
+    "bakong_url": "Bakong Open API",
+    "merchant_account": "The receiving merchant",
+    "schedule_initial_delay_s": "The verification schedule",
+    "worker_batch_size": "The worker (`khqrpay worker`)",
+    "web_secret_key": "The web app (`khqrpay serve`)",
+}
+REFERENCE_COMMAND = "python -m khqrpay.settings > docs/configuration.md"
+_TYPE_NAMES: dict[object, str] = {
+    str: "text",
+    SecretStr: "text",
+    float: "number",
+    int: "integer",
+    bool: "true or false",
+}
+_BOUNDS = (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤"))
+
+
+def environment_variable(name: str) -> str:
+    """The variable a setting is read from (names are case-insensitive)."""
+    return ENV_PREFIX + name.upper()
+
+
+def is_secret(field: FieldInfo) -> bool:
+    """A secret is a `SecretStr`: kept out of reprs, logs and errors."""
+    return field.annotation is SecretStr
+
+
+def configuration_reference() -> str:
+    """`docs/configuration.md`: every setting's variable, type, default, secrecy and description."""
+    fields = Settings.model_fields
+    unknown = set(SECTION_STARTS) - set(fields)
+    if unknown or next(iter(fields)) not in SECTION_STARTS:
+        raise ValueError(f"SECTION_STARTS must name settings, the first one first: {unknown}")
+    lines = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated from the descriptions in src/khqrpay/settings.py (edit them there) by",
+        f"     `{REFERENCE_COMMAND}`; a test fails when this page is out of date. -->",
+        "",
+        "khqrpay reads its settings from environment variables named `KHQRPAY_<SETTING>` (any",
+        "case), and from a `.env` file in the working directory for those the environment does",
+        "not set. Durations are in seconds unless the name says otherwise. A **secret** is never",
+        "written to a log, an error or an answer; keep it (and a database URL with a password)",
+        "out of version control: a `.env` or `EnvironmentFile` readable by the service only.",
+        "`khqrpay doctor` checks the settings of a machine (docs/troubleshooting.md).",
+        "",
+        "Two standard variables matter too: `HTTPS_PROXY`, a proxy for the Bakong calls of a",
+        "machine outside Cambodia (docs/bakong.md), and `FORWARDED_ALLOW_IPS`, the reverse",
+        "proxies whose `X-Forwarded-*` headers the web app believes (docs/reverse-proxy.md).",
+    ]
+    for name, field in fields.items():
+        if name in SECTION_STARTS:
+            lines += [
+                "",
+                f"## {SECTION_STARTS[name]}",
+                "",
+                "| variable | type | default | description |",
+                "|---|---|---|---|",
+            ]
+        variable = f"`{environment_variable(name)}`" + (" (secret)" if is_secret(field) else "")
+        cells = (variable, _type_of(field), _default_of(field), field.description or "")
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _type_of(field: FieldInfo) -> str:
+    annotation = field.annotation
+    arguments = [arg for arg in getattr(annotation, "__args__", ()) if arg is not type(None)]
+    optional = len(arguments) == 1
+    text = _TYPE_NAMES[arguments[0] if optional else annotation]
+    bounds = [
+        f"{symbol} {_number(getattr(constraint, attribute))}"
+        for constraint in field.metadata
+        for attribute, symbol in _BOUNDS
+        if getattr(constraint, attribute, None) is not None
+    ]
+    text += f" ({', '.join(bounds)})" if bounds else ""
+    return text + (", optional" if optional else "")
+
+
+def _default_of(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        return (field.default_factory.__doc__ or "computed").strip()
+    value: Any = field.default
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if value is None:
+        return "unset"
+    if value == "":
+        return "empty"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return f"`{_number(value) if isinstance(value, int | float) else value}`"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(configuration_reference())

@@ -264,6 +264,8 @@ class BakongClient:
             sleep=sleep,
         )
         self._list_blocked_until_ms: dict[Endpoint, int] = {}
+        # Our clock minus Bakong's (its Date header) at the last answer; None before one.
+        self._clock_offset_ms: int | None = None
         self._token: BakongToken | None = None
         self._token_expiry_ms: int | None = None
         self._token_warned: set[int] = set()
@@ -291,6 +293,12 @@ class BakongClient:
     @property
     def circuit_state(self) -> CircuitState:
         return self._breaker.state
+
+    def list_fallback_until_ms(self) -> int | None:
+        """Until when md5s are checked one by one because the md5-list endpoint answered 403
+        (None: the list endpoint is in use)."""
+        until = self._list_blocked_until_ms.get(Endpoint.MD5_LIST, 0)
+        return until if until > self._clock.now_ms() else None
 
     # Token --------------------------------------------------------------------------------------
 
@@ -349,6 +357,7 @@ class BakongClient:
                     "POST", endpoint.value, content=body, headers=headers
                 ) as response,
             ):
+                self._note_server_date(response.headers.get("Date"))
                 content = bytearray()
                 async for chunk in response.aiter_bytes():
                     content += chunk
@@ -369,6 +378,21 @@ class BakongClient:
             raise Unavailable(
                 f"connection failed ({type(exc).__name__})", endpoint=endpoint.value
             ) from exc
+
+    def _note_server_date(self, value: str | None) -> None:
+        try:
+            server = parsedate_to_datetime(value) if value else None
+        except (TypeError, ValueError):
+            server = None
+        if server is not None:
+            # A Date has whole seconds: Bakong's time was somewhere in that second, so its middle.
+            server_ms = round(server.replace(tzinfo=server.tzinfo or UTC).timestamp() * 1000) + 500
+            self._clock_offset_ms = self._clock.now_ms() - server_ms
+
+    def clock_offset_ms(self) -> int | None:
+        """How far our clock is ahead of Bakong's (negative: behind), from the Date header of the
+        last answer, to within a second; None until an answer carried one."""
+        return self._clock_offset_ms
 
     def _envelope_of(
         self, endpoint: Endpoint, status: int, headers: httpx.Headers, content: bytes

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from khqrpay.cli import db, demo, order_actions, orders, products, qr, serve, simulator, worker
+from khqrpay.cli import (
+    db,
+    demo,
+    doctor,
+    order_actions,
+    orders,
+    products,
+    qr,
+    serve,
+    simulator,
+    worker,
+)
 
 app = typer.Typer(
     name="khqrpay",
@@ -21,3 +32,4 @@ app.add_typer(orders.app, name="orders")
 app.command("worker")(worker.run)
 app.command("serve")(serve.run)
 app.command("demo")(demo.run)
+app.command("doctor")(doctor.run)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from khqrpay.clock import Clock
 from khqrpay.db import Database, UnitOfWork
-from khqrpay.khqr import KHQRInput, encode
+from khqrpay.khqr import encode
 from khqrpay.orders.events import OrderCreated, QrCreated
 from khqrpay.orders.model import (
     KhqrPayment,
@@ -182,14 +182,10 @@ def _issue_qr(
     uow: UnitOfWork, order: Order, settings: Settings, policy: SchedulePolicy, *, created_ms: int
 ) -> KhqrPayment:
     encoded = encode(
-        KHQRInput(
-            bakong_account_id=settings.merchant_account,
-            merchant_name=settings.merchant_name,
-            merchant_city=settings.merchant_city,
+        replace(
+            settings.merchant_qr(),
             currency=order.currency,
             amount=order.total.amount,
-            merchant_id=settings.merchant_id,
-            acquiring_bank=settings.acquiring_bank,
             bill_number=bill_number(order.id),
             # Tag 99: the code expires when the order's payment window ends.
             expires_ms=order.window_end_ms,
