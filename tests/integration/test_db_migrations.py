@@ -15,6 +15,8 @@ from khqrpay.db import Database, DatabaseError, migrate
 from khqrpay.db.tables import metadata
 
 TABLES = {
+    "api_keys",
+    "idempotency_keys",
     "products",
     "orders",
     "order_lines",
