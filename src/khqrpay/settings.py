@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from limits import parse_many
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from khqrpay.orders.schedule import SchedulePolicy
@@ -91,6 +92,34 @@ class Settings(BaseSettings):
     web_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # The address customers and staff use (links in API answers, alerts); default: the request's.
     web_public_url: str | None = None
+    # Rate limits, in the `limits` notation ("10/minute", several: "10/minute;100/hour"), each
+    # per client address (per API key for the API). Every process counts in its own memory, so
+    # N web processes allow up to N times these.
+    web_rate_checkout: str = "10/minute;100/hour"
+    web_rate_paid_per_order: str = "4/minute"
+    web_rate_paid_per_client: str = "15/minute"
+    web_rate_lookup: str = "10/minute;50/hour"
+    web_rate_banking_app: str = "20/minute"
+    web_rate_api_key: str = "600/minute"
+    # API calls that ask Bakong now (verify, check), per API key.
+    web_rate_api_bakong: str = "60/minute"
+
+    @field_validator(
+        "web_rate_checkout",
+        "web_rate_paid_per_order",
+        "web_rate_paid_per_client",
+        "web_rate_lookup",
+        "web_rate_banking_app",
+        "web_rate_api_key",
+        "web_rate_api_bakong",
+    )
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate limit like 10/minute") from exc
+        return value
 
     def schedule_policy(self) -> SchedulePolicy:
         """The verification schedule these settings describe, in integer milliseconds."""

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from khqrpay.cli import db, demo, order_actions, orders, products, qr, serve, simulator, worker
+from khqrpay.cli import (
+    apikeys,
+    db,
+    demo,
+    order_actions,
+    orders,
+    products,
+    qr,
+    serve,
+    simulator,
+    worker,
+)
 
 app = typer.Typer(
     name="khqrpay",
@@ -16,6 +27,7 @@ app.add_typer(qr.app, name="qr")
 app.command("simulator")(simulator.run)
 app.add_typer(db.app, name="db")
 app.add_typer(products.app, name="products")
+app.add_typer(apikeys.app, name="apikey")
 order_actions.register(orders.app)
 app.add_typer(orders.app, name="orders")
 app.command("worker")(worker.run)

@@ -194,11 +194,12 @@ def order_again(
         )
 
 
-def watch(database: Database, order: Order, *, policy: SchedulePolicy, clock: Clock) -> int:
-    """A customer has the order open: check its codes often for a while (pending orders only)."""
-    if order.status is not OrderStatus.PENDING:
-        return 0
-    return watch_order(database, order.id, policy=policy, clock=clock)
+def watch(database: Database, order_id: int, *, policy: SchedulePolicy, clock: Clock) -> int:
+    """A customer has the order open: check its codes often for a while (while it is pending:
+    a paid order's other codes keep their own, slower, schedule)."""
+    with database.read() as uow:
+        pending = uow.orders.get(order_id).status is OrderStatus.PENDING
+    return watch_order(database, order_id, policy=policy, clock=clock) if pending else 0
 
 
 async def customer_has_paid(
@@ -213,7 +214,7 @@ async def customer_has_paid(
     check → apply path, audited as the customer). None when the order is no longer pending."""
     if order.status is not OrderStatus.PENDING:
         return None
-    await asyncio.to_thread(watch, database, order, policy=policy, clock=clock)
+    await asyncio.to_thread(watch, database, order.id, policy=policy, clock=clock)
     return await staff.verify_instantly(order.id, actor="customer")
 
 
