@@ -141,7 +141,7 @@ def _document_the_api_only(web: FastAPI) -> None:
     """The OpenAPI document describes `/api/v1` (checked in as docs/openapi.json), not pages."""
     from khqrpay.web.api.openapi import api_document
 
-    web.openapi = lambda: api_document(web.routes)  # type: ignore[method-assign]
+    web.openapi = api_document  # type: ignore[method-assign]
 
 
 def _templates(settings: Settings) -> Jinja2Templates:

@@ -61,6 +61,7 @@ RECONNECT_MS = 1000
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers an endpoint documents (422 too: FastAPI's own shape is not ours)."""
     return {status: {"model": ApiErrorView} for status in statuses}
 
 
@@ -209,7 +210,7 @@ def list_orders(
     "/orders/{order_id}",
     response_model=ApiOrderView,
     summary="One of your orders",
-    responses=_errors(401, 404, 429),
+    responses=_errors(401, 404, 422, 429),
 )
 def get_order(order_id: int, request: Request, context: Context, client: Client) -> Response:
     details = client_order(context.app.database, client, order_id)
@@ -221,11 +222,11 @@ def get_order(order_id: int, request: Request, context: Context, client: Client)
     "/orders/{order_id}/verify",
     response_model=VerifyView,
     summary="Verify Instantly: check the order's codes with Bakong now",
-    responses=_errors(401, 404, 429),
+    responses=_errors(401, 404, 422, 429),
 )
 async def verify_order(order_id: int, context: Context, client: Client) -> Response:
-    context.limits.hit(Limit.API_BAKONG, client.client)
     await asyncio.to_thread(client_order, context.app.database, client, order_id)
+    context.limits.hit(Limit.API_BAKONG, client.client)
     result = await context.bakong.staff.verify_instantly(order_id, actor=client.actor)
     return JSONResponse(VerifyView.of(result).json_dict())
 
@@ -234,11 +235,11 @@ async def verify_order(order_id: int, context: Context, client: Client) -> Respo
     "/orders/{order_id}/check",
     response_model=PaymentStatusView,
     summary="Check Payment Status: what Bakong says now (changes nothing)",
-    responses=_errors(401, 404, 429),
+    responses=_errors(401, 404, 422, 429),
 )
 async def check_order(order_id: int, context: Context, client: Client) -> Response:
-    context.limits.hit(Limit.API_BAKONG, client.client)
     await asyncio.to_thread(client_order, context.app.database, client, order_id)
+    context.limits.hit(Limit.API_BAKONG, client.client)
     report = await context.bakong.staff.check_status(order_id)
     return JSONResponse(PaymentStatusView.of(report).json_dict())
 
@@ -253,7 +254,7 @@ async def check_order(order_id: int, context: Context, client: Client) -> Respon
             "description": "Each event: `id` (send it back as Last-Event-ID when you "
             "reconnect) and `data`, a JSON object with the `topic` and the event's fields.",
         },
-        **_errors(401, 404, 429),
+        **_errors(401, 404, 422, 429),
     },
 )
 async def order_events(
@@ -290,7 +291,7 @@ def _current_qr(context: WebContext, client: ApiKey, order_id: int) -> str:
     "/orders/{order_id}/qr.png",
     summary="The order's current code as a PNG",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, **_errors(401, 404, 429)},
+    responses={200: {"content": {"image/png": {}}}, **_errors(401, 404, 422, 429)},
 )
 def order_qr_png(
     order_id: int, context: Context, client: Client, style: QrStyle = "card"
@@ -304,7 +305,7 @@ def order_qr_png(
     "/orders/{order_id}/qr.svg",
     summary="The order's current code as an SVG",
     response_class=Response,
-    responses={200: {"content": {"image/svg+xml": {}}}, **_errors(401, 404, 429)},
+    responses={200: {"content": {"image/svg+xml": {}}}, **_errors(401, 404, 422, 429)},
 )
 def order_qr_svg(
     order_id: int, context: Context, client: Client, style: QrStyle = "card"

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from starlette.routing import BaseRoute, Route
 
-API_ROOT = "/api/v1"
 TITLE = "khqrpay API"
 VERSION = "1"
 DESCRIPTION = """\
@@ -38,7 +35,7 @@ same order (200), the same key with another body is refused (409).
 
 **Errors** are `{"error": {"code", "message", "field"}}` with a stable `code`: `invalid_input`
 (422, `field` names the input), `unknown_sku` (422), `not_for_sale`, `insufficient_stock`,
-`idempotency_key_reused`, `not_pending` (409), `unauthorized` (401), `not_found` (404),
+`idempotency_key_reused` (409), `unauthorized` (401), `not_found` (404),
 `rate_limited` (429, with `Retry-After`).
 
 **Events.** `GET /api/v1/orders/{id}/events` is a Server-Sent Events stream of the order's
@@ -46,27 +43,12 @@ events; each has an `id`: reconnect with `Last-Event-ID` and nothing is missed.
 """
 
 
-def _is_api(route: BaseRoute) -> bool:
-    return isinstance(route, Route) and route.path.startswith(API_ROOT)
+@cache
+def api_document() -> dict[str, Any]:
+    """The OpenAPI document of the routes under `/api/v1` (no database or settings needed)."""
+    from khqrpay.web.api.endpoints import v1
 
-
-def api_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
-    """The OpenAPI document of the routes under `/api/v1`."""
-    return get_openapi(
-        title=TITLE,
-        version=VERSION,
-        description=DESCRIPTION,
-        routes=[route for route in routes if _is_api(route)],
-    )
-
-
-def standalone_document() -> dict[str, Any]:
-    """The document from the API's router alone (no database, no settings needed)."""
-    from khqrpay.web.api.endpoints import router
-
-    web = FastAPI()
-    web.include_router(router)
-    return api_document(web.routes)
+    return get_openapi(title=TITLE, version=VERSION, description=DESCRIPTION, routes=v1.routes)
 
 
 def rendered(document: dict[str, Any]) -> str:
@@ -74,4 +56,4 @@ def rendered(document: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    Path(sys.argv[1]).write_text(rendered(standalone_document()), encoding="utf-8")
+    Path(sys.argv[1]).write_text(rendered(api_document()), encoding="utf-8")
