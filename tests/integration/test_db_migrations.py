@@ -126,3 +126,44 @@ def test_0002_adds_the_refund_reference_to_existing_orders_and_removes_it_again(
     assert "refund_reference" not in columns
     with empty_database.read() as uow:
         assert uow.connection.execute(sa.text("SELECT count(*) FROM orders")).scalar_one() == 1
+
+
+def test_0004_keeps_existing_orders_and_removes_what_it_added(empty_database: Database) -> None:
+    migrate.upgrade(empty_database, "0003")
+    with empty_database.write() as uow:
+        uow.connection.execute(
+            sa.text(
+                "INSERT INTO orders (public_token, status, currency, total_minor, created_ms, "
+                "window_end_ms, updated_ms) VALUES ('t', 'PENDING', 'USD', 150, 0, 1, 0)"
+            )
+        )
+    migrate.upgrade(empty_database)
+    with empty_database.read() as uow:
+        order = uow.orders.get(1)
+    assert (order.customer_name, order.reference, order.api_client) == (None, None, None)
+    migrate.downgrade(empty_database, "0003")
+    inspector = sa.inspect(empty_database.engine)
+    columns = {c["name"] for c in inspector.get_columns("orders")}
+    assert not columns & {"customer_name", "reference", "api_client"}
+    assert not {"api_keys", "idempotency_keys"} & set(inspector.get_table_names())
+    with empty_database.read() as uow:
+        assert uow.connection.execute(sa.text("SELECT count(*) FROM orders")).scalar_one() == 1
+
+
+def test_a_client_holds_one_active_key_at_a_time(database: Database) -> None:
+    def add(key_hash: str) -> None:
+        with database.write() as uow:
+            uow.connection.execute(
+                sa.text(
+                    "INSERT INTO api_keys (client, key_hash, shown, created_ms) "
+                    "VALUES ('pos', :key_hash, 'k', 0)"
+                ),
+                {"key_hash": key_hash},
+            )
+
+    add("a" * 64)
+    with pytest.raises(sa.exc.IntegrityError):
+        add("b" * 64)
+    with database.write() as uow:
+        uow.connection.execute(sa.text("UPDATE api_keys SET revoked_ms = 1"))
+    add("b" * 64)
