@@ -23,6 +23,7 @@ from khqrpay.orders.model import (
     MAX_QUANTITY,
     Order,
     OrderError,
+    OrderLine,
     OrderNotFound,
     OrderStatus,
     Product,
@@ -133,12 +134,22 @@ def customer_order(database: Database, token: str) -> OrderDetails:
     return order_details(database, order_id)
 
 
-def orders_with_tokens(database: Database, tokens: Sequence[str]) -> list[Order]:
+@dataclass(frozen=True, slots=True)
+class CustomerOrder:
+    """An order in a customer's list, with what was in it."""
+
+    order: Order
+    lines: tuple[OrderLine, ...]
+
+
+def orders_with_tokens(database: Database, tokens: Sequence[str]) -> list[CustomerOrder]:
     """The orders this browser has (tokens kept in its signed session), newest first."""
     if not tokens:
         return []
     with database.read() as uow:
-        return uow.orders.by_tokens(tokens)
+        orders = uow.orders.by_tokens(tokens)
+        lines = uow.orders.lines_of([order.id for order in orders])
+    return [CustomerOrder(order, tuple(lines.get(order.id, ()))) for order in orders]
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,22 +189,29 @@ class OrderRepository:
         )
 
     def lines(self, order_id: int) -> list[OrderLine]:
+        return self.lines_of([order_id]).get(order_id, [])
+
+    def lines_of(self, order_ids: Sequence[int]) -> dict[int, list[OrderLine]]:
+        """The lines of several orders (one query), by order id; an order without lines (one
+        paid by amount) is left out."""
         rows = self._connection.execute(
             sa.select(t.order_lines, t.orders.c.currency)
             .join(t.orders, t.orders.c.id == t.order_lines.c.order_id)
-            .where(t.order_lines.c.order_id == order_id)
+            .where(t.order_lines.c.order_id.in_(list(order_ids)))
             .order_by(t.order_lines.c.id)
         )
-        return [
-            OrderLine(
-                product_id=row.product_id,
-                sku=row.sku,
-                name=row.name,
-                unit_price=money(row.unit_price_minor, row.currency),
-                quantity=row.quantity,
+        lines: dict[int, list[OrderLine]] = {}
+        for row in rows:
+            lines.setdefault(row.order_id, []).append(
+                OrderLine(
+                    product_id=row.product_id,
+                    sku=row.sku,
+                    name=row.name,
+                    unit_price=money(row.unit_price_minor, row.currency),
+                    quantity=row.quantity,
+                )
             )
-            for row in rows
-        ]
+        return lines
 
     def transition(
         self,

@@ -16,9 +16,9 @@ from fastapi import APIRouter, Depends, Form, Header, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from khqrpay.orders.model import Order, OrderNotFound
+from khqrpay.orders.model import OrderNotFound
 from khqrpay.services.checkout import bill_number
-from khqrpay.services.customers import find_orders, orders_with_tokens
+from khqrpay.services.customers import CustomerOrder, find_orders, orders_with_tokens
 from khqrpay.services.event_log import last_event_id
 from khqrpay.web.context import WebContext, web_context
 from khqrpay.web.i18n import _
@@ -31,7 +31,7 @@ router = APIRouter(prefix="/orders")
 Context = Annotated[WebContext, Depends(web_context)]
 
 
-def _mine(context: WebContext, request: Request) -> list[Order]:
+def _mine(context: WebContext, request: Request) -> list[CustomerOrder]:
     return orders_with_tokens(context.app.database, session.remembered_orders(request))
 
 
@@ -53,7 +53,9 @@ def my_orders_panel(request: Request, context: Context) -> Response:
 @router.get("/status")
 def my_orders_status(request: Request, context: Context) -> JSONResponse:
     """The polling fallback: each order's number and status, newest first."""
-    statuses = [[bill_number(order.id), order.status.value] for order in _mine(context, request)]
+    statuses = [
+        [bill_number(mine.order.id), mine.order.status.value] for mine in _mine(context, request)
+    ]
     return JSONResponse({"statuses": statuses}, headers=PRIVATE_HEADERS)
 
 
@@ -68,7 +70,7 @@ async def my_orders_events(
     orders = await asyncio.to_thread(_mine, context, request)
     resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
     return EventSourceResponse(
-        _orders_stream(context, frozenset(order.id for order in orders), resume),
+        _orders_stream(context, frozenset(mine.order.id for mine in orders), resume),
         ping=PING_S,
         headers={**PRIVATE_HEADERS, "x-accel-buffering": "no"},
     )
