@@ -4,18 +4,18 @@ orders' completions.
 `khqrpay serve` runs as its own process (uvicorn, one process, as a small shop runs it), on a
 fresh database; the load comes from this process over loopback HTTP.
 
-1. Checkout: `--clients` customers at once, each with its own browser session (cookies, CSRF
-   token), add one product to the cart and press "KHQR Payment", again and again for
-   `--duration` seconds. Reported: checkouts per second and the latency of the checkout request
-   (p50, p99, max).
-2. Live pages: `--pages` pending orders, each with its payment page's event stream open
-   (`/pay/{token}/events`, Server-Sent Events). All are then paid at once in the Bakong simulator;
-   the worker in the serve process finds and completes them, one transaction each. Reported: for
-   each order, the time from its completion being committed (seen by a reader polling the
-   database every 5 ms) to its page hearing it, over all pages (p50, p99, max); the same from the
-   order's `completed_ms` (the engine stamps a whole batch of answers with the moment it started
-   applying them, so this also counts the wait for the batch's earlier completions); and whether
-   every page heard.
+1. Checkout (`serve --no-worker`: the web app alone): `--clients` customers at once, each with
+   its own browser session (cookies, CSRF token), add one product to the cart and press "KHQR
+   Payment", again and again for `--duration` seconds. Reported: checkouts per second and the
+   latency of the checkout request (p50, p99, max).
+2. Live pages (`serve` with its worker, as on SQLite; a fresh database): `--pages` pending
+   orders, each with its payment page's event stream open (`/pay/{token}/events`, SSE). All are
+   then paid at once in the Bakong simulator; the worker in the serve process finds and
+   completes them, one transaction each. Reported: for each order, the time from its completion
+   being committed (seen by a reader polling the database every 5 ms) to its page hearing it,
+   over all pages (p50, p99, max); the same from the order's `completed_ms` (the engine stamps a
+   whole batch of answers with the moment it started applying them, so this also counts the wait
+   for the batch's earlier completions); and whether every page heard.
 
     .venv/bin/python bench/web_bench.py [--clients 50] [--duration 20] [--pages 500]
                                         [--database-url URL]
@@ -68,8 +68,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve(database_url: str, simulator_url: str, log: Path) -> Iterator[str]:
-    """`khqrpay serve` (with its worker) as a process of its own; its base URL."""
+def serve(database_url: str, simulator_url: str, log: Path, *, worker: bool) -> Iterator[str]:
+    """`khqrpay serve` as a process of its own (with its worker or not); its base URL."""
     port = _free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("KHQRPAY_")}
     env |= {
@@ -90,7 +90,15 @@ def serve(database_url: str, simulator_url: str, log: Path) -> Iterator[str]:
     command = Path(sys.executable).with_name("khqrpay")
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [command, "serve", "--port", str(port), "--log-level", "WARNING"],
+            [
+                command,
+                "serve",
+                "--port",
+                str(port),
+                "--log-level",
+                "WARNING",
+                "--worker" if worker else "--no-worker",
+            ],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -250,10 +258,62 @@ def main() -> None:
     parser.add_argument("--database-url", help="default: a new SQLite file")
     options = parser.parse_args()
 
+    print(
+        f"{platform.python_version()} on {os.cpu_count()} CPUs, {platform.machine()}; "
+        f"database {(options.database_url or 'sqlite').split(':')[0]}",
+        flush=True,
+    )
+    config = SimulatorConfig(token=SecretStr(TOKEN), known_accounts=frozenset({MERCHANT}))
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        merchant_account=MERCHANT,
+        schedule_initial_delay_s=0,
+    )
     with tempfile.TemporaryDirectory() as folder:
-        url = options.database_url or f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
-        database = Database.from_url(url)
-        migrate.upgrade(database)
+        log = Path(folder) / "serve.log"
+        # Checkout measures the web app alone: a worker checking the new orders would share the
+        # process and the database's write lock (on SQLite it does: that is the second part).
+        url, database = _shop_database(options.database_url, Path(folder) / "checkout.sqlite3")
+        with (
+            run_simulator(config) as simulator,
+            serve(url, simulator.url, log, worker=False) as base,
+        ):
+            load = asyncio.run(checkout_load(base, options.clients, options.duration))
+        database.dispose()
+        print(
+            f"checkout, {options.clients} clients for {options.duration:g} s: "
+            f"{load['checkouts']:.0f} checkouts ({load['errors']:.0f} errors), "
+            f"{load['per_second']:.0f}/s, p50 {load['p50_ms']:.0f} ms, "
+            f"p99 {load['p99_ms']:.0f} ms, max {load['max_ms']:.0f} ms",
+            flush=True,
+        )
+        url, database = _shop_database(options.database_url, Path(folder) / "pages.sqlite3")
+        with (
+            run_simulator(config) as simulator,
+            serve(url, simulator.url, log, worker=True) as base,
+        ):
+            live = asyncio.run(live_pages(base, database, simulator.url, settings, options.pages))
+        database.dispose()
+        print(
+            f"{live['pages']:.0f} pages on SSE: {live['heard']:.0f} heard their order COMPLETED "
+            f"({live['completed']:.0f} completed); commit → page: p50 {live['p50_ms']:.0f} ms, "
+            f"p99 {live['p99_ms']:.0f} ms, max {live['max_ms']:.0f} ms; completed_ms → page: "
+            f"p50 {live['stamp_p50_ms']:.0f} ms, p99 {live['stamp_p99_ms']:.0f} ms; paying all → "
+            f"all heard {live['pay_to_all_heard_s']:.1f} s (completions over "
+            f"{live['completions_span_s']:.1f} s)",
+            flush=True,
+        )
+
+
+def _shop_database(given_url: str | None, path: Path) -> tuple[str, Database]:
+    """A migrated database with one product (a new SQLite file unless `given_url`; a given
+    database is shared by both parts, so its orders add up)."""
+    url = given_url or f"sqlite:///{path}"
+    database = Database.from_url(url)
+    migrate.upgrade(database)
+    with database.read() as uow:
+        known = uow.products.by_skus(["LATTE"])
+    if not known:
         add_product(
             database,
             sku="LATTE",
@@ -262,42 +322,7 @@ def main() -> None:
             stock=1_000_000,
             now_ms=SystemClock().now_ms(),
         )
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            merchant_account=MERCHANT,
-            schedule_initial_delay_s=0,
-        )
-        config = SimulatorConfig(token=SecretStr(TOKEN), known_accounts=frozenset({MERCHANT}))
-        print(
-            f"{platform.python_version()} on {os.cpu_count()} CPUs, {platform.machine()}; "
-            f"database {url.split(':')[0]}",
-            flush=True,
-        )
-        with (
-            run_simulator(config) as simulator,
-            serve(url, simulator.url, Path(folder) / "serve.log") as base,
-        ):
-            load = asyncio.run(checkout_load(base, options.clients, options.duration))
-            print(
-                f"checkout, {options.clients} clients for {options.duration:g} s: "
-                f"{load['checkouts']:.0f} checkouts ({load['errors']:.0f} errors), "
-                f"{load['per_second']:.0f}/s, p50 {load['p50_ms']:.0f} ms, "
-                f"p99 {load['p99_ms']:.0f} ms, max {load['max_ms']:.0f} ms",
-                flush=True,
-            )
-            live = asyncio.run(live_pages(base, database, simulator.url, settings, options.pages))
-            print(
-                f"{live['pages']:.0f} pages on SSE: {live['heard']:.0f} heard their order "
-                f"COMPLETED ({live['completed']:.0f} completed); commit → page: "
-                f"p50 {live['p50_ms']:.0f} ms, p99 {live['p99_ms']:.0f} ms, "
-                f"max {live['max_ms']:.0f} ms; completed_ms → page: p50 "
-                f"{live['stamp_p50_ms']:.0f} ms, p99 {live['stamp_p99_ms']:.0f} ms; paying all → "
-                "all heard "
-                f"{live['pay_to_all_heard_s']:.1f} s (completions over "
-                f"{live['completions_span_s']:.1f} s)",
-                flush=True,
-            )
-        database.dispose()
+    return url, database
 
 
 if __name__ == "__main__":

@@ -110,15 +110,17 @@ def test_the_cart_is_priced_now_and_forgets_what_no_longer_exists(
     assert cart.count == 5
 
 
+def _end(shop: Shop, order_id: int, status: OrderStatus) -> None:
+    """The order leaves PENDING (as the expiry sweep or staff would move it)."""
+    with shop.database.write() as uow:
+        uow.orders.transition(
+            order_id, expected=OrderStatus.PENDING, target=status, now_ms=shop.clock.now_ms()
+        )
+
+
 def test_only_a_pending_order_is_watched(shop: Shop, database: Database) -> None:
     created = shop.order((shop.product(), 1))
-    with database.write() as uow:
-        uow.orders.transition(
-            created.order.id,
-            expected=OrderStatus.PENDING,
-            target=OrderStatus.CANCELLED,
-            now_ms=shop.clock.now_ms(),
-        )
+    _end(shop, created.order.id, OrderStatus.CANCELLED)
     policy = shop.settings.schedule_policy()
     assert watch(database, created.order.id, policy=policy, clock=shop.clock) == 0
 
@@ -130,13 +132,7 @@ def test_ordering_again_makes_a_new_order_with_the_same_items_only_when_unpayabl
     created = shop.order((product, 2), phone="012345678")
     with pytest.raises(OrderError, match="only an expired or cancelled order"):
         order_again(database, created.order.public_token, settings=shop.settings, clock=shop.clock)
-    with database.write() as uow:
-        uow.orders.transition(
-            created.order.id,
-            expected=OrderStatus.PENDING,
-            target=OrderStatus.EXPIRED,
-            now_ms=shop.clock.now_ms(),
-        )
+    _end(shop, created.order.id, OrderStatus.EXPIRED)
     again = order_again(
         database, created.order.public_token, settings=shop.settings, clock=shop.clock
     )

@@ -107,17 +107,22 @@ def test_db_upgrade_works_from_the_installed_command(tmp_path: Path) -> None:
         database.dispose()
 
 
-def test_0002_adds_the_refund_reference_to_existing_orders_and_removes_it_again(
-    empty_database: Database,
-) -> None:
-    migrate.upgrade(empty_database, "0001")
-    with empty_database.write() as uow:
+def _an_order_at_an_older_revision(database: Database) -> None:
+    """An order written with the columns every revision has (by SQL: the code is newer)."""
+    with database.write() as uow:
         uow.connection.execute(
             sa.text(
                 "INSERT INTO orders (public_token, status, currency, total_minor, created_ms, "
                 "window_end_ms, updated_ms) VALUES ('t', 'PENDING', 'USD', 150, 0, 1, 0)"
             )
         )
+
+
+def test_0002_adds_the_refund_reference_to_existing_orders_and_removes_it_again(
+    empty_database: Database,
+) -> None:
+    migrate.upgrade(empty_database, "0001")
+    _an_order_at_an_older_revision(empty_database)
     migrate.upgrade(empty_database)
     with empty_database.read() as uow:
         assert uow.orders.get(1).refund_reference is None
@@ -130,13 +135,7 @@ def test_0002_adds_the_refund_reference_to_existing_orders_and_removes_it_again(
 
 def test_0004_keeps_existing_orders_and_removes_what_it_added(empty_database: Database) -> None:
     migrate.upgrade(empty_database, "0003")
-    with empty_database.write() as uow:
-        uow.connection.execute(
-            sa.text(
-                "INSERT INTO orders (public_token, status, currency, total_minor, created_ms, "
-                "window_end_ms, updated_ms) VALUES ('t', 'PENDING', 'USD', 150, 0, 1, 0)"
-            )
-        )
+    _an_order_at_an_older_revision(empty_database)
     migrate.upgrade(empty_database)
     with empty_database.read() as uow:
         order = uow.orders.get(1)

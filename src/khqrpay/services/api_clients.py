@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 
 from khqrpay.clock import Clock
-from khqrpay.db import ActiveKeyExists, Database
+from khqrpay.db import ActiveKeyExists, Database, UnitOfWork
 from khqrpay.orders.api_clients import (
     KEY_PREFIX,
     ApiKey,
@@ -48,13 +48,7 @@ def create_api_key(database: Database, client: str, *, clock: Clock, actor: str)
             raise ApiKeyRefused(
                 f"API client {client} already has an active key: revoke it first"
             ) from None
-        uow.audit.append(
-            order_id=None,
-            at_ms=now_ms,
-            actor=actor,
-            action="api_key_created",
-            details={"client": client, "key": key.shown},
-        )
+        _audit(uow, key, action="api_key_created", actor=actor, now_ms=now_ms)
     return IssuedKey(key, secret)
 
 
@@ -74,14 +68,19 @@ def revoke_api_key(database: Database, client: str, *, clock: Clock, actor: str)
         revoked = None if active is None else uow.api_keys.revoke(active.id, now_ms=now_ms)
         if revoked is None:
             raise ApiKeyRefused(f"API client {client} has no active key")
-        uow.audit.append(
-            order_id=None,
-            at_ms=now_ms,
-            actor=actor,
-            action="api_key_revoked",
-            details={"client": client, "key": revoked.shown},
-        )
+        _audit(uow, revoked, action="api_key_revoked", actor=actor, now_ms=now_ms)
     return revoked
+
+
+def _audit(uow: UnitOfWork, key: ApiKey, *, action: str, actor: str, now_ms: int) -> None:
+    """A key made or revoked, in the audit trail (its first characters, never the key)."""
+    uow.audit.append(
+        order_id=None,
+        at_ms=now_ms,
+        actor=actor,
+        action=action,
+        details={"client": key.client, "key": key.shown},
+    )
 
 
 def authenticate(database: Database, presented: str) -> ApiKey | None:

@@ -48,18 +48,14 @@ class ApiKeyRepository:
             raise
 
     def active_by_hash(self, key_hash: str) -> ApiKey | None:
-        row = self._connection.execute(
-            sa.select(t.api_keys).where(
-                t.api_keys.c.key_hash == key_hash, t.api_keys.c.revoked_ms.is_(None)
-            )
-        ).one_or_none()
-        return None if row is None else self._key(row)
+        return self._active(t.api_keys.c.key_hash == key_hash)
 
     def active_of(self, client: str) -> ApiKey | None:
+        return self._active(t.api_keys.c.client == client)
+
+    def _active(self, which: sa.ColumnElement[bool]) -> ApiKey | None:
         row = self._connection.execute(
-            sa.select(t.api_keys).where(
-                t.api_keys.c.client == client, t.api_keys.c.revoked_ms.is_(None)
-            )
+            sa.select(t.api_keys).where(which, t.api_keys.c.revoked_ms.is_(None))
         ).one_or_none()
         return None if row is None else self._key(row)
 

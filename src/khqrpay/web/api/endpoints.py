@@ -10,8 +10,9 @@ import asyncio
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from functools import partial
 from importlib import resources
 from typing import Annotated, Any, Literal
 
@@ -218,6 +219,12 @@ def get_order(order_id: int, request: Request, context: Context, client: Client)
     return JSONResponse(view.json_dict())
 
 
+async def _may_ask_bakong(context: WebContext, client: ApiKey, order_id: int) -> None:
+    """The client's own order (404 otherwise, costing nothing), within its Bakong-call limit."""
+    await asyncio.to_thread(client_order, context.app.database, client, order_id)
+    context.limits.hit(Limit.API_BAKONG, client.client)
+
+
 @v1.post(
     "/orders/{order_id}/verify",
     response_model=VerifyView,
@@ -225,8 +232,7 @@ def get_order(order_id: int, request: Request, context: Context, client: Client)
     responses=_errors(401, 404, 422, 429),
 )
 async def verify_order(order_id: int, context: Context, client: Client) -> Response:
-    await asyncio.to_thread(client_order, context.app.database, client, order_id)
-    context.limits.hit(Limit.API_BAKONG, client.client)
+    await _may_ask_bakong(context, client, order_id)
     result = await context.bakong.staff.verify_instantly(order_id, actor=client.actor)
     return JSONResponse(VerifyView.of(result).json_dict())
 
@@ -238,8 +244,7 @@ async def verify_order(order_id: int, context: Context, client: Client) -> Respo
     responses=_errors(401, 404, 422, 429),
 )
 async def check_order(order_id: int, context: Context, client: Client) -> Response:
-    await asyncio.to_thread(client_order, context.app.database, client, order_id)
-    context.limits.hit(Limit.API_BAKONG, client.client)
+    await _may_ask_bakong(context, client, order_id)
     report = await context.bakong.staff.check_status(order_id)
     return JSONResponse(PaymentStatusView.of(report).json_dict())
 
@@ -287,31 +292,31 @@ def _current_qr(context: WebContext, client: ApiKey, order_id: int) -> str:
     return current_code(client_order(context.app.database, client, order_id).payments).qr
 
 
-@v1.get(
-    "/orders/{order_id}/qr.png",
-    summary="The order's current code as a PNG",
-    response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, **_errors(401, 404, 422, 429)},
-)
-def order_qr_png(
-    order_id: int, context: Context, client: Client, style: QrStyle = "card"
-) -> Response:
-    qr = _current_qr(context, client, order_id)
-    image = card_png(qr, scale=3) if style == "card" else qr_png(qr)
-    return Response(image, media_type="image/png")
+# The current code as an image: the payment card (default) or the bare code, PNG or SVG.
+_IMAGES: dict[str, tuple[str, dict[str, Callable[[str], bytes]]]] = {
+    "png": ("image/png", {"card": partial(card_png, scale=3), "code": qr_png}),
+    "svg": ("image/svg+xml", {"card": card_svg, "code": qr_svg}),
+}
 
 
-@v1.get(
-    "/orders/{order_id}/qr.svg",
-    summary="The order's current code as an SVG",
-    response_class=Response,
-    responses={200: {"content": {"image/svg+xml": {}}}, **_errors(401, 404, 422, 429)},
-)
-def order_qr_svg(
-    order_id: int, context: Context, client: Client, style: QrStyle = "card"
-) -> Response:
-    qr = _current_qr(context, client, order_id)
-    return Response(card_svg(qr) if style == "card" else qr_svg(qr), media_type="image/svg+xml")
+def _add_image_route(kind: str) -> None:
+    media, drawers = _IMAGES[kind]
+
+    @v1.get(
+        f"/orders/{{order_id}}/qr.{kind}",
+        name=f"order_qr_{kind}",
+        summary=f"The order's current code as {kind.upper()}",
+        response_class=Response,
+        responses={200: {"content": {media: {}}}, **_errors(401, 404, 422, 429)},
+    )
+    def order_qr(
+        order_id: int, context: Context, client: Client, style: QrStyle = "card"
+    ) -> Response:
+        return Response(drawers[style](_current_qr(context, client, order_id)), media_type=media)
+
+
+for _kind in _IMAGES:
+    _add_image_route(_kind)
 
 
 @v1.get(

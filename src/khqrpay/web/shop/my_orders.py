@@ -25,7 +25,7 @@ from khqrpay.web.i18n import _
 from khqrpay.web.ratelimit import Limit, client_address
 from khqrpay.web.shop import session
 from khqrpay.web.shop.pages import PRIVATE_HEADERS, render
-from khqrpay.web.shop.payment import PING_S, RECONNECT_MS, order_event
+from khqrpay.web.shop.payment import RECONNECT_MS, live, order_event, resume_from
 
 router = APIRouter(prefix="/orders")
 Context = Annotated[WebContext, Depends(web_context)]
@@ -68,12 +68,8 @@ async def my_orders_events(
 ) -> EventSourceResponse:
     """Events of this browser's orders (the list redraws itself when one arrives)."""
     orders = await asyncio.to_thread(_mine, context, request)
-    resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
-    return EventSourceResponse(
-        _orders_stream(context, frozenset(mine.order.id for mine in orders), resume),
-        ping=PING_S,
-        headers={**PRIVATE_HEADERS, "x-accel-buffering": "no"},
-    )
+    order_ids = frozenset(mine.order.id for mine in orders)
+    return live(_orders_stream(context, order_ids, resume_from(last_event_id, after)))
 
 
 async def _orders_stream(

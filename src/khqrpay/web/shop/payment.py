@@ -116,7 +116,7 @@ def payment_status(token: str, context: Context) -> JSONResponse:
     return JSONResponse(view.json_dict(), headers=PRIVATE_HEADERS)
 
 
-def _resume_from(last_event: str | None, after: int | None) -> int | None:
+def resume_from(last_event: str | None, after: int | None) -> int | None:
     """Where a stream starts: after the browser's Last-Event-ID when it reconnects, else after
     the feed's position when the page was drawn."""
     if last_event is not None and last_event.strip().isdigit():
@@ -132,11 +132,13 @@ async def payment_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     details = await asyncio.to_thread(_order, context, token)
-    order = details.order
+    return live(_order_stream(context, details.order, resume_from(last_event_id, after)))
+
+
+def live(events: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+    """A page's event stream: pinged so proxies keep it, never buffered or cached."""
     return EventSourceResponse(
-        _order_stream(context, order, _resume_from(last_event_id, after)),
-        ping=PING_S,
-        headers={**PRIVATE_HEADERS, "x-accel-buffering": "no"},
+        events, ping=PING_S, headers={**PRIVATE_HEADERS, "x-accel-buffering": "no"}
     )
 
 
