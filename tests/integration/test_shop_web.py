@@ -422,3 +422,36 @@ def test_the_shop_speaks_khmer_when_asked_and_remembers_it(web: Web) -> None:
     assert switched.status_code == 303
     assert switched.headers["location"] == "/cart"
     assert "កន្ត្រករបស់អ្នក" in browser.get("/cart").text
+
+
+@pytest.mark.parametrize(
+    ("path", "heading", "next_step"),
+    [
+        (
+            [OrderStatus.NEEDS_REVIEW],
+            "Your payment is being checked",
+            "You do not need to pay again",
+        ),
+        ([OrderStatus.CANCELLED], "This order was cancelled", "Order again with a new code"),
+        (
+            [OrderStatus.NEEDS_REVIEW, OrderStatus.REFUNDED],
+            "This order was refunded",
+            "The shop gave your payment back.",
+        ),
+    ],
+)
+def test_every_end_of_an_order_is_told_kindly_with_what_to_do_next(
+    web: Web, path: list[OrderStatus], heading: str, next_step: str
+) -> None:
+    browser, token = _ordered(web)
+    order = web.order(token)
+    with web.app.database.write() as uow:
+        current = OrderStatus.PENDING
+        for status in path:
+            uow.orders.transition(order.id, expected=current, target=status, now_ms=1)
+            current = status
+    page = browser.get(f"/pay/{token}")
+    assert heading in page.text
+    assert next_step in page.text
+    assert "Scan to pay" not in page.text
+    assert "Download QR" not in page.text
