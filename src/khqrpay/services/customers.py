@@ -110,18 +110,23 @@ def price_cart(database: Database, quantities: Mapping[str, int]) -> Cart:
 def check_out(
     database: Database,
     *,
-    cart: Cart,
+    quantities: Mapping[str, int],
     currency: Currency,
     customer: Customer,
     settings: Settings,
     clock: Clock,
 ) -> CreatedOrder:
-    """An order for the cart's lines in `currency` (the engine's checks apply: on sale, in stock
-    now, a Cambodian phone)."""
-    lines = [(line.product.sku, line.quantity) for line in cart.lines_in(currency)]
-    if not lines:
-        raise OrderError("there is nothing to pay in that currency in the cart")
+    """An order for the cart's lines in `currency`, in one transaction (the engine's checks
+    apply: on sale, in stock now, a Cambodian phone)."""
     with database.write() as uow:
+        products = uow.products.by_skus(list(quantities)) if quantities else {}
+        lines = [
+            (sku, quantity)
+            for sku, quantity in quantities.items()
+            if sku in products and products[sku].price.currency is currency
+        ]
+        if not lines:
+            raise OrderError("there is nothing to pay in that currency in the cart")
         return create_order_in(
             uow, lines=lines, customer=customer, settings=settings, clock=clock, actor="customer"
         )

@@ -129,17 +129,16 @@ def checkout(
     """ "KHQR Payment": the order (PENDING) and its code, then the payment page. Stock is checked
     now and taken only when the payment is found."""
     context.limits.hit(Limit.CHECKOUT, client_address(request))
-    cart = _priced(context, request)
-    chosen = Currency(currency)
     errors = _customer_errors(name, phone)
     if errors:
         typed = {"name": name, "phone": phone}
+        cart = _priced(context, request)
         return _cart_page(context, request, cart, errors=errors, typed=typed, status_code=422)
     try:
         created = check_out(
             context.app.database,
-            cart=cart,
-            currency=chosen,
+            quantities=session.cart(request),
+            currency=Currency(currency),
             customer=Customer(name, phone),
             settings=context.app.settings,
             clock=context.app.clock,
