@@ -4,7 +4,7 @@ the order's unguessable token), say they have paid, and open their banking app o
 A customer never reaches an order by its number. Looking orders up by phone needs the token of one
 of them as well, and then shows the phone's other orders with minimal facts only (no items, no
 link, no code): a phone number is no secret, and a link may have been forwarded to a friend who
-pays, so neither alone opens someone's orders (docs/adr/0005-customers-reach-orders-by-token.md).
+pays, so neither alone opens someone's orders (ADR 0005, docs/adr/).
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ from khqrpay.orders.api_clients import ApiKey, IdempotencyConflict
 from khqrpay.orders.model import (
     LineRefused,
     NotEnoughStock,
-    NotForSale,
     Order,
     OrderError,
     OrderStatus,
@@ -105,7 +104,6 @@ def _refused(exc: OrderError, body: OrderIn) -> JSONResponse:
         if isinstance(exc, UnknownSku):
             return api_error(422, "unknown_sku", str(exc), field=f"{field}.sku")
         code = "insufficient_stock" if isinstance(exc, NotEnoughStock) else "not_for_sale"
-        assert isinstance(exc, NotEnoughStock | NotForSale)
         return api_error(409, code, str(exc), field=field)
     return api_error(422, "invalid_input", str(exc), field=None)
 

@@ -283,8 +283,6 @@ def again(token: str, request: Request, context: Context) -> Response:
         created = order_again(
             context.app.database, token, settings=context.app.settings, clock=context.app.clock
         )
-    except OrderNotFound:
-        raise
     except OrderError:
         session.notify(
             request,
