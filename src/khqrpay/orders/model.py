@@ -351,17 +351,6 @@ class KhqrPayment:
     last_outcome: AttemptOutcome | None
 
 
-def current_code(payments: Iterable[KhqrPayment]) -> KhqrPayment:
-    """The code to show for an order (every order has one): the newest still pending, else the
-    newest (paid or expired)."""
-    ordered = sorted(payments, key=lambda payment: payment.id, reverse=True)
-    pending = [payment for payment in ordered if payment.status is PaymentStatus.PENDING]
-    shown = pending or ordered
-    if not shown:
-        raise OrderError("an order without a payment code")
-    return shown[0]
-
-
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 SHORT_HASH_LENGTH = 8
 
@@ -465,6 +454,17 @@ class VerificationAttempt:
     outcome: AttemptOutcome
     latency_ms: int | None = None
     detail: str | None = None
+
+
+def current_code(payments: Iterable[KhqrPayment]) -> KhqrPayment:
+    """The code to show for an order (every order has one): the newest still pending, else the
+    newest (paid or expired)."""
+    ordered = sorted(payments, key=lambda payment: payment.id, reverse=True)
+    pending = [payment for payment in ordered if payment.status is PaymentStatus.PENDING]
+    shown = pending or ordered
+    if not shown:
+        raise OrderError("an order without a payment code")
+    return shown[0]
 
 
 # -- What a payment does to an order -------------------------------------------------------------
