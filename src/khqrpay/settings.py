@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from limits import parse_many
+from pydantic import Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -314,6 +315,74 @@ class Settings(BaseSettings):
             "request's."
         ),
     )
+
+    # Rate limits: every process counts in its own memory, so N web processes allow up to N
+    # times these.
+    web_rate_checkout: str = Field(
+        default="10/minute;100/hour",
+        description=(
+            "Checkouts per client address. "
+            "Limits notation: 10/minute, or several: 10/minute;100/hour."
+        ),
+    )
+    web_rate_paid_per_order: str = Field(
+        default="4/minute",
+        description=(
+            '"I have paid" presses per order. '
+            "Limits notation: 10/minute, or several: 10/minute;100/hour."
+        ),
+    )
+    web_rate_paid_per_client: str = Field(
+        default="15/minute",
+        description=(
+            '"I have paid" presses per client address. '
+            "Limits notation: 10/minute, or several: 10/minute;100/hour."
+        ),
+    )
+    web_rate_lookup: str = Field(
+        default="10/minute;50/hour",
+        description=(
+            "Order look-ups (My orders by phone and order link) per client address. "
+            "Limits notation: 10/minute, or several: 10/minute;100/hour."
+        ),
+    )
+    web_rate_banking_app: str = Field(
+        default="20/minute",
+        description=(
+            '"Open in banking app" deep links per client address. '
+            "Limits notation: 10/minute, or several: 10/minute;100/hour."
+        ),
+    )
+    web_rate_api_key: str = Field(
+        default="600/minute",
+        description=(
+            "API requests per API key. Limits notation: 10/minute, or several: 10/minute;100/hour."
+        ),
+    )
+    web_rate_api_bakong: str = Field(
+        default="60/minute",
+        description=(
+            "API calls that ask Bakong now (verify, check) per API key. "
+            "Limits notation: 10/minute, or several: 10/minute;100/hour."
+        ),
+    )
+
+    @field_validator(
+        "web_rate_checkout",
+        "web_rate_paid_per_order",
+        "web_rate_paid_per_client",
+        "web_rate_lookup",
+        "web_rate_banking_app",
+        "web_rate_api_key",
+        "web_rate_api_bakong",
+    )
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate limit like 10/minute") from exc
+        return value
 
     def merchant_qr(self) -> KHQRInput:
         """The shop's receiving account as a static KHQR; an order's code adds its amount,

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from helpers.engine import new_staff_actions, new_verifier
+from helpers.web import Web
 from khqrpay.bakong import BakongClient
 from khqrpay.bootstrap import App
 from khqrpay.clock import FakeClock, SystemClock
@@ -32,6 +33,7 @@ from khqrpay.services.checkout import CreatedOrder, create_order
 from khqrpay.services.manual import ManualActions
 from khqrpay.services.products import add_product
 from khqrpay.services.verification import Verifier
+from khqrpay.serving import serve_in_thread
 from khqrpay.settings import Settings
 from khqrpay.simulator import SimulatorConfig, run_simulator
 from khqrpay.simulator.server import RunningSimulator
@@ -282,3 +284,43 @@ def _paid_orders(
         for created in orders:
             assert http.post("/_sim/pay", json={"qr": created.payment.qr}).status_code == 201
     return product.id, orders
+
+
+# --- the web app over real HTTP --------------------------------------------------------------
+
+WEB_SECRET = "web-test-secret-key-0123456789abcdef"
+
+
+def web_settings(base: Settings, simulator: RunningSimulator, **changes: Any) -> Settings:
+    return engine_settings(
+        base,
+        simulator,
+        web_secure_cookies=False,
+        web_secret_key=SecretStr(WEB_SECRET),
+        **changes,
+    )
+
+
+@pytest.fixture
+def web_changes() -> dict[str, Any]:
+    """Settings a test module changes for its web app (override the fixture)."""
+    return {}
+
+
+@pytest.fixture
+def web(
+    database_url: str,
+    database: Database,
+    settings: Settings,
+    clock: FakeClock,
+    simulator: RunningSimulator,
+    web_changes: dict[str, Any],
+) -> Iterator[Web]:
+    """The web app on the test's database and FakeClock, asking the simulator; no worker (tests
+    complete orders themselves, e.g. by "I have paid")."""
+    from khqrpay.web.app import create_web_app
+
+    configured = web_settings(settings, simulator, database_url=database_url, **web_changes)
+    app = App(settings=configured, database=database, clock=clock)
+    with serve_in_thread(create_web_app(app), name="web-test") as url:
+        yield Web(url, app, simulator)

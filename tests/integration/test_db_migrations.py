@@ -15,6 +15,8 @@ from khqrpay.db import Database, DatabaseError, migrate
 from khqrpay.db.tables import metadata
 
 TABLES = {
+    "api_keys",
+    "idempotency_keys",
     "products",
     "orders",
     "order_lines",
@@ -105,17 +107,22 @@ def test_db_upgrade_works_from_the_installed_command(tmp_path: Path) -> None:
         database.dispose()
 
 
-def test_0002_adds_the_refund_reference_to_existing_orders_and_removes_it_again(
-    empty_database: Database,
-) -> None:
-    migrate.upgrade(empty_database, "0001")
-    with empty_database.write() as uow:
+def _an_order_at_an_older_revision(database: Database) -> None:
+    """An order written with the columns every revision has (by SQL: the code is newer)."""
+    with database.write() as uow:
         uow.connection.execute(
             sa.text(
                 "INSERT INTO orders (public_token, status, currency, total_minor, created_ms, "
                 "window_end_ms, updated_ms) VALUES ('t', 'PENDING', 'USD', 150, 0, 1, 0)"
             )
         )
+
+
+def test_0002_adds_the_refund_reference_to_existing_orders_and_removes_it_again(
+    empty_database: Database,
+) -> None:
+    migrate.upgrade(empty_database, "0001")
+    _an_order_at_an_older_revision(empty_database)
     migrate.upgrade(empty_database)
     with empty_database.read() as uow:
         assert uow.orders.get(1).refund_reference is None
@@ -124,3 +131,38 @@ def test_0002_adds_the_refund_reference_to_existing_orders_and_removes_it_again(
     assert "refund_reference" not in columns
     with empty_database.read() as uow:
         assert uow.connection.execute(sa.text("SELECT count(*) FROM orders")).scalar_one() == 1
+
+
+def test_0004_keeps_existing_orders_and_removes_what_it_added(empty_database: Database) -> None:
+    migrate.upgrade(empty_database, "0003")
+    _an_order_at_an_older_revision(empty_database)
+    migrate.upgrade(empty_database)
+    with empty_database.read() as uow:
+        order = uow.orders.get(1)
+    assert (order.customer_name, order.reference, order.api_client) == (None, None, None)
+    migrate.downgrade(empty_database, "0003")
+    inspector = sa.inspect(empty_database.engine)
+    columns = {c["name"] for c in inspector.get_columns("orders")}
+    assert not columns & {"customer_name", "reference", "api_client"}
+    assert not {"api_keys", "idempotency_keys"} & set(inspector.get_table_names())
+    with empty_database.read() as uow:
+        assert uow.connection.execute(sa.text("SELECT count(*) FROM orders")).scalar_one() == 1
+
+
+def test_a_client_holds_one_active_key_at_a_time(database: Database) -> None:
+    def add(key_hash: str) -> None:
+        with database.write() as uow:
+            uow.connection.execute(
+                sa.text(
+                    "INSERT INTO api_keys (client, key_hash, shown, created_ms) "
+                    "VALUES ('pos', :key_hash, 'k', 0)"
+                ),
+                {"key_hash": key_hash},
+            )
+
+    add("a" * 64)
+    with pytest.raises(sa.exc.IntegrityError):
+        add("b" * 64)
+    with database.write() as uow:
+        uow.connection.execute(sa.text("UPDATE api_keys SET revoked_ms = 1"))
+    add("b" * 64)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Protocol
 
+from khqrpay.bakong.deeplink import DeeplinkSource
 from khqrpay.bakong.errors import BakongError
 from khqrpay.bakong.outcomes import AccountStatus, CheckResult
 from khqrpay.money import Currency
@@ -29,3 +30,7 @@ class BakongPort(Protocol):
     ) -> CheckResult: ...
 
     async def check_account(self, account_id: str) -> AccountStatus: ...
+
+    async def generate_deeplink(self, qr: str, source_info: DeeplinkSource | None = None) -> str:
+        """A short link that opens the customer's banking app on this KHQR."""
+        ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from khqrpay.cli import (
+    apikeys,
     db,
     demo,
     doctor,
@@ -27,6 +28,7 @@ app.add_typer(qr.app, name="qr")
 app.command("simulator")(simulator.run)
 app.add_typer(db.app, name="db")
 app.add_typer(products.app, name="products")
+app.add_typer(apikeys.app, name="apikey")
 order_actions.register(orders.app)
 app.add_typer(orders.app, name="orders")
 app.command("worker")(worker.run)

@@ -102,6 +102,10 @@ orders = sa.Table(
     sa.Column("refund_reference", sa.String(128)),
     sa.Column("paid_manually_without_hash", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_ms", EpochMs, nullable=False),
+    # Migration 0004: the customer's name, and orders the API makes (by amount: a reference).
+    sa.Column("customer_name", sa.String(100)),
+    sa.Column("reference", sa.String(64)),
+    sa.Column("api_client", sa.String(48)),
     _one_of("status", OrderStatus, "status"),
     _one_of("currency", Currency, "currency"),
     sa.CheckConstraint("total_minor > 0", name="total_positive"),
@@ -113,6 +117,9 @@ orders = sa.Table(
         sqlite_where=sa.text("status = 'PENDING'"),
         postgresql_where=sa.text("status = 'PENDING'"),
     ),
+    # A customer finding their orders by phone; an API client listing its own orders.
+    sa.Index("ix_orders_customer_phone", "customer_phone"),
+    sa.Index("ix_orders_api_client_id", "api_client", "id"),
 )
 
 order_lines = sa.Table(
@@ -260,4 +267,38 @@ outbox = sa.Table(
         sqlite_where=sa.text("published_ms IS NULL"),
         postgresql_where=sa.text("published_ms IS NULL"),
     ),
+)
+
+# The keys of the JSON API's clients, stored as their SHA-256 (the key itself is shown once).
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("client", sa.String(48), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("shown", sa.String(16), nullable=False),
+    sa.Column("created_ms", EpochMs, nullable=False),
+    sa.Column("revoked_ms", EpochMs),
+    # One active key per client; revoked ones stay, for the record.
+    sa.Index(
+        "ix_api_keys_active_client",
+        "client",
+        unique=True,
+        sqlite_where=sa.text("revoked_ms IS NULL"),
+        postgresql_where=sa.text("revoked_ms IS NULL"),
+    ),
+)
+
+# Idempotency-Key of API requests that create orders: the same key and body give the same order.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("client", sa.String(48), nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    # Set in the transaction that claims the key, so no one ever sees it NULL once committed.
+    sa.Column("order_id", Id, sa.ForeignKey("orders.id")),
+    sa.Column("created_ms", EpochMs, nullable=False),
+    sa.UniqueConstraint("client", "key"),
 )

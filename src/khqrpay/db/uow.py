@@ -5,9 +5,11 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from khqrpay.db.repositories import (
+    ApiKeyRepository,
     AttemptRepository,
     AuditRepository,
     EvidenceRepository,
+    IdempotencyRepository,
     OrderRepository,
     OutboxRepository,
     PaymentRepository,
@@ -28,6 +30,8 @@ class UnitOfWork:
         self.audit = AuditRepository(connection)
         self.outbox = OutboxRepository(connection)
         self.attempts = AttemptRepository(connection)
+        self.api_keys = ApiKeyRepository(connection)
+        self.idempotency = IdempotencyRepository(connection)
 
     @property
     def backend(self) -> str:

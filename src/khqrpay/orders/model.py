@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -26,6 +26,26 @@ class OrderNotFound(OrderError):
 
 class ProductNotFound(OrderError):
     """No product has that SKU."""
+
+
+class LineRefused(OrderError):
+    """A checkout line that cannot be ordered; `sku` names it."""
+
+    def __init__(self, message: str, *, sku: str) -> None:
+        super().__init__(message)
+        self.sku = sku
+
+
+class UnknownSku(LineRefused):
+    """No product has the line's SKU."""
+
+
+class NotForSale(LineRefused):
+    """The line's product is off sale."""
+
+
+class NotEnoughStock(LineRefused):
+    """More than is in stock now (a courtesy check at checkout: stock is taken on payment)."""
 
 
 class OrderStatus(enum.StrEnum):
@@ -127,15 +147,18 @@ class AttemptOutcome(enum.StrEnum):
     BAD_RESPONSE = "bad_response"
 
 
-_ACTOR = re.compile(r"^(cli|system|customer|worker:[\w.@:-]{1,56}|staff:[\w .@-]{1,56})$")
+_ACTOR = re.compile(
+    r"^(cli|system|customer|worker:[\w.@:-]{1,56}|staff:[\w .@-]{1,56}|api:[\w.-]{1,56})$"
+)
 
 
 def validate_actor(actor: str) -> str:
     """Who did something, for the audit trail: `cli`, `system`, `customer`, `worker:<id>`,
-    `staff:<name>`."""
+    `staff:<name>`, `api:<client>` (the software holding that API client's key)."""
     if not _ACTOR.match(actor):
         raise OrderError(
-            f"actor {actor!r} is not one of cli, system, customer, worker:<id>, staff:<name>"
+            f"actor {actor!r} is not one of cli, system, customer, worker:<id>, staff:<name>, "
+            "api:<client>"
         )
     return actor
 
@@ -174,6 +197,35 @@ _PHONE_SEPARATORS = re.compile(r"[\s().-]")
 # Cambodian numbers: 8 or 9 digits after the country code 855 (or after a leading 0 nationally).
 _KH_PHONE = re.compile(r"^(?:\+?855|0)([1-9]\d{7,8})$")
 MAX_QUANTITY = 10_000
+
+
+MAX_CUSTOMER_NAME_LENGTH = 100
+MAX_REFERENCE_LENGTH = 64
+_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/#:-]{0,63}$")
+
+
+def normalize_customer_name(name: str | None) -> str | None:
+    """A customer's name as they typed it, spaces collapsed; None when blank. One line of
+    printable text, at most MAX_CUSTOMER_NAME_LENGTH characters (Khmer welcome)."""
+    cleaned = " ".join((name or "").split())
+    if not cleaned:
+        return None
+    if len(cleaned) > MAX_CUSTOMER_NAME_LENGTH or not cleaned.isprintable():
+        raise OrderError(
+            f"a name is one line of at most {MAX_CUSTOMER_NAME_LENGTH} printable characters"
+        )
+    return cleaned
+
+
+def validate_reference(reference: str) -> str:
+    """The caller's own reference for an order paid by amount (an invoice number, `INV-0042`)."""
+    cleaned = reference.strip()
+    if not _REFERENCE.match(cleaned):
+        raise OrderError(
+            f"a reference is 1-{MAX_REFERENCE_LENGTH} characters: letters, digits, spaces and "
+            "._/#:- , starting with a letter or digit"
+        )
+    return cleaned
 
 
 def validate_sku(sku: str) -> str:
@@ -264,6 +316,12 @@ class Order:
     updated_ms: int
     # The reference of the last refund staff recorded (resolving to REFUNDED, clearing a flag).
     refund_reference: str | None = None
+    # The name the customer gave at checkout (optional, like the phone).
+    customer_name: str | None = field(default=None, repr=False)
+    # An order paid by amount through the API (no lines, stock is the caller's): its reference.
+    reference: str | None = None
+    # The API client that created the order (None: the shop's own checkout); only it sees it.
+    api_client: str | None = None
 
     @property
     def currency(self) -> Currency:
@@ -393,6 +451,17 @@ class VerificationAttempt:
     outcome: AttemptOutcome
     latency_ms: int | None = None
     detail: str | None = None
+
+
+def current_code(payments: Iterable[KhqrPayment]) -> KhqrPayment:
+    """The code to show for an order (every order has one): the newest still pending, else the
+    newest (paid or expired)."""
+    ordered = sorted(payments, key=lambda payment: payment.id, reverse=True)
+    pending = [payment for payment in ordered if payment.status is PaymentStatus.PENDING]
+    shown = pending or ordered
+    if not shown:
+        raise OrderError("an order without a payment code")
+    return shown[0]
 
 
 # -- What a payment does to an order -------------------------------------------------------------

@@ -8,17 +8,23 @@ from dataclasses import dataclass, replace
 
 from khqrpay.clock import Clock
 from khqrpay.db import Database, UnitOfWork
-from khqrpay.khqr import encode
+from khqrpay.khqr import EncodedKHQR, KHQRInputError, encode
+from khqrpay.money import Money
 from khqrpay.orders.events import OrderCreated, QrCreated
 from khqrpay.orders.model import (
     KhqrPayment,
     LineRequest,
+    NotEnoughStock,
+    NotForSale,
     Order,
     OrderError,
     OrderLine,
     OrderStatus,
+    UnknownSku,
+    normalize_customer_name,
     normalize_phone,
     validate_actor,
+    validate_reference,
 )
 from khqrpay.orders.schedule import SchedulePolicy
 from khqrpay.settings import Settings
@@ -57,15 +63,15 @@ def _priced_lines(uow: UnitOfWork, requests: list[LineRequest]) -> list[OrderLin
     products = uow.products.by_skus(request.sku for request in requests)
     unknown = [request.sku for request in requests if request.sku not in products]
     if unknown:
-        raise OrderError(f"unknown SKU: {', '.join(unknown)}")
+        raise UnknownSku(f"unknown SKU: {', '.join(unknown)}", sku=unknown[0])
     lines = []
     for request in requests:
         product = products[request.sku]
         if not product.active:
-            raise OrderError(f"{product.sku} is not for sale")
+            raise NotForSale(f"{product.sku} is not for sale", sku=product.sku)
         # A courtesy check only: stock is taken when the payment is confirmed.
         if request.quantity > product.stock:
-            raise OrderError(f"only {product.stock} of {product.sku} left")
+            raise NotEnoughStock(f"only {product.stock} of {product.sku} left", sku=product.sku)
         lines.append(
             OrderLine(product.id, product.sku, product.name, product.price, request.quantity)
         )
@@ -77,6 +83,19 @@ def _priced_lines(uow: UnitOfWork, requests: list[LineRequest]) -> list[OrderLin
     return lines
 
 
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """What a customer may give at checkout, both optional: their name and phone number."""
+
+    name: str | None = None
+    phone: str | None = None
+
+    def normalized(self) -> Customer:
+        """Name spaces collapsed, phone in E.164; `OrderError` says what is wrong."""
+        phone = normalize_phone(self.phone) if self.phone and self.phone.strip() else None
+        return Customer(normalize_customer_name(self.name), phone)
+
+
 def create_order(
     database: Database,
     *,
@@ -85,27 +104,89 @@ def create_order(
     settings: Settings,
     clock: Clock,
     actor: str = "customer",
+    customer_name: str | None = None,
+    api_client: str | None = None,
 ) -> CreatedOrder:
-    """A PENDING order with price snapshots and its first dynamic KHQR, scheduled for checks."""
+    """A PENDING order with price snapshots and its first dynamic KHQR, scheduled for checks.
+    `api_client`: the API client making it (only it sees the order through the API)."""
     validate_actor(actor)
     with database.write() as uow:
-        return _create_order(
-            uow, lines=lines, phone=phone, settings=settings, clock=clock, actor=actor
+        return create_order_in(
+            uow,
+            lines=lines,
+            customer=Customer(customer_name, phone),
+            settings=settings,
+            clock=clock,
+            actor=actor,
+            api_client=api_client,
         )
 
 
-def _create_order(
+def create_order_in(
     uow: UnitOfWork,
     *,
     lines: Iterable[LineRequest | tuple[str, int]],
-    phone: str | None,
+    customer: Customer,
+    settings: Settings,
+    clock: Clock,
+    actor: str,
+    api_client: str | None = None,
+) -> CreatedOrder:
+    """`create_order` in the caller's transaction (the API claims an Idempotency-Key in it)."""
+    customer = customer.normalized()
+    priced = _priced_lines(uow, _merged(lines))
+    total = sum((line.total for line in priced[1:]), start=priced[0].total)
+    return _place(
+        uow,
+        total=total,
+        lines=priced,
+        customer=customer,
+        reference=None,
+        api_client=api_client,
+        settings=settings,
+        clock=clock,
+        actor=actor,
+    )
+
+
+def create_amount_order_in(
+    uow: UnitOfWork,
+    *,
+    amount: Money,
+    reference: str,
+    customer: Customer,
+    api_client: str,
     settings: Settings,
     clock: Clock,
     actor: str,
 ) -> CreatedOrder:
-    customer_phone = normalize_phone(phone) if phone and phone.strip() else None
-    priced = _priced_lines(uow, _merged(lines))
-    total = sum((line.total for line in priced[1:]), start=priced[0].total)
+    """An order for an amount with the caller's reference and no lines: the caller keeps its own
+    stock, so completing it takes none. Its KHQR, schedule and completion are a cart order's."""
+    return _place(
+        uow,
+        total=amount,
+        lines=[],
+        customer=customer.normalized(),
+        reference=validate_reference(reference),
+        api_client=api_client,
+        settings=settings,
+        clock=clock,
+        actor=actor,
+    )
+
+
+def _place(
+    uow: UnitOfWork,
+    *,
+    total: Money,
+    lines: list[OrderLine],
+    customer: Customer,
+    reference: str | None,
+    api_client: str | None,
+    settings: Settings,
+    clock: Clock,
+    actor: str,
+) -> CreatedOrder:
     if total.minor == 0:
         raise OrderError("an order paid by KHQR must cost something")
     policy = settings.schedule_policy()
@@ -113,24 +194,34 @@ def _create_order(
     order = uow.orders.add(
         public_token=secrets.token_urlsafe(TOKEN_BYTES),
         total=total,
-        customer_phone=customer_phone,
-        lines=priced,
+        customer_phone=customer.phone,
+        customer_name=customer.name,
+        reference=reference,
+        api_client=api_client,
+        lines=lines,
         now_ms=now_ms,
         window_end_ms=policy.window_end_ms(now_ms),
     )
     payment = _issue_qr(uow, order, settings, policy, created_ms=now_ms)
+    details: dict[str, object] = {
+        "total": str(total),
+        "lines": len(lines),
+        "payment_id": payment.id,
+    }
+    if reference is not None:
+        details["reference"] = reference
     uow.audit.append(
         order_id=order.id,
         at_ms=now_ms,
         actor=actor,
         action="order_created",
         to_status=OrderStatus.PENDING,
-        details={"total": str(total), "lines": len(priced), "payment_id": payment.id},
+        details=details,
     )
     uow.outbox.add_event(
         OrderCreated(order_id=order.id, status=order.status, at_ms=now_ms), now_ms=now_ms
     )
-    return CreatedOrder(order, tuple(priced), payment)
+    return CreatedOrder(order, tuple(lines), payment)
 
 
 def new_qr_for_order(
@@ -181,17 +272,11 @@ def _new_qr_for_order(
 def _issue_qr(
     uow: UnitOfWork, order: Order, settings: Settings, policy: SchedulePolicy, *, created_ms: int
 ) -> KhqrPayment:
-    encoded = encode(
-        replace(
-            settings.merchant_qr(),
-            currency=order.currency,
-            amount=order.total.amount,
-            bill_number=bill_number(order.id),
-            # Tag 99: the code expires when the order's payment window ends.
-            expires_ms=order.window_end_ms,
-        ),
-        now_ms=created_ms,
-    )
+    try:
+        encoded = _encoded(order, settings, created_ms=created_ms)
+    except KHQRInputError as exc:
+        # A total too long for tag 54 (e.g. a huge amount): refused like any other bad order.
+        raise OrderError(f"the total {order.total} cannot be paid by KHQR: {exc}") from exc
     # Never after the order's final check, whenever in the window the code was made.
     first_check_ms = min(
         policy.first_check_ms(created_ms), policy.final_check_ms(order.window_end_ms)
@@ -207,4 +292,18 @@ def _issue_qr(
         next_check_ms=first_check_ms,
         # The first check is never early: nobody pays in the first seconds.
         earliest_check_ms=first_check_ms,
+    )
+
+
+def _encoded(order: Order, settings: Settings, *, created_ms: int) -> EncodedKHQR:
+    return encode(
+        replace(
+            settings.merchant_qr(),
+            currency=order.currency,
+            amount=order.total.amount,
+            bill_number=bill_number(order.id),
+            # Tag 99: the code expires when the order's payment window ends.
+            expires_ms=order.window_end_ms,
+        ),
+        now_ms=created_ms,
     )

@@ -17,6 +17,7 @@ from khqrpay.bakong.errors import BakongError
 from khqrpay.bakong.outcomes import Paid, Transaction
 from khqrpay.clock import ms_to_datetime
 from khqrpay.money import Money
+from khqrpay.orders.api_clients import ApiKey
 from khqrpay.orders.model import (
     AuditEntry,
     Evidence,
@@ -26,6 +27,7 @@ from khqrpay.orders.model import (
     Product,
     RecordedEvidence,
     VerificationAttempt,
+    current_code,
 )
 from khqrpay.services.checking import CheckRecord
 from khqrpay.services.checkout import CreatedOrder
@@ -490,3 +492,143 @@ class MarkPaidView(Schema):
             reason=completion.reason,
             evidence=None if result.evidence is None else EvidenceView.of(result.evidence),
         )
+
+
+# -- The JSON API (`/api/v1`) --------------------------------------------------------------------
+
+
+class CustomerView(Schema):
+    name: str | None
+    phone: str | None
+
+
+class OrderLinks(Schema):
+    """Where the order lives: the customer's payment page (share it with the customer), its
+    current code as a PNG or SVG payment card, and its events (Server-Sent Events)."""
+
+    payment_page: str
+    qr_png: str
+    qr_svg: str
+    events: str
+
+
+class ApiOrderSummary(Schema):
+    """An API client's order in a listing."""
+
+    id: int
+    status: str
+    amount: str
+    currency: str
+    reference: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    expires_at: Timestamp
+    completed_at: Timestamp | None
+
+    @classmethod
+    def of(cls, order: Order) -> ApiOrderSummary:
+        return cls(**_api_summary_fields(order))
+
+
+def _api_summary_fields(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "status": order.status.value,
+        "amount": amount(order.total),
+        "currency": order.currency.value,
+        "reference": order.reference,
+        "created_at": ms_to_datetime(order.created_ms),
+        "updated_at": ms_to_datetime(order.updated_ms),
+        "expires_at": ms_to_datetime(order.window_end_ms),
+        "completed_at": at(order.completed_ms),
+    }
+
+
+class ApiOrderView(ApiOrderSummary):
+    """One API order: its current KHQR (`qr`, `md5`: the newest code still pending, else the
+    newest), lines (none for an order by amount), the Bakong payments recorded for it, links."""
+
+    qr: str
+    md5: str
+    review_reason: str | None
+    refund_flag: bool
+    customer: CustomerView
+    lines: list[OrderLineView]
+    payments: list[EvidenceView]
+    links: OrderLinks
+
+    @classmethod
+    def details(cls, details: OrderDetails, links: OrderLinks) -> ApiOrderView:
+        order = details.order
+        current = current_code(details.payments)
+        return cls(
+            **_api_summary_fields(order),
+            qr=current.qr,
+            md5=current.md5,
+            review_reason=order.review_reason,
+            refund_flag=order.refund_flag,
+            customer=CustomerView(name=order.customer_name, phone=order.customer_phone),
+            lines=[OrderLineView.of(line) for line in details.lines],
+            payments=[EvidenceView.of(recorded.evidence) for recorded in details.evidence],
+            links=links,
+        )
+
+
+class ApiOrderPage(Schema):
+    """A page of orders, oldest first; `next_cursor` continues after it (None: the last page)."""
+
+    orders: list[ApiOrderSummary]
+    next_cursor: str | None
+
+
+class ApiKeyView(Schema):
+    """An API key as listed: its client and first characters, never the key."""
+
+    name: str
+    key: str
+    active: bool
+    created_at: Timestamp
+    revoked_at: Timestamp | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> ApiKeyView:
+        return cls(
+            name=key.client,
+            key=key.shown + "…",
+            active=key.active,
+            created_at=ms_to_datetime(key.created_ms),
+            revoked_at=at(key.revoked_ms),
+        )
+
+
+class IssuedKeyView(Schema):
+    """A new API key, shown this once."""
+
+    name: str
+    key: str
+
+
+class ApiError(Schema):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ApiErrorView(Schema):
+    """Every API error: a stable `code` for programs and a `message` for people."""
+
+    error: ApiError
+
+
+# -- The customer's pages -------------------------------------------------------------------------
+
+
+class CustomerStatusView(Schema):
+    """What a payment page polls when it cannot keep an event stream open."""
+
+    status: str
+    updated_at: Timestamp
+
+    @classmethod
+    def of(cls, order: Order) -> CustomerStatusView:
+        return cls(status=order.status.value, updated_at=ms_to_datetime(order.updated_ms))

@@ -35,6 +35,7 @@ from khqrpay.settings import Settings
 from khqrpay.web import i18n
 from khqrpay.web.context import WebContext, csrf_token
 from khqrpay.web.feed import EventFeed
+from khqrpay.web.ratelimit import RateLimited, RateLimits
 from khqrpay.web.security import BodyLimit, RequestLanguage, SecurityHeaders
 
 API_PREFIX = "/api/"
@@ -76,7 +77,7 @@ def create_web_app(
         tasks: list[asyncio.Task[None]] = []
         try:
             async with app.bakong(transport=bakong_transport) as bakong:
-                web.state.khqrpay = WebContext(app, bakong, feed, templates)
+                web.state.khqrpay = WebContext(app, bakong, feed, templates, RateLimits(settings))
                 tasks.append(asyncio.create_task(feed.run(stop, bell=bus), name="event-feed"))
                 tasks += [asyncio.create_task(job(app, bakong, bus, stop)) for job in background]
                 yield
@@ -92,7 +93,8 @@ def create_web_app(
         title="khqrpay",
         version="1",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        # The API area serves its docs page itself, from packaged assets (no CDN, no inline script).
+        docs_url=None,
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
     )
@@ -100,6 +102,7 @@ def create_web_app(
     _add_shared_routes(web)
     for area in _areas():
         web.include_router(area)
+    _document_the_api_only(web)
     _add_error_handlers(web, templates)
     # Innermost first: the session, CSRF, the language, the size limit, the headers.
     web.add_middleware(
@@ -134,6 +137,13 @@ def _areas() -> list[Any]:
     return [shop, admin, api]
 
 
+def _document_the_api_only(web: FastAPI) -> None:
+    """The OpenAPI document describes `/api/v1` (checked in as docs/openapi.json), not pages."""
+    from khqrpay.web.api.openapi import api_document
+
+    web.openapi = api_document  # type: ignore[method-assign]
+
+
 def _templates(settings: Settings) -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("khqrpay.web", "templates"),
@@ -144,13 +154,19 @@ def _templates(settings: Settings) -> Jinja2Templates:
         i18n._, i18n.ngettext, newstyle=True
     )
     env.globals |= {
-        "csrf_token": csrf_token,
+        "csrf_token": _template_csrf_token,
         "current_language": i18n.current_language,
         "languages": i18n.LANGUAGES,
         "settings": settings,
     }
     env.filters |= {"money": i18n.money, "local_time": i18n.local_time}
     return Jinja2Templates(env=env)
+
+
+@jinja2.pass_context
+def _template_csrf_token(template: jinja2.runtime.Context, request: Request | None = None) -> str:
+    """`{{ csrf_token() }}` in a template: the token of the request it renders."""
+    return csrf_token(request or template["request"])
 
 
 def _add_shared_routes(web: FastAPI) -> None:
@@ -231,7 +247,16 @@ def _add_error_handlers(web: FastAPI, templates: Jinja2Templates) -> None:
 
     @web.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return respond(request, exc.status_code, str(exc.detail))
+        response = respond(request, exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. WWW-Authenticate
+        return response
+
+    @web.exception_handler(RateLimited)
+    async def rate_limited(request: Request, exc: RateLimited) -> Response:
+        message = i18n._("Too many requests. Please wait a moment and try again.")
+        response = respond(request, 429, message, "rate_limited")
+        response.headers["retry-after"] = str(exc.retry_after_s)
+        return response
 
     @web.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError) -> Response:

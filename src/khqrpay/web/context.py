@@ -1,5 +1,6 @@
 """What an endpoint may use: the app's parts from the composition root, the Bakong services, the
-event feed and the templates. Endpoints get it with `Depends(web_context)` and call services."""
+event feed, the templates and the rate limits. Endpoints get it with `Depends(web_context)` and
+call services."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.responses import Response
 
 from khqrpay.bootstrap import App, BakongServices
 from khqrpay.web.feed import EventFeed
+from khqrpay.web.ratelimit import RateLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,7 @@ class WebContext:
     bakong: BakongServices
     feed: EventFeed
     templates: Jinja2Templates
+    limits: RateLimits
 
     def page(
         self, request: Request, name: str, context: dict[str, Any], *, status_code: int = 200

@@ -5,6 +5,11 @@ race are guarded in SQL (`WHERE status = :expected`, `WHERE stock >= :quantity`)
 whether they happened. One module per table group; services reach them as `uow.<name>`.
 """
 
+from khqrpay.db.repositories.api_clients import (
+    ActiveKeyExists,
+    ApiKeyRepository,
+    IdempotencyRepository,
+)
 from khqrpay.db.repositories.attempts import AttemptRepository
 from khqrpay.db.repositories.audit import AuditRepository
 from khqrpay.db.repositories.evidence import DuplicateHash, EvidenceRepository
@@ -14,11 +19,14 @@ from khqrpay.db.repositories.payments import PaymentRepository
 from khqrpay.db.repositories.products import DuplicateSku, ProductRepository
 
 __all__ = [
+    "ActiveKeyExists",
+    "ApiKeyRepository",
     "AttemptRepository",
     "AuditRepository",
     "DuplicateHash",
     "DuplicateSku",
     "EvidenceRepository",
+    "IdempotencyRepository",
     "OrderRepository",
     "OutboxRepository",
     "PaymentRepository",

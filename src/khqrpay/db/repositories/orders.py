@@ -42,6 +42,9 @@ class OrderRepository:
             paid_manually_without_hash=row.paid_manually_without_hash,
             updated_ms=row.updated_ms,
             refund_reference=row.refund_reference,
+            customer_name=row.customer_name,
+            reference=row.reference,
+            api_client=row.api_client,
         )
 
     def add(
@@ -53,8 +56,12 @@ class OrderRepository:
         lines: Sequence[OrderLine],
         now_ms: int,
         window_end_ms: int,
+        customer_name: str | None = None,
+        reference: str | None = None,
+        api_client: str | None = None,
     ) -> Order:
-        """A new PENDING order with its lines (all in the order's currency)."""
+        """A new PENDING order with its lines (all in the order's currency; none for an order
+        paid by amount)."""
         row = self._connection.execute(
             t.orders.insert()
             .values(
@@ -63,12 +70,17 @@ class OrderRepository:
                 currency=total.currency.value,
                 total_minor=total.minor,
                 customer_phone=customer_phone,
+                customer_name=customer_name,
+                reference=reference,
+                api_client=api_client,
                 created_ms=now_ms,
                 window_end_ms=window_end_ms,
                 updated_ms=now_ms,
             )
             .returning(t.orders)
         ).one()
+        if not lines:
+            return self._order(row)
         self._connection.execute(
             t.order_lines.insert(),
             [
@@ -111,6 +123,44 @@ class OrderRepository:
             raise OrderNotFound("no order has that token")
         return self._order(row)
 
+    def by_tokens(self, public_tokens: Sequence[str]) -> list[Order]:
+        """The orders that have these tokens (unknown ones are left out), newest first."""
+        rows = self._connection.execute(
+            sa.select(t.orders)
+            .where(t.orders.c.public_token.in_(list(public_tokens)))
+            .order_by(t.orders.c.id.desc())
+        )
+        return [self._order(row) for row in rows]
+
+    def with_phone(self, customer_phone: str, *, limit: int) -> list[Order]:
+        """The newest orders placed with this phone number (E.164)."""
+        rows = self._connection.execute(
+            sa.select(t.orders)
+            .where(t.orders.c.customer_phone == customer_phone)
+            .order_by(t.orders.c.id.desc())
+            .limit(limit)
+        )
+        return [self._order(row) for row in rows]
+
+    def of_client(
+        self,
+        api_client: str,
+        *,
+        status: OrderStatus | None,
+        updated_since_ms: int | None,
+        after_id: int,
+        limit: int,
+    ) -> list[Order]:
+        """An API client's orders with ids above `after_id`, oldest first (a page of a listing)."""
+        orders = t.orders.c
+        query = sa.select(t.orders).where(orders.api_client == api_client, orders.id > after_id)
+        if status is not None:
+            query = query.where(orders.status == status.value)
+        if updated_since_ms is not None:
+            query = query.where(orders.updated_ms >= updated_since_ms)
+        rows = self._connection.execute(query.order_by(orders.id).limit(limit))
+        return [self._order(row) for row in rows]
+
     def find(self, status: OrderStatus | None = None) -> list[Order]:
         """Orders, newest first, optionally only those with one status."""
         query = sa.select(t.orders).order_by(t.orders.c.id.desc())
@@ -139,22 +189,29 @@ class OrderRepository:
         )
 
     def lines(self, order_id: int) -> list[OrderLine]:
+        return self.lines_of([order_id]).get(order_id, [])
+
+    def lines_of(self, order_ids: Sequence[int]) -> dict[int, list[OrderLine]]:
+        """The lines of several orders (one query), by order id; an order without lines (one
+        paid by amount) is left out."""
         rows = self._connection.execute(
             sa.select(t.order_lines, t.orders.c.currency)
             .join(t.orders, t.orders.c.id == t.order_lines.c.order_id)
-            .where(t.order_lines.c.order_id == order_id)
+            .where(t.order_lines.c.order_id.in_(list(order_ids)))
             .order_by(t.order_lines.c.id)
         )
-        return [
-            OrderLine(
-                product_id=row.product_id,
-                sku=row.sku,
-                name=row.name,
-                unit_price=money(row.unit_price_minor, row.currency),
-                quantity=row.quantity,
+        lines: dict[int, list[OrderLine]] = {}
+        for row in rows:
+            lines.setdefault(row.order_id, []).append(
+                OrderLine(
+                    product_id=row.product_id,
+                    sku=row.sku,
+                    name=row.name,
+                    unit_price=money(row.unit_price_minor, row.currency),
+                    quantity=row.quantity,
+                )
             )
-            for row in rows
-        ]
+        return lines
 
     def transition(
         self,
