@@ -293,6 +293,12 @@ class BakongClient:
     def circuit_state(self) -> CircuitState:
         return self._breaker.state
 
+    def list_fallback_until_ms(self) -> int | None:
+        """Until when md5s are checked one by one because the md5-list endpoint answered 403
+        (None: the list endpoint is in use)."""
+        until = self._list_blocked_until_ms.get(Endpoint.MD5_LIST, 0)
+        return until if until > self._clock.now_ms() else None
+
     # Token --------------------------------------------------------------------------------------
 
     def _use_token(self, token: BakongToken) -> None:

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from khqrpay.cli import db, demo, order_actions, orders, products, qr, serve, simulator, worker
+from khqrpay.cli import (
+    admin,
+    db,
+    demo,
+    order_actions,
+    orders,
+    products,
+    qr,
+    serve,
+    simulator,
+    worker,
+)
 
 app = typer.Typer(
     name="khqrpay",
@@ -20,4 +31,5 @@ order_actions.register(orders.app)
 app.add_typer(orders.app, name="orders")
 app.command("worker")(worker.run)
 app.command("serve")(serve.run)
+app.add_typer(admin.app, name="admin")
 app.command("demo")(demo.run)

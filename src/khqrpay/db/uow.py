@@ -8,10 +8,12 @@ from khqrpay.db.repositories import (
     AttemptRepository,
     AuditRepository,
     EvidenceRepository,
+    LoginFailureRepository,
     OrderRepository,
     OutboxRepository,
     PaymentRepository,
     ProductRepository,
+    StaffUserRepository,
 )
 
 
@@ -28,6 +30,8 @@ class UnitOfWork:
         self.audit = AuditRepository(connection)
         self.outbox = OutboxRepository(connection)
         self.attempts = AttemptRepository(connection)
+        self.staff_users = StaffUserRepository(connection)
+        self.login_failures = LoginFailureRepository(connection)
 
     @property
     def backend(self) -> str:

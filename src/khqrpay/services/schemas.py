@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
+from khqrpay.accounts import StaffUser
 from khqrpay.bakong.errors import BakongError
 from khqrpay.bakong.outcomes import Paid, Transaction
 from khqrpay.clock import ms_to_datetime
@@ -489,4 +490,26 @@ class MarkPaidView(Schema):
             status=completion.status.value,
             reason=completion.reason,
             evidence=None if result.evidence is None else EvidenceView.of(result.evidence),
+        )
+
+
+class StaffUserView(Schema):
+    """A staff account, never its password hash."""
+
+    id: int
+    name: str
+    role: str
+    disabled: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def of(cls, user: StaffUser) -> StaffUserView:
+        return cls(
+            id=user.id,
+            name=user.name,
+            role=user.role.value,
+            disabled=user.disabled,
+            created_at=ms_to_datetime(user.created_ms),
+            updated_at=ms_to_datetime(user.updated_ms),
         )

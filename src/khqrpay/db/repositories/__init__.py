@@ -5,22 +5,33 @@ race are guarded in SQL (`WHERE status = :expected`, `WHERE stock >= :quantity`)
 whether they happened. One module per table group; services reach them as `uow.<name>`.
 """
 
-from khqrpay.db.repositories.attempts import AttemptRepository
+from khqrpay.db.repositories.attempts import AttemptRepository, CheckRound
 from khqrpay.db.repositories.audit import AuditRepository
 from khqrpay.db.repositories.evidence import DuplicateHash, EvidenceRepository
-from khqrpay.db.repositories.orders import OrderRepository
+from khqrpay.db.repositories.orders import OrderQuery, OrderRepository, OrderSearch
 from khqrpay.db.repositories.outbox import OutboxRepository
 from khqrpay.db.repositories.payments import PaymentRepository
 from khqrpay.db.repositories.products import DuplicateSku, ProductRepository
+from khqrpay.db.repositories.staff_users import (
+    DuplicateUserName,
+    LoginFailureRepository,
+    StaffUserRepository,
+)
 
 __all__ = [
     "AttemptRepository",
     "AuditRepository",
+    "CheckRound",
     "DuplicateHash",
     "DuplicateSku",
+    "DuplicateUserName",
     "EvidenceRepository",
+    "LoginFailureRepository",
+    "OrderQuery",
     "OrderRepository",
+    "OrderSearch",
     "OutboxRepository",
     "PaymentRepository",
     "ProductRepository",
+    "StaffUserRepository",
 ]
