@@ -34,6 +34,10 @@ class LoginRefused(AccountError):
     the first two."""
 
 
+class AccountDisabled(LoginRefused):
+    """The right password for an account the owner disabled."""
+
+
 class LoginThrottled(AccountError):
     """Too many failed logins lately for this user name or from this address."""
 
@@ -178,7 +182,7 @@ def log_in(
     if user is None or not matches:
         raise LoginRefused("wrong user name or password")
     if user.disabled:
-        raise LoginRefused("this account is disabled: ask the owner")
+        raise AccountDisabled("this account is disabled: ask the owner")
     return user
 
 

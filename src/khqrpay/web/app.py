@@ -231,7 +231,10 @@ def _add_error_handlers(web: FastAPI, templates: Jinja2Templates) -> None:
 
     @web.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return respond(request, exc.status_code, str(exc.detail))
+        response = respond(request, exc.status_code, str(exc.detail))
+        # What the status needs kept: a redirect's Location, a 429's Retry-After, a 405's Allow.
+        response.headers.update(exc.headers or {})
+        return response
 
     @web.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
