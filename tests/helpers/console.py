@@ -4,6 +4,7 @@ two accounts: the owner `olivia` and the staff member `sam`."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
+from argon2 import PasswordHasher, profiles
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -20,7 +23,12 @@ from khqrpay.accounts import Role
 from khqrpay.bootstrap import App
 from khqrpay.clock import FakeClock
 from khqrpay.db import Database
+from khqrpay.money import Currency, Money
+from khqrpay.orders.model import LineRequest, Product
+from khqrpay.services import accounts
 from khqrpay.services.accounts import create_user
+from khqrpay.services.checkout import CreatedOrder, create_order
+from khqrpay.services.products import add_product
 from khqrpay.settings import Settings
 from khqrpay.simulator import SimulatorConfig
 from khqrpay.simulator.app import create_app, simulator_of
@@ -29,6 +37,7 @@ from khqrpay.web.app import CSRF_COOKIE, create_web_app
 OWNER = ("olivia", "owner-password-1")
 STAFF = ("sam", "staff-password-1")
 BAKONG_URL = "http://bakong.test"
+_skus = itertools.count(1)
 _CSRF_FIELD = re.compile(r'name="csrftoken" value="([^"]+)"')
 
 
@@ -79,13 +88,43 @@ class Console:
     def page(self, path: str) -> httpx.Response:
         return self.client.get(path, headers={"accept": "text/html"}, follow_redirects=False)
 
+    def product(
+        self, *, price: str = "1.50", currency: str = "USD", stock: int = 10, name: str = "Tea"
+    ) -> Product:
+        return add_product(
+            self.app.database,
+            sku=f"SKU-{next(_skus)}",
+            name=name,
+            price=Money(Decimal(price), Currency(currency)),
+            stock=stock,
+            now_ms=self.clock.now_ms(),
+        )
+
+    def order(self, *lines: tuple[Product, int], phone: str | None = None) -> CreatedOrder:
+        return create_order(
+            self.app.database,
+            lines=[LineRequest(product.sku, quantity) for product, quantity in lines],
+            phone=phone,
+            settings=self.app.settings,
+            clock=self.clock,
+        )
+
     def pay(self, qr: str, **overrides: Any) -> dict[str, Any]:
         """Pay a QR in the simulated banking app; the transaction as Bakong will show it."""
-        body = {"qr": qr, **{k: str(v) if isinstance(v, Decimal) else v for k, v in overrides.items()}}
+        body = {
+            "qr": qr,
+            **{k: str(v) if isinstance(v, Decimal) else v for k, v in overrides.items()},
+        }
         response = self.bank.post("/_sim/pay", json=body)
         assert response.status_code == 201, response.text
         transaction: dict[str, Any] = response.json()["transaction"]
         return transaction
+
+
+def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2 with its cheapest parameters: a test logs in many times."""
+    monkeypatch.setattr(accounts, "HASHER", PasswordHasher.from_parameters(profiles.CHEAPEST))
+    accounts.decoy_hash.cache_clear()
 
 
 def console_settings(settings: Settings, token: str, **changes: Any) -> Settings:

@@ -1,5 +1,6 @@
-"""The dashboard's chart of payments per hour, as the geometry of an SVG drawn on the server (the
-template draws it; CSS colours it): no script, nothing inline the CSP would refuse."""
+"""The dashboard's chart of payments per hour: bars in an SVG drawn on the server, stretched to
+the width the page has (the hour labels and the scale are HTML around it, so text keeps its size
+on a phone and on a desk). No script, nothing inline the CSP would refuse; CSS colours it."""
 
 from __future__ import annotations
 
@@ -9,40 +10,34 @@ from dataclasses import dataclass
 from khqrpay.services.console import HourCount
 from khqrpay.web.i18n import local_time
 
-WIDTH = 720
-HEIGHT = 200
-# Room for the hour labels under the bars and the scale to the left.
-LEFT = 28
-BOTTOM = 22
-TOP = 8
-GAP = 3
-LABEL_EVERY = 3  # hours between two labels
+# The SVG's own units: each hour a slot SLOT wide, the tallest bar HEIGHT high.
+SLOT = 10
+BAR = 7
+HEIGHT = 100
+LABEL_EVERY = 3  # hours between two labels (6 on a phone: CSS hides every other one)
 
 
 @dataclass(frozen=True, slots=True)
 class Bar:
     x: float
     y: float
-    width: float
     height: float
     count: int
     hour: str  # "14:00"
-    label: str | None  # the hour, written under every LABEL_EVERY-th bar
+    label: str | None  # the hour, under every LABEL_EVERY-th bar, the latest included
 
 
 @dataclass(frozen=True, slots=True)
 class Chart:
     width: int
     height: int
-    left: int
-    baseline: float
-    top: float
+    bar_width: int
     scale_max: int
     bars: tuple[Bar, ...]
     total: int
 
 
-def _nice_ceiling(value: int) -> int:
+def nice_ceiling(value: int) -> int:
     """The scale's top: 1, 2, 5, 10, 20, 50... at or above `value` (at least 1)."""
     step = 1
     while True:
@@ -53,31 +48,25 @@ def _nice_ceiling(value: int) -> int:
 
 
 def hourly_chart(hours: Sequence[HourCount]) -> Chart:
-    scale_max = _nice_ceiling(max((hour.count for hour in hours), default=0))
-    plot_height = HEIGHT - TOP - BOTTOM
-    baseline = TOP + plot_height
-    slot = (WIDTH - LEFT) / max(1, len(hours))
+    scale_max = nice_ceiling(max((hour.count for hour in hours), default=0))
     bars = []
     for index, hour in enumerate(hours):
-        height = plot_height * hour.count / scale_max
+        height = round(HEIGHT * hour.count / scale_max, 2)
         written = local_time(hour.start_ms, "HH:mm")
         bars.append(
             Bar(
-                x=round(LEFT + index * slot + GAP / 2, 1),
-                y=round(baseline - height, 1),
-                width=round(slot - GAP, 1),
-                height=round(height, 1),
+                x=index * SLOT + (SLOT - BAR) / 2,
+                y=HEIGHT - height,
+                height=height,
                 count=hour.count,
                 hour=written,
                 label=written if (len(hours) - 1 - index) % LABEL_EVERY == 0 else None,
             )
         )
     return Chart(
-        width=WIDTH,
+        width=len(hours) * SLOT,
         height=HEIGHT,
-        left=LEFT,
-        baseline=baseline,
-        top=TOP,
+        bar_width=BAR,
         scale_max=scale_max,
         bars=tuple(bars),
         total=sum(hour.count for hour in hours),

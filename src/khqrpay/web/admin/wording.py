@@ -26,6 +26,16 @@ def actor(who: str) -> str:
     }.get(kind, who)
 
 
+def phone(e164: str | None) -> str:
+    """`+85512345678` as people in Cambodia write it: `012 345 678` (`097 765 4321`)."""
+    if not e164:
+        return "—"
+    if not e164.startswith("+855"):
+        return e164
+    national = "0" + e164.removeprefix("+855")
+    return f"{national[:3]} {national[3:6]} {national[6:]}"
+
+
 def status(value: str | OrderStatus) -> str:
     return {
         "PENDING": _("Pending"),
