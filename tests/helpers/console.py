@@ -142,16 +142,25 @@ def console_settings(settings: Settings, token: str, **changes: Any) -> Settings
     )
 
 
-@contextmanager
-def running_console(
+def console_apps(
     database: Database, settings: Settings, clock: FakeClock, **changes: Any
-) -> Iterator[Console]:
-    """The console on `database`, with the accounts made, until the block ends."""
+) -> tuple[FastAPI, FastAPI, App]:
+    """The web app on `database` with the accounts made, the simulated Bakong it talks to (in
+    process, no sockets), and the app's parts."""
     bakong: FastAPI = create_app(SimulatorConfig(seed=3), clock=clock)
     token = simulator_of(bakong).token
     app = App(settings=console_settings(settings, token, **changes), database=database, clock=clock)
     for (name, password), role in ((OWNER, Role.OWNER), (STAFF, Role.STAFF)):
         create_user(database, name=name, role=role, password=password, clock=clock, actor="cli")
     web = create_web_app(app, bakong_transport=httpx.ASGITransport(app=bakong))
+    return web, bakong, app
+
+
+@contextmanager
+def running_console(
+    database: Database, settings: Settings, clock: FakeClock, **changes: Any
+) -> Iterator[Console]:
+    """The console in-process until the block ends."""
+    web, bakong, app = console_apps(database, settings, clock, **changes)
     with TestClient(bakong) as bank, TestClient(web, base_url="http://testserver") as client:
         yield Console(client, bank, app, clock)

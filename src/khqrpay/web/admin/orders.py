@@ -29,6 +29,7 @@ from khqrpay.services.schemas import MarkPaidView, PaymentStatusView, VerifyView
 from khqrpay.web.admin.access import require_staff
 from khqrpay.web.admin.live import live_region
 from khqrpay.web.admin.pages import done, fragment, page, refused
+from khqrpay.web.admin import wording
 from khqrpay.web.admin.wording import review_history, verify_summary
 from khqrpay.web.context import WebContext, web_context
 from khqrpay.web.i18n import _, local_time
@@ -158,7 +159,7 @@ def _csv(context: WebContext, filters: OrderFilters) -> str:
                 order.currency.value,
                 local_time(order.created_ms, "yyyy-MM-dd HH:mm:ss"),
                 local_time(order.completed_ms, "yyyy-MM-dd HH:mm:ss"),
-                order.customer_phone,
+                wording.phone(order.customer_phone) if order.customer_phone else "",
                 "yes" if order.refund_flag else "",
                 order.review_reason,
             )
