@@ -4,6 +4,7 @@ and the client."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,7 @@ from khqrpay.services.console import CAMBODIA, Dashboard, dashboard, start_of_da
 from khqrpay.services.staff import cancel_order
 
 if TYPE_CHECKING:
-    from conftest import Shop
+    from conftest import Engine, Shop
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -191,3 +192,26 @@ def test_the_clients_state_and_the_tokens_expiry_reach_the_dashboard(
     ).bakong.token_expires_soon
     assert health.last_answer_ms is None
     assert health.error_rate is None
+
+
+async def test_each_check_round_is_recorded_with_its_bakong_calls(
+    engine: Engine, shop: Shop
+) -> None:
+    """What the dashboard counts comes from the engine: a worker cycle's md5-list call and its
+    QRs, and a Verify Instantly; a Verify Instantly with nothing left to check makes no call."""
+    tea = shop.product(stock=10)
+    orders = [shop.order((tea, 1)) for _ in range(3)]
+    engine.clock.advance(seconds=20)
+    await engine.pay(orders[0].payment.qr)
+
+    await engine.worker().run(asyncio.Event(), once=True)
+    await engine.actions().verify_instantly(orders[1].order.id, actor="staff:sam")
+    await engine.actions().verify_instantly(orders[0].order.id, actor="staff:sam")  # paid: none
+
+    with engine.database.read() as uow:
+        recorded = uow.attempts.rounds_since(0)
+    assert [(r.source, r.calls, r.checks, r.errors) for r in recorded] == [
+        (EvidenceSource.VERIFIER, 1, 3, 0),
+        (EvidenceSource.VERIFY_INSTANTLY, 1, 1, 0),
+    ]
+    assert recorded[0].outcomes == {AttemptOutcome.PAID: 1, AttemptOutcome.NOT_FOUND: 2}

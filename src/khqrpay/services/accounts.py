@@ -173,7 +173,8 @@ def log_in(
     )
     with database.write() as uow:
         now_ms = clock.now_ms()
-        uow.login_failures.prune(before_ms=now_ms - throttle.window_ms)
+        # A failure counts while younger than the window (`LoginThrottle`): older ones go.
+        uow.login_failures.prune(up_to_ms=now_ms - throttle.window_ms)
         if user is None or not matches:
             uow.login_failures.add(user_name=typed, address=address, at_ms=now_ms)
         elif accepted:

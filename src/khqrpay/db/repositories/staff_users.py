@@ -129,8 +129,8 @@ class LoginFailureRepository:
             )
         )
 
-    def prune(self, *, before_ms: int) -> None:
-        """Delete the failures too old to count any more."""
+    def prune(self, *, up_to_ms: int) -> None:
+        """Delete the failures at or before `up_to_ms` (too old to count any more)."""
         self._connection.execute(
-            t.staff_login_failures.delete().where(t.staff_login_failures.c.at_ms < before_ms)
+            t.staff_login_failures.delete().where(t.staff_login_failures.c.at_ms <= up_to_ms)
         )
