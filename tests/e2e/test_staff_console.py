@@ -311,3 +311,20 @@ def test_screenshots_of_the_console(
         page.get_by_role("button", name="Check Payment Status").click()
         expect(page.locator("#action-result")).to_contain_text("What Bakong says now")
         page.screenshot(path=SCREENSHOTS / f"order-{device}.png", full_page=True)
+
+
+def test_the_console_speaks_khmer(browser: Browser, quiet_shop: Shop) -> None:
+    created = quiet_shop.order(("NOM-BANH-CHOK", 2), phone=None)
+    with _context(browser, viewport={"width": 390, "height": 844}) as context:
+        page = context.new_page()
+        log_in(page, quiet_shop, STAFF, f"/admin/orders/{created.order.id}")
+        page.get_by_role("link", name="ខ្មែរ").click()
+        expect(page.get_by_role("button", name="ផ្ទៀងផ្ទាត់ភ្លាមៗ")).to_be_visible()
+        page.get_by_role("button", name="ពិនិត្យស្ថានភាពការបង់ប្រាក់").click()
+        expect(page.locator("#action-result")).to_contain_text("អ្វីដែលបាគងប្រាប់ឥឡូវនេះ")
+        page.screenshot(path=SCREENSHOTS / "order-phone-km.png", full_page=True)
+        page.goto(f"{quiet_shop.url}/admin")
+        expect(page.get_by_role("heading", level=1)).to_have_text(
+            "តាមដានការបញ្ជាទិញដែលកំពុងរង់ចាំ"
+        )
+        page.screenshot(path=SCREENSHOTS / "dashboard-phone-km.png", full_page=True)
