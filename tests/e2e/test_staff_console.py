@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -121,20 +122,21 @@ def _shop(folder: Path, simulator: RunningSimulator, *, worker: bool) -> Iterato
         database.dispose()
 
 
-@pytest.fixture(scope="module")
-def live_shop(
-    tmp_path_factory: pytest.TempPathFactory, simulator: RunningSimulator
-) -> Iterator[Shop]:
-    with _shop(tmp_path_factory.mktemp("live-shop"), simulator, worker=True) as shop:
-        yield shop
+def _shop_fixture(*, worker: bool) -> Any:
+    @pytest.fixture(scope="module")
+    def shop(
+        tmp_path_factory: pytest.TempPathFactory, simulator: RunningSimulator
+    ) -> Iterator[Shop]:
+        folder = tmp_path_factory.mktemp("shop-with-worker" if worker else "shop")
+        with _shop(folder, simulator, worker=worker) as running:
+            yield running
+
+    return shop
 
 
-@pytest.fixture(scope="module")
-def quiet_shop(
-    tmp_path_factory: pytest.TempPathFactory, simulator: RunningSimulator
-) -> Iterator[Shop]:
-    with _shop(tmp_path_factory.mktemp("quiet-shop"), simulator, worker=False) as shop:
-        yield shop
+# A shop whose worker finds payments by itself, and a quiet one where only staff find them.
+live_shop = _shop_fixture(worker=True)
+quiet_shop = _shop_fixture(worker=False)
 
 
 def log_in(page: Page, shop: Shop, account: tuple[str, str], path: str = "/admin") -> None:
@@ -324,7 +326,5 @@ def test_the_console_speaks_khmer(browser: Browser, quiet_shop: Shop) -> None:
         expect(page.locator("#action-result")).to_contain_text("អ្វីដែលបាគងប្រាប់ឥឡូវនេះ")
         page.screenshot(path=SCREENSHOTS / "order-phone-km.png", full_page=True)
         page.goto(f"{quiet_shop.url}/admin")
-        expect(page.get_by_role("heading", level=1)).to_have_text(
-            "តាមដានការបញ្ជាទិញដែលកំពុងរង់ចាំ"
-        )
+        expect(page.get_by_role("heading", level=1)).to_have_text("តាមដានការបញ្ជាទិញដែលកំពុងរង់ចាំ")
         page.screenshot(path=SCREENSHOTS / "dashboard-phone-km.png", full_page=True)

@@ -192,6 +192,8 @@ def test_the_clients_state_and_the_tokens_expiry_reach_the_dashboard(
     ).bakong.token_expires_soon
     assert health.last_answer_ms is None
     assert health.error_rate is None
+    nothing = Money.from_minor(0, Currency.KHR), Money.from_minor(0, Currency.USD)
+    assert figures(database, clock).takings_today == list(nothing)  # both, even at zero
 
 
 async def test_each_check_round_is_recorded_with_its_bakong_calls(

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from khqrpay.bakong.resilience import CircuitState
 from khqrpay.clock import Clock, datetime_to_ms, ms_to_datetime
 from khqrpay.db import CheckRound, Database, OrderQuery, OrderSearch
-from khqrpay.money import Money
+from khqrpay.money import Currency, Money
 from khqrpay.orders.model import (
     AttemptOutcome,
     EvidenceSource,
@@ -94,7 +94,7 @@ class HourCount:
 class Dashboard:
     now_ms: int
     by_status: dict[OrderStatus, int]
-    takings_today: list[Money]
+    takings_today: list[Money]  # riel, dollars
     pending_by_age: dict[str, int]
     # How long after a payment the verifier recorded it, over the last day (None: none found).
     latency_p50_ms: int | None
@@ -126,7 +126,7 @@ def dashboard(
     day_ago_ms = now_ms - _DAY_MS
     with database.read() as uow:
         by_status = uow.orders.count_by_status()
-        takings = uow.orders.completed_totals(since_ms=start_of_day_ms(now_ms))
+        taken = uow.orders.completed_totals(since_ms=start_of_day_ms(now_ms))
         pending = uow.payments.count_pending_by_age(now_ms=now_ms, bands=PENDING_AGE_BANDS)
         evidence = uow.evidence.recorded_since(day_ago_ms)
         rounds = uow.attempts.rounds_since(now_ms - _HOUR_MS)
@@ -135,7 +135,7 @@ def dashboard(
     return Dashboard(
         now_ms=now_ms,
         by_status=by_status,
-        takings_today=takings,
+        takings_today=_in_each_currency(taken),
         pending_by_age=pending,
         latency_p50_ms=percentile(latencies, 0.50),
         latency_p95_ms=percentile(latencies, 0.95),
@@ -145,6 +145,12 @@ def dashboard(
         ),
         bakong=_health(rounds, last_answer_ms, bakong, now_ms, token_warn_days),
     )
+
+
+def _in_each_currency(totals: Sequence[Money]) -> list[Money]:
+    """One total per currency, riel then dollars, nothing taken written as zero."""
+    by_currency = {total.currency: total for total in totals}
+    return [by_currency.get(currency, Money.from_minor(0, currency)) for currency in Currency]
 
 
 def _detection_latencies(evidence: Sequence[RecordedEvidence]) -> list[int]:

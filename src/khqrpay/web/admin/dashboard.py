@@ -4,22 +4,18 @@ by age, detection latency, Bakong's health and payments per hour, live."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from khqrpay.accounts import StaffUser
 from khqrpay.services.console import PENDING_AGE_BANDS, dashboard
-from khqrpay.web.admin.access import require_staff
 from khqrpay.web.admin.charts import hourly_chart
 from khqrpay.web.admin.live import live_region
-from khqrpay.web.admin.pages import fragment, page
-from khqrpay.web.context import WebContext, web_context
+from khqrpay.web.admin.pages import Context, Staff, fragment, page
+from khqrpay.web.context import WebContext
 
 router = APIRouter()
-Context = Annotated[WebContext, Depends(web_context)]
-Staff = Annotated[StaffUser, Depends(require_staff)]
 # Ages and Bakong's last hour change with time alone: redraw at least this often.
 REFRESH_S = 20.0
 

@@ -3,15 +3,13 @@ or record its refund), clear a refund flag. Each takes a reason for the audit tr
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from khqrpay.accounts import StaffUser
-from khqrpay.orders.model import MAX_REASON_LENGTH, MAX_REFUND_REFERENCE_LENGTH, OrderError
+from khqrpay.orders.model import MAX_REFUND_REFERENCE_LENGTH, OrderError
 from khqrpay.orders.model import StaffAction as Resolution
 from khqrpay.services.schemas import StaffActionView
 from khqrpay.services.staff import (
@@ -20,27 +18,24 @@ from khqrpay.services.staff import (
     clear_refund_flag,
     resolve_review,
 )
-from khqrpay.web.admin.access import require_owner
-from khqrpay.web.admin.pages import done, refused
-from khqrpay.web.context import WebContext, web_context
+from khqrpay.web.admin.pages import Context, Owner, Reason, act
 from khqrpay.web.i18n import _
 
 router = APIRouter()
-Context = Annotated[WebContext, Depends(web_context)]
-Owner = Annotated[StaffUser, Depends(require_owner)]
-Reason = Annotated[str, Form(max_length=MAX_REASON_LENGTH)]
 Reference = Annotated[str, Form(max_length=MAX_REFUND_REFERENCE_LENGTH)]
 
 
 async def _decide(
     request: Request, order_id: int, action: Callable[[], StaffActionResult], message: str
 ) -> Response:
-    back = f"/admin/orders/{order_id}"
-    try:
-        result = await asyncio.to_thread(action)
-    except OrderError as exc:
-        return refused(request, back=back, message=str(exc))
-    return done(request, back=back, message=message, result=StaffActionView.of(result))
+    return await act(
+        request,
+        action,
+        back=f"/admin/orders/{order_id}",
+        message=message,
+        refusals=(OrderError,),
+        result=StaffActionView.of,
+    )
 
 
 @router.post("/admin/orders/{order_id}/cancel")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
@@ -27,12 +27,12 @@ from khqrpay.web.admin.access import (
     sign_out,
     take_flashes,
 )
+from khqrpay.web.admin.pages import Context
 from khqrpay.web.app import CSRF_COOKIE
-from khqrpay.web.context import WebContext, web_context
+from khqrpay.web.context import WebContext
 from khqrpay.web.i18n import _
 
 router = APIRouter()
-Context = Annotated[WebContext, Depends(web_context)]
 
 
 def _login_page(

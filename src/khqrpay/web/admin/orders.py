@@ -14,9 +14,8 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from khqrpay.accounts import StaffUser
 from khqrpay.khqr.image import qr_svg
-from khqrpay.orders.model import MAX_REASON_LENGTH, OrderError, OrderStatus
+from khqrpay.orders.model import OrderError, OrderStatus
 from khqrpay.services.checkout import bill_number
 from khqrpay.services.console import (
     OrderFilters,
@@ -26,18 +25,14 @@ from khqrpay.services.console import (
 )
 from khqrpay.services.manual import ActionRefused
 from khqrpay.services.schemas import MarkPaidView, PaymentStatusView, VerifyView
-from khqrpay.web.admin.access import require_staff
-from khqrpay.web.admin.live import live_region
-from khqrpay.web.admin.pages import done, fragment, page, refused
 from khqrpay.web.admin import wording
+from khqrpay.web.admin.live import live_region
+from khqrpay.web.admin.pages import Context, Reason, Staff, done, fragment, page, refused
 from khqrpay.web.admin.wording import review_history, verify_summary
-from khqrpay.web.context import WebContext, web_context
+from khqrpay.web.context import WebContext
 from khqrpay.web.i18n import _, local_time
 
 router = APIRouter()
-Context = Annotated[WebContext, Depends(web_context)]
-Staff = Annotated[StaffUser, Depends(require_staff)]
-Reason = Annotated[str, Form(max_length=MAX_REASON_LENGTH)]
 
 
 # The list ---------------------------------------------------------------------------------------

@@ -4,17 +4,27 @@ form post (the console works without JavaScript, only less live)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Request
+from fastapi import Depends, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from khqrpay.accounts import StaffUser
+from khqrpay.orders.model import MAX_REASON_LENGTH
 from khqrpay.services.schemas import Schema
 from khqrpay.web.admin import wording
-from khqrpay.web.admin.access import flash, take_flashes
+from khqrpay.web.admin.access import flash, require_owner, require_staff, take_flashes
 from khqrpay.web.app import api_error
-from khqrpay.web.context import web_context
+from khqrpay.web.context import WebContext, web_context
+
+_T = TypeVar("_T")
+# What endpoints take: the app's parts, the signed-in account (any, or the owner), a reason.
+Context = Annotated[WebContext, Depends(web_context)]
+Staff = Annotated[StaffUser, Depends(require_staff)]
+Owner = Annotated[StaffUser, Depends(require_owner)]
+Reason = Annotated[str, Form(max_length=MAX_REASON_LENGTH)]
 
 
 def wants_json(request: Request) -> bool:
@@ -73,3 +83,23 @@ def refused(request: Request, *, back: str, message: str, status_code: int = 409
         return api_error(status_code, "refused", message)
     flash(request, "bad", message)
     return RedirectResponse(back, status_code=303)
+
+
+async def act(
+    request: Request,
+    work: Callable[[], _T],
+    *,
+    back: str,
+    message: str,
+    refusals: tuple[type[Exception], ...],
+    result: Callable[[_T], Schema] | None = None,
+) -> Response:
+    """Run a use case (in a thread: it opens its own transaction); `done` with `message` and its
+    `result`, or `refused` with the reason when it raises one of `refusals`."""
+    try:
+        value = await asyncio.to_thread(work)
+    except refusals as exc:
+        return refused(request, back=back, message=str(exc))
+    return done(
+        request, back=back, message=message, result=None if result is None else result(value)
+    )

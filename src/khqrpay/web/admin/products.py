@@ -8,12 +8,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from khqrpay.accounts import StaffUser
 from khqrpay.money import Currency, Money, MoneyError
-from khqrpay.orders.model import MAX_REASON_LENGTH, OrderError, Product
+from khqrpay.orders.model import OrderError, Product
 from khqrpay.services.products import (
     MAX_NAME_LENGTH,
     add_product,
@@ -23,15 +22,11 @@ from khqrpay.services.products import (
     set_product_active,
     update_product,
 )
-from khqrpay.web.admin.access import require_owner
-from khqrpay.web.admin.pages import done, page, refused
-from khqrpay.web.context import WebContext, web_context
+from khqrpay.web.admin.pages import Context, Owner, Reason, act, page
+from khqrpay.web.context import WebContext
 from khqrpay.web.i18n import _
 
 router = APIRouter()
-Context = Annotated[WebContext, Depends(web_context)]
-Owner = Annotated[StaffUser, Depends(require_owner)]
-Reason = Annotated[str, Form(max_length=MAX_REASON_LENGTH)]
 Name = Annotated[str, Form(max_length=MAX_NAME_LENGTH)]
 Price = Annotated[str, Form(max_length=32)]
 BACK = "/admin/products"
@@ -52,12 +47,16 @@ async def products_page(request: Request, context: Context, user: Owner) -> Resp
     return page(request, "products.html", user, values, section="products")
 
 
-async def _change(request: Request, change: Callable[[], Product], message: str) -> Response:
-    try:
-        product = await asyncio.to_thread(change)
-    except (OrderError, MoneyError) as exc:
-        return refused(request, back=BACK, message=str(exc))
-    return done(request, back=f"{BACK}#product-{product.sku}", message=message)
+async def _change(
+    request: Request, sku: str, change: Callable[[], Product], message: str
+) -> Response:
+    return await act(
+        request,
+        change,
+        back=f"{BACK}#product-{sku}",
+        message=message,
+        refusals=(OrderError, MoneyError),
+    )
 
 
 @router.post("/admin/products")
@@ -75,6 +74,7 @@ async def create(
     app = context.app
     return await _change(
         request,
+        sku,
         lambda: add_product(
             app.database,
             sku=sku.strip(),
@@ -103,6 +103,7 @@ async def update(
     app = context.app
     return await _change(
         request,
+        sku,
         lambda: update_product(
             app.database,
             sku,
@@ -130,6 +131,7 @@ async def set_on_sale(
     active = on_sale == "1"
     return await _change(
         request,
+        sku,
         lambda: set_product_active(
             app.database, sku, active=active, clock=app.clock, actor=user.actor, reason=reason
         ),
@@ -151,6 +153,7 @@ async def stock(
     app = context.app
     return await _change(
         request,
+        sku,
         lambda: adjust_stock(
             app.database, sku, by=by, reason=reason, clock=app.clock, actor=user.actor
         ),

@@ -7,19 +7,15 @@ import asyncio
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from khqrpay.accounts import MAX_PASSWORD_LENGTH, AccountError, Role, StaffUser
 from khqrpay.services.accounts import create_user, list_users, set_disabled, set_password
-from khqrpay.web.admin.access import require_owner
-from khqrpay.web.admin.pages import done, page, refused
-from khqrpay.web.context import WebContext, web_context
+from khqrpay.web.admin.pages import Context, Owner, act, page, refused
 from khqrpay.web.i18n import _
 
 router = APIRouter()
-Context = Annotated[WebContext, Depends(web_context)]
-Owner = Annotated[StaffUser, Depends(require_owner)]
 Password = Annotated[str, Form(max_length=MAX_PASSWORD_LENGTH)]
 BACK = "/admin/users"
 
@@ -32,11 +28,7 @@ async def users_page(request: Request, context: Context, user: Owner) -> Respons
 
 
 async def _change(request: Request, change: Callable[[], StaffUser], message: str) -> Response:
-    try:
-        await asyncio.to_thread(change)
-    except AccountError as exc:
-        return refused(request, back=BACK, message=str(exc))
-    return done(request, back=BACK, message=message)
+    return await act(request, change, back=BACK, message=message, refusals=(AccountError,))
 
 
 @router.post("/admin/users")
