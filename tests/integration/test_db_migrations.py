@@ -26,6 +26,9 @@ TABLES = {
     "verification_attempts",
     "verification_attempt_totals",
     "outbox",
+    "verification_rounds",
+    "staff_users",
+    "staff_login_failures",
 }
 
 

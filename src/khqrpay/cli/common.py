@@ -12,6 +12,7 @@ import pydantic
 import typer
 from sqlalchemy.exc import OperationalError
 
+from khqrpay.accounts import AccountError
 from khqrpay.bootstrap import App, bootstrap
 from khqrpay.db import DatabaseError
 from khqrpay.khqr import KHQRError
@@ -48,7 +49,7 @@ def reported_errors() -> Iterator[None]:
     """Input or state the command refuses becomes `error: ...` on stderr and exit code 2."""
     try:
         yield
-    except (OrderError, MoneyError, KHQRError, DatabaseError) as exc:
+    except (OrderError, AccountError, MoneyError, KHQRError, DatabaseError) as exc:
         fail(str(exc))
     except pydantic.ValidationError as exc:
         fail(f"invalid settings: {exc}")

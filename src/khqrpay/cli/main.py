@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from khqrpay.cli import (
+    admin,
     apikeys,
     db,
     demo,
@@ -33,5 +34,6 @@ order_actions.register(orders.app)
 app.add_typer(orders.app, name="orders")
 app.command("worker")(worker.run)
 app.command("serve")(serve.run)
+app.add_typer(admin.app, name="admin")
 app.command("demo")(demo.run)
 app.command("doctor")(doctor.run)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
+from khqrpay.accounts import Role
 from khqrpay.money import Currency
 from khqrpay.orders.model import (
     AttemptOutcome,
@@ -110,6 +111,8 @@ orders = sa.Table(
     _one_of("currency", Currency, "currency"),
     sa.CheckConstraint("total_minor > 0", name="total_positive"),
     sa.Index("ix_orders_status_id", "status", "id"),
+    # The staff dashboard's takings of the day.
+    sa.Index("ix_orders_completed_ms", "completed_ms"),
     # The expiry sweep's query: pending orders whose window has ended.
     sa.Index(
         "ix_orders_pending_window_end",
@@ -204,6 +207,8 @@ payment_evidence = sa.Table(
     sa.Column("recorded_ms", EpochMs, nullable=False),
     _one_of("source", EvidenceSource, "source"),
     _one_of("paid_time", PaidTime, "paid_time"),
+    # The staff dashboard's figures of the last day.
+    sa.Index("ix_payment_evidence_recorded_ms", "recorded_ms"),
 )
 
 # Append-only: nothing updates or deletes it; triggers (created by the migration) refuse to.
@@ -301,4 +306,50 @@ idempotency_keys = sa.Table(
     sa.Column("order_id", Id, sa.ForeignKey("orders.id")),
     sa.Column("created_ms", EpochMs, nullable=False),
     sa.UniqueConstraint("client", "key"),
+)
+
+# One row per check → apply round (a verifier cycle, a Verify Instantly): how many Bakong calls
+# it made and what the QRs' answers were. Unlike the attempts above (only the last few of each QR
+# are kept) every round is here, for a while: the staff dashboard counts the last hour's calls.
+verification_rounds = sa.Table(
+    "verification_rounds",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("at_ms", EpochMs, nullable=False, index=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("calls", sa.Integer, nullable=False),
+    sa.Column("checks", sa.Integer, nullable=False),
+    # Checks Bakong gave no answer for (an error of any kind: the schedule's `ErrorKind`s).
+    sa.Column("errors", sa.Integer, nullable=False),
+    # How many QRs got each outcome: {"not_found": 12, "paid": 1}.
+    sa.Column("outcomes", Json, nullable=False),
+    _one_of("source", EvidenceSource, "source"),
+)
+
+# The accounts of the staff console. Names are stored lower case; passwords as argon2 hashes.
+staff_users = sa.Table(
+    "staff_users",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("name", sa.String(32), nullable=False, unique=True),
+    sa.Column("role", sa.String(8), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("sessions_valid_from_ms", EpochMs, nullable=False),
+    sa.Column("created_ms", EpochMs, nullable=False),
+    sa.Column("updated_ms", EpochMs, nullable=False),
+    _one_of("role", Role, "role"),
+)
+
+# Failed staff logins of the last minutes, for throttling by user name and by client address
+# (shared by every web process; old rows are deleted as new ones come).
+staff_login_failures = sa.Table(
+    "staff_login_failures",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("at_ms", EpochMs, nullable=False),
+    sa.Column("user_name", sa.String(64), nullable=False),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Index("ix_staff_login_failures_user_name_at_ms", "user_name", "at_ms"),
+    sa.Index("ix_staff_login_failures_address_at_ms", "address", "at_ms"),
 )

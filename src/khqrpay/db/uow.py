@@ -10,10 +10,12 @@ from khqrpay.db.repositories import (
     AuditRepository,
     EvidenceRepository,
     IdempotencyRepository,
+    LoginFailureRepository,
     OrderRepository,
     OutboxRepository,
     PaymentRepository,
     ProductRepository,
+    StaffUserRepository,
 )
 
 
@@ -32,6 +34,8 @@ class UnitOfWork:
         self.attempts = AttemptRepository(connection)
         self.api_keys = ApiKeyRepository(connection)
         self.idempotency = IdempotencyRepository(connection)
+        self.staff_users = StaffUserRepository(connection)
+        self.login_failures = LoginFailureRepository(connection)
 
     @property
     def backend(self) -> str:

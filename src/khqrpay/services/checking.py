@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -55,6 +56,8 @@ from khqrpay.services.expiry import expire_order_if_unpaid
 from khqrpay.settings import Settings
 
 _log = get_logger(__name__)
+# How long each check round is kept (the staff dashboard shows the last hour and last day).
+ROUNDS_KEPT_MS = 48 * 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,8 @@ class CheckedQr:
     target: CheckTarget
     answer: Answer
     latency_ms: int
+    # Which Bakong call of its round answered it (one md5-list call per batch).
+    call: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +176,9 @@ class PaymentChecker:
     ) -> list[CheckedQr] | None:
         """One md5-list call per batch, concurrently. None if `abandon` was set first (the calls
         are then cancelled)."""
-        asking = asyncio.ensure_future(asyncio.gather(*(self._ask(batch) for batch in batches)))
+        asking = asyncio.ensure_future(
+            asyncio.gather(*(self._ask(batch, call) for call, batch in enumerate(batches)))
+        )
         if abandon is not None:
             abandoned = asyncio.ensure_future(abandon.wait())
             waited: set[asyncio.Future[Any]] = {asking, abandoned}
@@ -183,7 +190,7 @@ class PaymentChecker:
                 return None
         return [checked for batch in await asking for checked in batch]
 
-    async def _ask(self, batch: Sequence[CheckTarget]) -> list[CheckedQr]:
+    async def _ask(self, batch: Sequence[CheckTarget], call: int) -> list[CheckedQr]:
         started = time.perf_counter()
         answers: dict[str, Answer]
         try:
@@ -193,7 +200,10 @@ class PaymentChecker:
         latency_ms = round((time.perf_counter() - started) * 1000)
         return [
             CheckedQr(
-                target, answers.get(target.md5.lower(), missing_from_list(target.md5)), latency_ms
+                target,
+                answers.get(target.md5.lower(), missing_from_list(target.md5)),
+                latency_ms,
+                call,
             )
             for target in batch
         ]
@@ -244,7 +254,8 @@ class _Application:
                 rest.append(item)
             else:
                 completed.append(record)
-        scheduled = run_retried(partial(self._schedule, rest, completed))
+        calls = len({item.call for item in checked})
+        scheduled = run_retried(partial(self._schedule, rest, completed, calls))
         records = (
             *completed,
             *(self._expire_order(r) if r.payment_expired else r for r in scheduled),
@@ -304,10 +315,11 @@ class _Application:
             )
 
     def _schedule(
-        self, rest: Sequence[CheckedQr], completed: Sequence[CheckRecord]
+        self, rest: Sequence[CheckedQr], completed: Sequence[CheckRecord], calls: int
     ) -> list[CheckRecord]:
         """One transaction: reschedule, back off or expire every QR not recorded paid, record
-        all attempts, and raise the alert if Bakong refused the token."""
+        all attempts and the round (its `calls`), and raise the alert if Bakong refused the
+        token."""
         with self.database.write() as uow:
             # In id order, so two transactions touching the same rows never deadlock.
             records = [
@@ -333,6 +345,14 @@ class _Application:
                 ],
                 keep=self.attempts_kept,
             )
+            if calls:
+                uow.attempts.record_round(
+                    at_ms=self.now_ms,
+                    source=self.source,
+                    calls=calls,
+                    outcomes=Counter(record.outcome for record in [*completed, *records]),
+                    keep_ms=ROUNDS_KEPT_MS,
+                )
             refused = next((i.answer for i in rest if isinstance(i.answer, Unauthorized)), None)
             if refused is not None:
                 self._alert_unauthorized(uow, refused)

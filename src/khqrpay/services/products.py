@@ -7,6 +7,7 @@ from khqrpay.clock import Clock
 from khqrpay.db import Database, DuplicateSku, UnitOfWork
 from khqrpay.money import Money
 from khqrpay.orders.model import (
+    AuditEntry,
     OrderError,
     Product,
     ProductNotFound,
@@ -16,6 +17,14 @@ from khqrpay.orders.model import (
 )
 
 MAX_NAME_LENGTH = 200
+# Every audited change to the catalogue.
+PRODUCT_ACTIONS = (
+    "product_added",
+    "product_updated",
+    "product_activated",
+    "product_deactivated",
+    "stock_adjusted",
+)
 # Stock is an INTEGER column: keep well inside its range.
 MAX_STOCK = 1_000_000_000
 
@@ -71,6 +80,12 @@ def _add_product(
 def list_products(database: Database) -> list[Product]:
     with database.read() as uow:
         return uow.products.list_all()
+
+
+def recent_product_changes(database: Database, *, limit: int = 20) -> list[AuditEntry]:
+    """The newest changes to the catalogue, who made them and why."""
+    with database.read() as uow:
+        return uow.audit.latest(PRODUCT_ACTIONS, limit=limit)
 
 
 def _locked(uow: UnitOfWork, sku: str) -> Product:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
+from khqrpay.accounts import StaffUser
 from khqrpay.bakong.errors import BakongError
 from khqrpay.bakong.outcomes import Paid, Transaction
 from khqrpay.clock import ms_to_datetime
@@ -632,3 +633,25 @@ class CustomerStatusView(Schema):
     @classmethod
     def of(cls, order: Order) -> CustomerStatusView:
         return cls(status=order.status.value, updated_at=ms_to_datetime(order.updated_ms))
+
+
+class StaffUserView(Schema):
+    """A staff account, never its password hash."""
+
+    id: int
+    name: str
+    role: str
+    disabled: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def of(cls, user: StaffUser) -> StaffUserView:
+        return cls(
+            id=user.id,
+            name=user.name,
+            role=user.role.value,
+            disabled=user.disabled,
+            created_at=ms_to_datetime(user.created_ms),
+            updated_at=ms_to_datetime(user.updated_ms),
+        )

@@ -248,7 +248,9 @@ def _add_error_handlers(web: FastAPI, templates: Jinja2Templates) -> None:
     @web.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         response = respond(request, exc.status_code, str(exc.detail))
-        response.headers.update(exc.headers or {})  # e.g. WWW-Authenticate
+        # What the status needs kept: a redirect's Location, a 429's Retry-After, a 405's Allow,
+        # a 401's WWW-Authenticate.
+        response.headers.update(exc.headers or {})
         return response
 
     @web.exception_handler(RateLimited)

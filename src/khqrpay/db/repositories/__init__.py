@@ -10,25 +10,36 @@ from khqrpay.db.repositories.api_clients import (
     ApiKeyRepository,
     IdempotencyRepository,
 )
-from khqrpay.db.repositories.attempts import AttemptRepository
+from khqrpay.db.repositories.attempts import AttemptRepository, CheckRound
 from khqrpay.db.repositories.audit import AuditRepository
 from khqrpay.db.repositories.evidence import DuplicateHash, EvidenceRepository
-from khqrpay.db.repositories.orders import OrderRepository
+from khqrpay.db.repositories.orders import OrderQuery, OrderRepository, OrderSearch
 from khqrpay.db.repositories.outbox import OutboxRepository
 from khqrpay.db.repositories.payments import PaymentRepository
 from khqrpay.db.repositories.products import DuplicateSku, ProductRepository
+from khqrpay.db.repositories.staff_users import (
+    DuplicateUserName,
+    LoginFailureRepository,
+    StaffUserRepository,
+)
 
 __all__ = [
     "ActiveKeyExists",
     "ApiKeyRepository",
     "AttemptRepository",
     "AuditRepository",
+    "CheckRound",
     "DuplicateHash",
     "DuplicateSku",
+    "DuplicateUserName",
     "EvidenceRepository",
     "IdempotencyRepository",
+    "LoginFailureRepository",
+    "OrderQuery",
     "OrderRepository",
+    "OrderSearch",
     "OutboxRepository",
     "PaymentRepository",
     "ProductRepository",
+    "StaffUserRepository",
 ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -11,6 +12,22 @@ from sqlalchemy.engine import Connection
 
 from khqrpay.db import tables as t
 from khqrpay.orders.model import AttemptOutcome, EvidenceSource, VerificationAttempt
+from khqrpay.orders.schedule import ErrorKind
+
+# Outcomes that are no answer from Bakong, only an error (they share the schedule's names).
+ERROR_OUTCOMES = frozenset(AttemptOutcome(kind.value) for kind in ErrorKind)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRound:
+    """One check → apply round: its Bakong calls and what the QRs' answers were."""
+
+    at_ms: int
+    source: EvidenceSource
+    calls: int
+    checks: int
+    errors: int
+    outcomes: Mapping[AttemptOutcome, int]
 
 
 class AttemptRepository:
@@ -120,3 +137,57 @@ class AttemptRepository:
         )
         # `Row.count` is tuple.count, so the columns are read by position.
         return {AttemptOutcome(outcome): count for outcome, count in rows}
+
+    def record_round(
+        self,
+        *,
+        at_ms: int,
+        source: EvidenceSource,
+        calls: int,
+        outcomes: Mapping[AttemptOutcome, int],
+        keep_ms: int,
+    ) -> None:
+        """One round of checks (`calls` Bakong calls, each QR's outcome counted); rounds older
+        than `keep_ms` are deleted."""
+        counted = {outcome.value: count for outcome, count in outcomes.items() if count}
+        self._connection.execute(
+            t.verification_rounds.insert().values(
+                at_ms=at_ms,
+                source=source.value,
+                calls=calls,
+                checks=sum(counted.values()),
+                errors=sum(outcomes.get(outcome, 0) for outcome in ERROR_OUTCOMES),
+                outcomes=counted,
+            )
+        )
+        self._connection.execute(
+            t.verification_rounds.delete().where(t.verification_rounds.c.at_ms < at_ms - keep_ms)
+        )
+
+    def rounds_since(self, since_ms: int) -> list[CheckRound]:
+        """The rounds from `since_ms` on, oldest first."""
+        rounds = t.verification_rounds.c
+        rows = self._connection.execute(
+            sa.select(t.verification_rounds)
+            .where(rounds.at_ms >= since_ms)
+            .order_by(rounds.at_ms, rounds.id)
+        )
+        return [
+            CheckRound(
+                at_ms=row.at_ms,
+                source=EvidenceSource(row.source),
+                calls=row.calls,
+                checks=row.checks,
+                errors=row.errors,
+                outcomes={AttemptOutcome(k): int(v) for k, v in row.outcomes.items()},
+            )
+            for row in rows
+        ]
+
+    def last_answered_ms(self) -> int | None:
+        """When Bakong last answered a check (a round with fewer errors than checks)."""
+        rounds = t.verification_rounds.c
+        last: int | None = self._connection.execute(
+            sa.select(sa.func.max(rounds.at_ms)).where(rounds.errors < rounds.checks)
+        ).scalar()
+        return last

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from khqrpay.db import tables as t
 from khqrpay.orders.model import AuditEntry, OrderStatus
@@ -52,6 +53,21 @@ class AuditRepository:
             .where(t.audit_log.c.order_id == order_id)
             .order_by(t.audit_log.c.id)
         )
+        return self._entries(rows)
+
+    def latest(self, actions: Collection[str], *, limit: int) -> list[AuditEntry]:
+        """The newest entries about no order (products, accounts) with one of `actions`."""
+        audit = t.audit_log.c
+        rows = self._connection.execute(
+            sa.select(t.audit_log)
+            .where(audit.order_id.is_(None), audit.action.in_(sorted(actions)))
+            .order_by(audit.id.desc())
+            .limit(limit)
+        )
+        return self._entries(rows)
+
+    @staticmethod
+    def _entries(rows: Iterable[Row[Any]]) -> list[AuditEntry]:
         return [
             AuditEntry(
                 id=row.id,

@@ -101,6 +101,15 @@ class EvidenceRepository:
         )
         return [self._recorded(row) for row in rows]
 
+    def recorded_since(self, since_ms: int) -> list[RecordedEvidence]:
+        """Every transfer recorded from `since_ms` on, oldest first."""
+        rows = self._connection.execute(
+            sa.select(t.payment_evidence)
+            .where(t.payment_evidence.c.recorded_ms >= since_ms)
+            .order_by(t.payment_evidence.c.recorded_ms)
+        )
+        return [self._recorded(row) for row in rows]
+
     def link_payment(self, bakong_hash: str, payment_id: int) -> bool:
         """Name the QR a hash paid, when it was recorded without one (staff gave the hash)."""
         result = self._connection.execute(

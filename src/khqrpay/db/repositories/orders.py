@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +20,28 @@ from khqrpay.orders.model import (
     PaymentStatus,
     can_transition,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSearch:
+    """What a search text may be, read by the caller; an order matching any of them is found."""
+
+    ids: tuple[int, ...] = ()
+    token: str | None = None
+    phone: str | None = None  # a whole number, E.164
+    phone_digits: str | None = None  # digits the number contains
+    hex_prefix: str | None = None  # the start of a QR's md5 or of a Bakong hash (lower case)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderQuery:
+    """The staff's order list: each field set narrows it."""
+
+    status: OrderStatus | None = None
+    refund_flagged: bool = False
+    created_from_ms: int | None = None
+    created_before_ms: int | None = None
+    search: OrderSearch | None = None
 
 
 class OrderRepository:
@@ -232,3 +255,78 @@ class OrderRepository:
             .values(status=target.value, updated_ms=now_ms, **columns)
         )
         return result.rowcount == 1
+
+    def query(self, query: OrderQuery, *, limit: int, offset: int = 0) -> tuple[list[Order], int]:
+        """One page of the orders `query` describes, newest first, and how many there are."""
+        conditions = _conditions(query)
+        total = self._connection.execute(
+            sa.select(sa.func.count()).select_from(t.orders).where(*conditions)
+        ).scalar_one()
+        rows = self._connection.execute(
+            sa.select(t.orders)
+            .where(*conditions)
+            .order_by(t.orders.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return [self._order(row) for row in rows], int(total)
+
+    def count_by_status(self) -> dict[OrderStatus, int]:
+        rows = self._connection.execute(
+            sa.select(t.orders.c.status, sa.func.count()).group_by(t.orders.c.status)
+        )
+        counts = dict.fromkeys(OrderStatus, 0)
+        counts.update((OrderStatus(status), count) for status, count in rows)
+        return counts
+
+    def completed_totals(self, *, since_ms: int) -> list[Money]:
+        """What the orders completed since `since_ms` took, one sum per currency."""
+        orders = t.orders.c
+        rows = self._connection.execute(
+            sa.select(orders.currency, sa.func.sum(orders.total_minor))
+            .where(orders.status == OrderStatus.COMPLETED.value, orders.completed_ms >= since_ms)
+            .group_by(orders.currency)
+            .order_by(orders.currency)
+        )
+        return [money(int(total), currency) for currency, total in rows]
+
+
+def _conditions(query: OrderQuery) -> list[sa.ColumnElement[bool]]:
+    orders = t.orders.c
+    conditions: list[sa.ColumnElement[bool]] = []
+    if query.status is not None:
+        conditions.append(orders.status == query.status.value)
+    if query.refund_flagged:
+        conditions.append(orders.refund_flag.is_(sa.true()))
+    if query.created_from_ms is not None:
+        conditions.append(orders.created_ms >= query.created_from_ms)
+    if query.created_before_ms is not None:
+        conditions.append(orders.created_ms < query.created_before_ms)
+    if query.search is not None:
+        conditions.append(_matches(query.search))
+    return conditions
+
+
+def _matches(search: OrderSearch) -> sa.ColumnElement[bool]:
+    orders, payments, evidence = t.orders.c, t.khqr_payments.c, t.payment_evidence.c
+    alternatives: list[sa.ColumnElement[bool]] = []
+    if search.ids:
+        alternatives.append(orders.id.in_(search.ids))
+    if search.token is not None:
+        alternatives.append(orders.public_token == search.token)
+    if search.phone is not None:
+        alternatives.append(orders.customer_phone == search.phone)
+    if search.phone_digits is not None:
+        alternatives.append(orders.customer_phone.contains(search.phone_digits, autoescape=True))
+    if search.hex_prefix is not None:
+        alternatives += [
+            sa.exists().where(
+                payments.order_id == orders.id,
+                payments.md5.startswith(search.hex_prefix, autoescape=True),
+            ),
+            sa.exists().where(
+                evidence.order_id == orders.id,
+                evidence.bakong_hash.startswith(search.hex_prefix, autoescape=True),
+            ),
+        ]
+    return sa.or_(sa.false(), *alternatives)

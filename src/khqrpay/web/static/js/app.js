@@ -5,8 +5,10 @@
 
 const khqrpay = (() => {
   /** Follow a stream of events. EventSource reconnects by itself and sends Last-Event-ID, so no
-   *  event is lost; if the stream keeps failing (a proxy that buffers), poll `pollUrl` instead. */
-  function follow({ streamUrl, pollUrl, onEvent, onPoll, pollEveryMs = 3000 }) {
+   *  event is lost; if the stream keeps failing (a proxy that buffers), poll `pollUrl` instead.
+   *  A stream the server refuses outright (EventSource gives up at once) also falls back to
+   *  polling; a poll answered 401/403 (signed out) stops and calls `onRefused(status)`. */
+  function follow({ streamUrl, pollUrl, onEvent, onPoll, onRefused, pollEveryMs = 3000 }) {
     let failures = 0;
     let polling = null;
     let source = null;
@@ -16,6 +18,10 @@ const khqrpay = (() => {
         try {
           const response = await fetch(pollUrl, { headers: { accept: "application/json" }, credentials: "same-origin" });
           if (response.ok) onPoll(await response.json());
+          else if ((response.status === 401 || response.status === 403) && onRefused) {
+            clearInterval(polling);
+            onRefused(response.status);
+          }
         } catch (error) { /* offline for a moment: try again at the next tick */ }
       };
       tick();
@@ -26,7 +32,7 @@ const khqrpay = (() => {
     source.addEventListener("open", () => { failures = 0; });
     source.addEventListener("error", () => {
       failures += 1;
-      if (failures >= 3) startPolling();
+      if (source.readyState === EventSource.CLOSED || failures >= 3) startPolling();
     });
     source.onmessage = (message) => onEvent(JSON.parse(message.data), message);
     return () => { source.close(); clearInterval(polling); };
@@ -38,7 +44,8 @@ const khqrpay = (() => {
     return meta ? meta.content : "";
   }
 
-  /** POST a form's fields with fetch; resolves to the JSON answer (or throws with its message). */
+  /** POST a form's fields with fetch; resolves to the JSON answer (or throws with its message
+   *  and the HTTP `status`). */
   async function send(form) {
     const response = await fetch(form.action, {
       method: "POST",
@@ -49,7 +56,7 @@ const khqrpay = (() => {
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
       const message = body.error ? body.error.message : response.statusText;
-      throw new Error(message);
+      throw Object.assign(new Error(message), { status: response.status });
     }
     return body;
   }
