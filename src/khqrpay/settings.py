@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "KHQRPAY_"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names the variables, never their values (one
+    may be a secret)."""
+
+
+def bakong_token_problem(token: str) -> str | None:
+    """Why this text cannot be a Bakong bearer token (it goes into an HTTP header), or None."""
+    if any(character.isspace() or not character.isprintable() for character in token.strip()):
+        return "a Bakong token must not contain spaces or control characters"
+    return None
 
 
 def _default_database_url() -> str:
@@ -16,7 +32,7 @@ class Settings(BaseSettings):
     """Every figure a deployment may change; the schedule's figures are in seconds."""
 
     model_config = SettingsConfigDict(
-        env_prefix="KHQRPAY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
     database_url: str = Field(default_factory=_default_database_url)
@@ -73,6 +89,46 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     attempts_kept_per_payment: int = Field(default=20, ge=1)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text_is_utf8(cls, value: object) -> object:
+        # Python keeps bytes of the environment that are not UTF-8 as lone surrogates.
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("is not UTF-8 text") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _a_database_url(cls, url: str) -> str:
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError):  # the messages may quote the URL and its password
+            raise ValueError(
+                "is not a database URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)"
+            ) from None
+        return url
+
+    @field_validator("bakong_token")
+    @classmethod
+    def _token_fits_a_header(cls, token: SecretStr) -> SecretStr:
+        problem = bakong_token_problem(token.get_secret_value())
+        if problem is not None:
+            raise ValueError(problem)
+        return token
+
 
 def load_settings() -> Settings:
-    return Settings()
+    """The settings of the environment; raises `SettingsError` naming each variable that is
+    wrong and why, without its value."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"{ENV_PREFIX}{'.'.join(str(part) for part in error['loc']).upper()}: "
+            + error["msg"].removeprefix("Value error, ")
+            for error in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        raise SettingsError(f"invalid settings: {'; '.join(problems)}") from None

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-import pydantic
 import typer
 from sqlalchemy.exc import OperationalError
 
@@ -17,7 +16,7 @@ from khqrpay.db import Database, DatabaseError, migrate
 from khqrpay.khqr import KHQRError
 from khqrpay.money import Money, MoneyError
 from khqrpay.orders.model import OrderError
-from khqrpay.settings import Settings, load_settings
+from khqrpay.settings import Settings, SettingsError, load_settings
 
 USAGE_ERROR = 2
 
@@ -48,10 +47,8 @@ def reported_errors() -> Iterator[None]:
     """Input or state the command refuses becomes `error: ...` on stderr and exit code 2."""
     try:
         yield
-    except (OrderError, MoneyError, KHQRError, DatabaseError) as exc:
+    except (OrderError, MoneyError, KHQRError, DatabaseError, SettingsError) as exc:
         fail(str(exc))
-    except pydantic.ValidationError as exc:
-        fail(f"invalid settings: {exc}")
     except OperationalError as exc:
         # The driver's message names the problem; the statement and parameters are left out.
         fail(f"database error: {str(exc.orig).strip().splitlines()[0]}")

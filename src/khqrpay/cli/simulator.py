@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from pydantic import SecretStr, ValidationError
 
+from khqrpay.cli.common import reported_errors
 from khqrpay.settings import load_settings
 from khqrpay.simulator.config import SimulatorConfig
 from khqrpay.simulator.faults import FaultConfig
@@ -62,11 +63,14 @@ def run(
     """Serve a simulated Bakong Open API, with its control API and banking page under /_sim/."""
     if not token.strip():
         raise typer.BadParameter("the token must not be empty", param_hint="--token")
+    if not account:
+        with reported_errors():
+            account = [load_settings().merchant_account]
     try:
         config = SimulatorConfig(
             token=SecretStr(token.strip()),
             registered_emails=frozenset(email) if email else SimulatorConfig().registered_emails,
-            known_accounts=frozenset(account or [load_settings().merchant_account]),
+            known_accounts=frozenset(account),
             faults=FaultConfig(
                 server_error=server_error,
                 service_unavailable=service_unavailable,
