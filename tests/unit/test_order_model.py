@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import (
     ALLOWED_TRANSITIONS,
+    MAX_ID,
     Action,
     Decision,
     Evidence,
@@ -21,16 +22,21 @@ from khqrpay.orders.model import (
     Order,
     OrderError,
     OrderFacts,
+    OrderNotFound,
     OrderStatus,
     can_transition,
+    clean_reason,
     conflict_flags_refund,
     conflict_reason_for_recorded_order,
     decide,
     find_mismatch,
     normalize_phone,
+    staff_actor,
     status_after,
     validate_actor,
+    validate_order_id,
     validate_sku,
+    validate_text,
 )
 
 SHOP = "shop@devb"
@@ -105,7 +111,7 @@ def test_valid_skus(sku: str) -> None:
     assert validate_sku(sku) == sku
 
 
-@pytest.mark.parametrize("sku", ["", "-x", "a b", "A" * 65, "tea/1", "é"])
+@pytest.mark.parametrize("sku", ["", "-x", "a b", "A" * 65, "tea/1", "é", "TEA-1\n"])
 def test_invalid_skus_are_refused(sku: str) -> None:
     with pytest.raises(OrderError, match="SKU"):
         validate_sku(sku)
@@ -124,12 +130,16 @@ def test_line_requests_parse_and_validate() -> None:
         LineRequest("TEA-1", True)
 
 
-@pytest.mark.parametrize("actor", ["cli", "system", "customer", "worker:host-1:42", "staff:Dara"])
+@pytest.mark.parametrize(
+    "actor", ["cli", "system", "customer", "worker:host-1:42", "staff:Dara", "staff:ដារ៉ា"]
+)
 def test_valid_actors(actor: str) -> None:
     assert validate_actor(actor) == actor
 
 
-@pytest.mark.parametrize("actor", ["", "staff:", "robot", "worker:" + "x" * 57, "staff:a\nb"])
+@pytest.mark.parametrize(
+    "actor", ["", "staff:", "robot", "worker:" + "x" * 57, "staff:a\nb", "cli\n", "staff:dara\n"]
+)
 def test_invalid_actors_are_refused(actor: str) -> None:
     with pytest.raises(OrderError, match="actor"):
         validate_actor(actor)
@@ -689,3 +699,83 @@ def test_the_recorded_order_is_told_which_order_and_qr_the_transfer_paid() -> No
     assert conflict_reason_for_recorded_order(paid(H1), qr_md5=None, paid_order_id=7) == (
         f"its recorded Bakong payment {H1[:8]} was made for a QR of order 7"
     )
+
+
+# -- text, ids and amounts from outside ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "multiline", "words"),
+    [
+        ("Iced\x01tea", False, "control characters"),
+        ("Iced\ntea", False, "control characters"),
+        ("Iced\x7ftea", False, "control characters"),
+        ("Iced\x85tea", False, "control characters"),
+        ("receipt\x00", True, "control characters"),
+        ("caf\udce9", False, "not valid UTF-8"),
+        ("caf\udce9", True, "not valid UTF-8"),
+    ],
+)
+def test_names_and_reasons_with_control_characters_or_undecodable_bytes_are_refused(
+    text: str, multiline: bool, words: str
+) -> None:
+    with pytest.raises(OrderError, match=words):
+        validate_text(text, "a name", multiline=multiline)
+
+
+@pytest.mark.parametrize(
+    ("text", "multiline"),
+    [("Iced tea", False), ("កាហ្វេទឹកកក", False), ("Café\u200bnoir", False), ("seen\r\n\tok", True)],
+)
+def test_printable_text_in_any_script_is_accepted(text: str, multiline: bool) -> None:
+    assert validate_text(text, "a name", multiline=multiline) == text
+
+
+def test_a_reason_is_cleaned_and_bounded() -> None:
+    assert clean_reason("  receipt shown\nat the till ") == "receipt shown\nat the till"
+    assert clean_reason("   ") is None
+    assert clean_reason(None) is None
+    with pytest.raises(OrderError, match="at most 500"):
+        clean_reason("x" * 501)
+    with pytest.raises(OrderError, match="not valid UTF-8"):
+        clean_reason("bad \udcff")
+
+
+@pytest.mark.parametrize("name", ["Dara", " Sok Dara ", "dara.k@shop", "x" * 56, "ដារ៉ា"])
+def test_staff_names_become_staff_actors(name: str) -> None:
+    assert staff_actor(name) == f"staff:{name.strip()}"
+    assert len(staff_actor(name)) <= 64  # the actor column
+
+
+@pytest.mark.parametrize("name", ["", "  ", "!!bad!!", "x" * 57, "a\nb", "a\udcffb", "a:b"])
+def test_bad_staff_names_are_refused_with_the_rule(name: str) -> None:
+    with pytest.raises(OrderError, match="a staff name is 1 to 56"):
+        staff_actor(name)
+
+
+@pytest.mark.parametrize("order_id", [1, 42, MAX_ID])
+def test_ids_a_row_can_have_are_accepted(order_id: int) -> None:
+    assert validate_order_id(order_id) == order_id
+
+
+@pytest.mark.parametrize("order_id", [0, -1, MAX_ID + 1, 10**20, True])
+def test_ids_no_row_can_have_are_not_found_before_any_query(order_id: int) -> None:
+    with pytest.raises(OrderNotFound, match="not found"):
+        validate_order_id(order_id)
+
+
+@pytest.mark.parametrize("quantity", ["²", "١", "1" * 5000, "99999999999"])
+def test_a_line_quantity_is_ascii_digits_in_range(quantity: str) -> None:
+    with pytest.raises(OrderError, match=r"SKU:QTY|between 1 and"):
+        LineRequest.parse(f"TEA-1:{quantity}")
+    assert LineRequest.parse("TEA-1:0003") == LineRequest("TEA-1", 3)
+
+
+def test_a_phone_with_digits_of_another_script_is_refused() -> None:
+    with pytest.raises(OrderError, match="not a Cambodian number"):
+        normalize_phone("0١٢٣٤٥٦٧٨")
+
+
+def test_a_hash_with_a_trailing_line_break_is_refused() -> None:
+    with pytest.raises(OrderError, match="64 lower-case"):
+        paid(H1 + "\n")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import typer
 
 from khqrpay.cli import db, demo, order_actions, orders, products, qr, simulator, worker
+from khqrpay.cli.common import OneLineErrorsGroup
 
 app = typer.Typer(
     name="khqrpay",
     help="Automatic KHQR (Bakong) payment verification.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=OneLineErrorsGroup,
 )
 app.add_typer(qr.app, name="qr")
 app.command("simulator")(simulator.run)

@@ -13,10 +13,10 @@ from typing import Annotated, TypeVar
 import typer
 
 from khqrpay.bakong import BakongClient, BakongError, Paid, Transaction
-from khqrpay.cli.common import amount, iso, open_database, print_json
+from khqrpay.cli.common import OrderId, Staff, actor_of, amount, iso, open_database, print_json
 from khqrpay.clock import SystemClock
 from khqrpay.db import Database
-from khqrpay.orders.model import Evidence, VerificationAttempt, validate_actor
+from khqrpay.orders.model import Evidence, VerificationAttempt
 from khqrpay.services.completion import CompletionResult
 from khqrpay.services.manual import (
     ManualActions,
@@ -30,16 +30,6 @@ from khqrpay.settings import Settings
 from khqrpay.worker import new_worker_id
 
 _T = TypeVar("_T")
-
-OrderId = Annotated[int, typer.Argument(min=1, help="The order's id.")]
-Staff = Annotated[
-    str | None,
-    typer.Option(help="Who acts, for the audit trail (recorded as staff:NAME; default: cli)."),
-]
-
-
-def _actor(staff: str | None) -> str:
-    return validate_actor("cli" if staff is None else f"staff:{staff.strip()}")
 
 
 @asynccontextmanager
@@ -67,7 +57,7 @@ def _run(action: Callable[[ManualActions], Awaitable[_T]]) -> _T:
 
 def verify(order_id: OrderId, staff: Staff = None) -> None:
     """Verify Instantly: check every unexpired QR of the order now; complete it if paid."""
-    actor = _actor(staff)
+    actor = actor_of(staff)
     print_json(verify_json(_run(lambda actions: actions.verify_instantly(order_id, actor=actor))))
 
 
@@ -90,7 +80,7 @@ def mark_paid(
     staff: Staff = None,
 ) -> None:
     """Mark as Paid (staff override)."""
-    actor = _actor(staff)
+    actor = actor_of(staff)
     result = _run(
         lambda actions: actions.mark_paid(order_id, reason=reason, bakong_hash=hash_, actor=actor)
     )

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from khqrpay.cli.common import amount, fail, iso, open_database, print_json
+from khqrpay.cli.common import OrderId, amount, fail, iso, open_database, print_json
 from khqrpay.clock import SystemClock
 from khqrpay.orders.model import (
     AuditEntry,
@@ -125,7 +125,7 @@ def create(
 
 
 @app.command()
-def show(order_id: Annotated[int, typer.Argument(help="The order's id.")]) -> None:
+def show(order_id: OrderId) -> None:
     """An order's status, lines, QR codes, payment evidence and audit trail."""
     with open_database() as (database, _settings), database.read() as uow:
         details = order_details(uow, order_id)

@@ -11,7 +11,7 @@ import typer
 from prometheus_client import start_http_server
 
 from khqrpay.bakong import BakongClient
-from khqrpay.cli.common import open_database
+from khqrpay.cli.common import LogLevel, LogLevelOption, open_database
 from khqrpay.clock import SystemClock
 from khqrpay.db import Database
 from khqrpay.events import create_event_bus
@@ -30,7 +30,7 @@ def run(
     once: Annotated[
         bool, typer.Option("--once", help="One cycle, one sweep, one relay; then exit.")
     ] = False,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    log_level: LogLevelOption = LogLevel.INFO,
     json_logs: Annotated[bool, typer.Option("--json-logs", help="One JSON object a line.")] = False,
 ) -> None:
     """Run the payment verifier worker."""

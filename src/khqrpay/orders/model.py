@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -98,28 +99,95 @@ class Topic(enum.StrEnum):
     ORDER_PAYMENT_CONFLICT = "order.payment_conflict"
 
 
-_ACTOR = re.compile(r"^(cli|system|customer|worker:[\w.@:-]{1,56}|staff:[\w .@-]{1,56})$")
+# Row ids are 64-bit signed integers in both databases (BIGINT identities, SQLite's INTEGER): a
+# larger number cannot name a row, and a query with it fails in the driver instead.
+MAX_ID = 2**63 - 1
+
+
+def validate_order_id(order_id: int) -> int:
+    """An id some order could have; any other is OrderNotFound before a query is made."""
+    if isinstance(order_id, bool) or not isinstance(order_id, int) or not 1 <= order_id <= MAX_ID:
+        raise OrderNotFound(f"order {order_id} not found")
+    return order_id
+
+
+# Audit actors fit the 64-character actor column: "staff:" and at most 56 characters.
+MAX_STAFF_NAME_LENGTH = 56
+_ACTOR = re.compile(r"cli|system|customer|worker:[\w.@:-]{1,56}")
+_STAFF_PREFIX = "staff:"
+
+
+def _is_staff_name(name: str) -> bool:
+    """Letters and digits of any script with their combining marks (Khmer vowel signs are
+    marks), spaces, '_', '.', '@' and '-'."""
+    return 1 <= len(name) <= MAX_STAFF_NAME_LENGTH and all(
+        character.isalnum()
+        or character in " _.@-"
+        or unicodedata.category(character) in ("Mn", "Mc")
+        for character in name
+    )
 
 
 def validate_actor(actor: str) -> str:
     """Who did something, for the audit trail: `cli`, `system`, `customer`, `worker:<id>`,
     `staff:<name>`."""
-    if not _ACTOR.match(actor):
+    staff_name = actor.removeprefix(_STAFF_PREFIX) if actor.startswith(_STAFF_PREFIX) else None
+    if not (_ACTOR.fullmatch(actor) or (staff_name is not None and _is_staff_name(staff_name))):
         raise OrderError(
             f"actor {actor!r} is not one of cli, system, customer, worker:<id>, staff:<name>"
         )
     return actor
 
 
-_SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+def staff_actor(name: str) -> str:
+    """The audit trail's actor for a member of staff: `staff:<name>`."""
+    cleaned = name.strip()
+    if not _is_staff_name(cleaned):
+        raise OrderError(
+            f"a staff name is 1 to {MAX_STAFF_NAME_LENGTH} letters, digits, spaces, "
+            f"'_', '.', '@' or '-'; not {cleaned!r}"
+        )
+    return f"{_STAFF_PREFIX}{cleaned}"
+
+
+# Tab and line breaks, which a multi-line text (a reason typed in a form) may hold.
+_LINE_BREAKS = frozenset("\t\n\r")
+
+
+def validate_text(text: str, what: str, *, multiline: bool = False) -> str:
+    """Text for people (a name, a reason): valid Unicode, and no control characters, which
+    would garble a receipt, a log line or a terminal (tabs and line breaks if `multiline`)."""
+    for character in text:
+        category = unicodedata.category(character)
+        if category == "Cs":  # a byte that was not UTF-8, as Python escapes it in argv
+            raise OrderError(f"{what} is not valid UTF-8 text")
+        if category == "Cc" and not (multiline and character in _LINE_BREAKS):
+            raise OrderError(f"{what} must not contain control characters such as {character!r}")
+    return text
+
+
+MAX_REASON_LENGTH = 500
+
+
+def clean_reason(reason: str | None) -> str | None:
+    """A reason people give (staff's why): stripped, None if blank, at most 500 characters."""
+    cleaned = (reason or "").strip() or None
+    if cleaned is None:
+        return None
+    if len(cleaned) > MAX_REASON_LENGTH:
+        raise OrderError(f"a reason is at most {MAX_REASON_LENGTH} characters")
+    return validate_text(cleaned, "a reason", multiline=True)
+
+
+_SKU = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _PHONE_SEPARATORS = re.compile(r"[\s().-]")
 # Cambodian numbers: 8 or 9 digits after the country code 855 (or after a leading 0 nationally).
-_KH_PHONE = re.compile(r"^(?:\+?855|0)([1-9]\d{7,8})$")
+_KH_PHONE = re.compile(r"(?:\+?855|0)([1-9][0-9]{7,8})")
 MAX_QUANTITY = 10_000
 
 
 def validate_sku(sku: str) -> str:
-    if not _SKU.match(sku):
+    if not _SKU.fullmatch(sku):
         raise OrderError(
             f"SKU {sku!r} must be 1-64 characters: letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -130,7 +198,7 @@ def validate_sku(sku: str) -> str:
 def normalize_phone(phone: str) -> str:
     """A Cambodian phone number in E.164 form (`+85512345678`), from `012 345 678` and the like."""
     compact = _PHONE_SEPARATORS.sub("", phone)
-    match = _KH_PHONE.match(compact)
+    match = _KH_PHONE.fullmatch(compact)
     if match is None:
         raise OrderError(
             f"phone {phone!r} is not a Cambodian number (e.g. 012 345 678 or +855 12 345 678)"
@@ -168,9 +236,13 @@ class LineRequest:
     def parse(cls, text: str) -> LineRequest:
         """`SKU:QTY` as the CLI takes it."""
         sku, separator, quantity = text.rpartition(":")
-        if not separator or not quantity.strip().isdigit():
+        digits = quantity.strip()
+        if not separator or not (digits.isascii() and digits.isdigit()):
             raise OrderError(f"line {text!r} must be SKU:QTY with a whole quantity, e.g. TEA-1:2")
-        return cls(sku.strip(), int(quantity))
+        # Python refuses int() of thousands of digits; any number that long is out of range.
+        if len(digits.lstrip("0")) > len(str(MAX_QUANTITY)):
+            raise OrderError(f"quantity of {sku.strip()} must be between 1 and {MAX_QUANTITY}")
+        return cls(sku.strip(), int(digits))
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +306,7 @@ class KhqrPayment:
     last_outcome: AttemptOutcome | None
 
 
-_HASH = re.compile(r"^[0-9a-f]{64}$")
+_HASH = re.compile(r"[0-9a-f]{64}")
 SHORT_HASH_LENGTH = 8
 
 
@@ -250,7 +322,7 @@ class Evidence:
     paid_ms: int
 
     def __post_init__(self) -> None:
-        if not _HASH.match(self.bakong_hash):
+        if not _HASH.fullmatch(self.bakong_hash):
             raise OrderError("a Bakong hash is 64 lower-case hexadecimal characters")
         if not isinstance(self.amount, Decimal) or not self.amount.is_finite():
             raise OrderError("a paid amount is a finite Decimal")

@@ -24,14 +24,13 @@ from khqrpay.orders.model import (
     OrderStatus,
     PaymentStatus,
     Topic,
+    clean_reason,
     conflict_flags_refund,
     conflict_reason_for_recorded_order,
     decide,
     status_after,
     validate_actor,
 )
-
-MAX_REASON_LENGTH = 500
 
 # The audit trail's name for what each action did to the order.
 AUDIT_ACTIONS = {
@@ -151,11 +150,9 @@ def _conflict_hashes(uow: UnitOfWork, order_id: int) -> frozenset[str]:
 
 
 def _staff_reason(source: EvidenceSource, reason: str | None) -> str | None:
-    cleaned = (reason or "").strip() or None
+    cleaned = clean_reason(reason)
     if source is EvidenceSource.MARK_PAID and cleaned is None:
         raise OrderError("Mark as Paid needs a reason")
-    if cleaned is not None and len(cleaned) > MAX_REASON_LENGTH:
-        raise OrderError(f"a reason is at most {MAX_REASON_LENGTH} characters")
     return cleaned
 
 

@@ -26,8 +26,10 @@ from khqrpay.orders.model import (
     OrderStatus,
     PaymentStatus,
     VerificationAttempt,
+    clean_reason,
     find_mismatch,
     validate_actor,
+    validate_order_id,
 )
 from khqrpay.orders.schedule import SchedulePolicy
 from khqrpay.services.completion import CompletionResult, record_payment
@@ -41,8 +43,8 @@ from khqrpay.services.verification import (
 )
 
 RECENT_ATTEMPTS = 20
-_FULL_HASH = re.compile(r"^[0-9a-f]{64}$")
-_SHORT_HASH = re.compile(r"^[0-9a-f]{8}$")
+_FULL_HASH = re.compile(r"[0-9a-f]{64}")
+_SHORT_HASH = re.compile(r"[0-9a-f]{8}")
 
 
 class ActionRefused(OrderError):
@@ -97,6 +99,7 @@ class ManualActions:
     async def verify_instantly(self, order_id: int, *, actor: str) -> VerifyResult:
         """Check every unexpired QR of the order now; complete it if one is paid."""
         validate_actor(actor)
+        validate_order_id(order_id)
         before, payments = await asyncio.to_thread(self._order_and_payments, order_id)
         pending = [CheckTarget.of(p) for p in payments if p.status is PaymentStatus.PENDING]
         checks = await self._verifier.check_and_apply(
@@ -108,6 +111,7 @@ class ManualActions:
     async def check_status(self, order_id: int) -> PaymentStatusReport:
         """What Bakong says now about each QR of the order, and the recent attempts. Read-only:
         a paid answer is reported, not recorded (that is Verify Instantly's job)."""
+        validate_order_id(order_id)
         order, payments, attempts = await asyncio.to_thread(self._recent_attempts, order_id)
         answers: dict[str, CheckResult | BakongError] = {}
         if payments:
@@ -130,7 +134,8 @@ class ManualActions:
         changes. Without one, the order completes with no evidence (and is flagged
         `paid_manually_without_hash`)."""
         validate_actor(actor)
-        if not reason or not reason.strip():
+        validate_order_id(order_id)
+        if clean_reason(reason) is None:
             raise ActionRefused("Mark as Paid needs a reason")
         evidence = None
         if bakong_hash is not None and bakong_hash.strip():
@@ -143,14 +148,14 @@ class ManualActions:
         return MarkPaidResult(result, evidence)
 
     async def _confirmed_evidence(self, order_id: int, given: str) -> Evidence:
-        if not (_FULL_HASH.match(given) or _SHORT_HASH.match(given)):
+        if not (_FULL_HASH.fullmatch(given) or _SHORT_HASH.fullmatch(given)):
             raise ActionRefused(
                 "a Bakong hash is 64 hexadecimal characters, or its first 8 (the short hash)"
             )
         order, payments = await asyncio.to_thread(self._order_and_payments, order_id)
         accounts = frozenset(p.to_account for p in payments)
         try:
-            if _FULL_HASH.match(given):
+            if _FULL_HASH.fullmatch(given):
                 answer = await self._client.check_hash(given)
             else:
                 answer = await self._client.check_short_hash(
@@ -215,6 +220,7 @@ class ManualActions:
 def watch_order(database: Database, order_id: int, *, policy: SchedulePolicy, clock: Clock) -> int:
     """A customer is watching the order: its pending QRs become hot for the hot window and their
     next check is pulled forward. How many QRs were made hot."""
+    validate_order_id(order_id)
     now_ms = clock.now_ms()
     watched = 0
     with database.write() as uow:

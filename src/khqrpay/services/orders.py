@@ -12,6 +12,7 @@ from khqrpay.orders.model import (
     OrderLine,
     OrderStatus,
     RecordedEvidence,
+    validate_order_id,
 )
 
 
@@ -27,6 +28,7 @@ class OrderDetails:
 
 
 def order_details(uow: UnitOfWork, order_id: int) -> OrderDetails:
+    validate_order_id(order_id)
     return OrderDetails(
         order=uow.orders.get(order_id),
         lines=tuple(uow.orders.lines(order_id)),

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from khqrpay.db import DuplicateSku, UnitOfWork
 from khqrpay.money import Money
-from khqrpay.orders.model import OrderError, Product, validate_actor, validate_sku
+from khqrpay.orders.model import (
+    OrderError,
+    Product,
+    validate_actor,
+    validate_sku,
+    validate_text,
+)
+from khqrpay.services.checkout import validate_payable
 
 MAX_NAME_LENGTH = 200
 # Stock is an INTEGER column: keep well inside its range.
@@ -21,10 +28,12 @@ def add_product(
     now_ms: int,
     actor: str = "system",
 ) -> Product:
-    """A new, active product; refuses a duplicate SKU, a blank name or a stock out of range."""
+    """A new, active product; refuses a duplicate SKU, a blank name or one with control
+    characters, a price of 0 or more than a KHQR code can ask for, or a stock out of range."""
     validate_actor(actor)
     validate_sku(sku)
-    cleaned_name = " ".join(name.split())
+    validate_payable(price, "a price")
+    cleaned_name = " ".join(validate_text(name, "a product name").split())
     if not cleaned_name or len(cleaned_name) > MAX_NAME_LENGTH:
         raise OrderError(f"a product name is 1 to {MAX_NAME_LENGTH} characters")
     if isinstance(stock, bool) or not isinstance(stock, int) or not 0 <= stock <= MAX_STOCK:
