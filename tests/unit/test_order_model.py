@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import (
     ALLOWED_TRANSITIONS,
+    CLOCK_SKEW_MS,
     MAX_ID,
     Action,
+    AuditEntry,
     Decision,
     Evidence,
     EvidenceSource,
@@ -24,6 +26,7 @@ from khqrpay.orders.model import (
     OrderFacts,
     OrderNotFound,
     OrderStatus,
+    ReviewNote,
     can_transition,
     clean_reason,
     conflict_flags_refund,
@@ -31,6 +34,7 @@ from khqrpay.orders.model import (
     decide,
     find_mismatch,
     normalize_phone,
+    review_history,
     staff_actor,
     status_after,
     validate_actor,
@@ -410,6 +414,24 @@ CASES = [
         None,
     ),
     (
+        "the payment staff vouched for, found while the order is in review",
+        facts(OrderStatus.NEEDS_REVIEW, manual=True),
+        paid(),
+        VERIFIER,
+        False,
+        Action.ATTACH_EVIDENCE_ONLY,
+        None,
+    ),
+    (
+        "a mismatching payment while an order staff vouched for is in review",
+        facts(OrderStatus.NEEDS_REVIEW, manual=True),
+        paid(amount="1"),
+        VERIFIER,
+        False,
+        Action.NEEDS_REVIEW,
+        "amount mismatch",
+    ),
+    (
         "a second detection after the one staff saw was attached",
         facts(OrderStatus.COMPLETED, recorded=frozenset({H1}), manual=True),
         paid(H2),
@@ -605,7 +627,8 @@ def test_money_found_for_a_paid_order_is_never_silently_dropped(
     if decision.action is Action.FLAG_REFUND:
         assert order_facts.status in (OrderStatus.COMPLETED, OrderStatus.REFUNDED)
     if decision.action is Action.ATTACH_EVIDENCE_ONLY:
-        assert order_facts.status is OrderStatus.COMPLETED
+        # The payment staff vouched for, found after the order completed or went to review.
+        assert order_facts.status in (OrderStatus.COMPLETED, OrderStatus.NEEDS_REVIEW)
         assert order_facts.paid_manually_without_hash
         assert not order_facts.recorded_hashes
     if decision.action not in (Action.REFUSED,):
@@ -779,3 +802,117 @@ def test_a_phone_with_digits_of_another_script_is_refused() -> None:
 def test_a_hash_with_a_trailing_line_break_is_refused() -> None:
     with pytest.raises(OrderError, match="64 lower-case"):
         paid(H1 + "\n")
+
+
+# -- a payment dated before its QR existed ---------------------------------------------------------
+
+QR_CREATED = WINDOW_END - 86_400_000
+YEAR_2001_MS = 1_000_000_000_000  # 2001-09-09
+
+
+@pytest.mark.parametrize("source", [VERIFIER, INSTANT])
+def test_a_payment_dated_before_its_qr_was_created_goes_to_review(source: EvidenceSource) -> None:
+    decision = decide(facts(), paid(paid_ms=YEAR_2001_MS), source=source, qr_created_ms=QR_CREATED)
+    assert decision.action is Action.NEEDS_REVIEW
+    assert decision.reason == decision.mismatch
+    assert decision.reason is not None
+    assert decision.reason.startswith(
+        "paid at 2001-09-09 01:46:40 UTC, before its QR was created at 2027-01-14"
+    )
+
+
+def test_clock_skew_between_bakong_and_the_shop_is_allowed() -> None:
+    skewed = paid(paid_ms=QR_CREATED - CLOCK_SKEW_MS)
+    assert decide(facts(), skewed, source=VERIFIER, qr_created_ms=QR_CREATED).action is (
+        Action.COMPLETE
+    )
+    too_early = paid(paid_ms=QR_CREATED - CLOCK_SKEW_MS - 1)
+    assert decide(facts(), too_early, source=VERIFIER, qr_created_ms=QR_CREATED).action is (
+        Action.NEEDS_REVIEW
+    )
+
+
+def test_staff_cannot_complete_a_reviewed_order_with_a_payment_older_than_its_qr() -> None:
+    decision = decide(
+        facts(OrderStatus.NEEDS_REVIEW),
+        paid(paid_ms=YEAR_2001_MS),
+        source=STAFF,
+        qr_created_ms=QR_CREATED,
+    )
+    assert decision.action is Action.NEEDS_REVIEW
+    assert "before its QR was created" in (decision.reason or "")
+
+
+@given(all_facts, evidences, sources, st.booleans(), st.integers(WINDOW_END - 10**10, WINDOW_END))
+def test_a_new_payment_completes_an_order_only_if_made_after_its_qr_existed(
+    order_facts: OrderFacts,
+    evidence: Evidence | None,
+    source: EvidenceSource,
+    elsewhere: bool,
+    qr_created_ms: int,
+) -> None:
+    decision = decide(
+        order_facts,
+        evidence,
+        source=source,
+        other_order_id=OTHER_ORDER if elsewhere else None,
+        qr_created_ms=qr_created_ms,
+    )
+    new_payment = evidence is not None and evidence.bakong_hash not in order_facts.recorded_hashes
+    if decision.action is Action.COMPLETE and new_payment:
+        assert evidence is not None
+        assert evidence.paid_ms >= qr_created_ms - CLOCK_SKEW_MS
+
+
+# -- every review reason, and the same payment never called another --------------------------------
+
+
+@given(all_facts, evidences, sources)
+def test_a_payment_already_recorded_or_vouched_for_is_never_called_another(
+    order_facts: OrderFacts, evidence: Evidence | None, source: EvidenceSource
+) -> None:
+    decision = decide(order_facts, evidence, source=source)
+    if "another Bakong payment" in (decision.reason or ""):
+        assert evidence is not None
+        assert evidence.bakong_hash not in order_facts.recorded_hashes
+        # Staff vouched for one payment without a hash: the first one found is that one.
+        assert order_facts.recorded_hashes or not order_facts.paid_manually_without_hash
+
+
+def _audit(
+    entry_id: int,
+    action: str,
+    to_status: OrderStatus | None,
+    *,
+    reason: str | None = None,
+    decision_reason: str | None = None,
+    actor: str = "worker:w1",
+) -> AuditEntry:
+    return AuditEntry(
+        id=entry_id,
+        order_id=7,
+        at_ms=1_000 * entry_id,
+        actor=actor,
+        action=action,
+        from_status=None,
+        to_status=to_status,
+        reason=reason,
+        details={"decision_reason": decision_reason} if decision_reason else {},
+    )
+
+
+def test_the_review_history_is_every_reason_the_order_was_sent_to_or_kept_in_review() -> None:
+    review = OrderStatus.NEEDS_REVIEW
+    audit = [
+        _audit(1, "order_created", OrderStatus.PENDING, actor="customer"),
+        _audit(2, "needs_review", review, decision_reason="amount mismatch: ...", reason="x"),
+        _audit(3, "evidence_attached", review),  # no new reason
+        _audit(4, "payment_conflict", review, decision_reason="Bakong payment ... conflict"),
+        _audit(5, "needs_review", review, reason="staff's own words", actor="staff:sok"),
+        _audit(6, "completed", OrderStatus.COMPLETED, decision_reason="staff confirmed"),
+    ]
+    assert review_history(audit) == (
+        ReviewNote(2_000, "amount mismatch: ...", "worker:w1"),
+        ReviewNote(4_000, "Bakong payment ... conflict", "worker:w1"),
+        ReviewNote(5_000, "staff's own words", "staff:sok"),
+    )

@@ -16,6 +16,7 @@ from khqrpay.orders.model import (
     OrderLine,
     OrderStatus,
     RecordedEvidence,
+    ReviewNote,
 )
 from khqrpay.services.checkout import create_order
 from khqrpay.services.orders import list_orders, order_details
@@ -95,6 +96,10 @@ def _audit_json(entry: AuditEntry) -> dict[str, object]:
     }
 
 
+def _review_json(note: ReviewNote) -> dict[str, object]:
+    return {"at": iso(note.at_ms), "reason": note.reason, "actor": note.actor}
+
+
 @app.command()
 def create(
     line: Annotated[list[str], typer.Option(help="SKU:QTY, e.g. TEA-1:2 (repeat for more lines).")],
@@ -141,6 +146,7 @@ def show(order_id: OrderId) -> None:
             "qrs": [_qr_json(payment) for payment in details.payments],
             "evidence": [_evidence_json(recorded) for recorded in details.evidence],
             "audit": [_audit_json(entry) for entry in details.audit],
+            "review_history": [_review_json(note) for note in details.review_history],
         }
     )
 

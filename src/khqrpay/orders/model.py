@@ -9,10 +9,11 @@ from __future__ import annotations
 import enum
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from khqrpay.clock import ms_to_datetime
 from khqrpay.money import Currency, Money, MoneyError
 
 
@@ -373,6 +374,29 @@ class AuditEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewNote:
+    """One reason an order was sent to (or kept in) review: when, why and by whom."""
+
+    at_ms: int
+    reason: str
+    actor: str
+
+
+def review_history(audit: Iterable[AuditEntry]) -> tuple[ReviewNote, ...]:
+    """Every review reason an order was given, oldest first, from its audit trail (the order row
+    keeps only the latest): each entry that left the order in NEEDS_REVIEW with a reason. The
+    decision's reason comes first: a staff entry's own `reason` is why staff acted."""
+    notes = []
+    for entry in audit:
+        if entry.to_status is not OrderStatus.NEEDS_REVIEW:
+            continue
+        reason = entry.details.get("decision_reason") or entry.reason
+        if reason:
+            notes.append(ReviewNote(entry.at_ms, str(reason), entry.actor))
+    return tuple(notes)
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxEvent:
     id: int
     created_ms: int
@@ -474,11 +498,25 @@ def _qr_name(qr_md5: str | None) -> str:
     return "a QR" if qr_md5 is None else f"QR {qr_md5}"
 
 
+# Bakong's clock and the shop's may disagree by this much: a payment found by a QR's md5 was made
+# after the QR existed (its creation time is part of the md5), yet may be stamped a little earlier.
+CLOCK_SKEW_MS = 5 * 60 * 1000
+
+
 def find_mismatch(
-    evidence: Evidence, expected: Money, receiving_accounts: frozenset[str]
+    evidence: Evidence,
+    expected: Money,
+    receiving_accounts: frozenset[str],
+    *,
+    qr_created_ms: int | None = None,
 ) -> str | None:
-    """Why this payment is not the order's payment (amount, currency, account), or None."""
+    """Why this payment is not the order's payment (amount, currency, account, or a time before
+    the QR paid, created at `qr_created_ms`, existed), or None."""
     problems: list[str] = []
+    if qr_created_ms is not None and evidence.paid_ms < qr_created_ms - CLOCK_SKEW_MS:
+        problems.append(
+            f"paid at {_utc(evidence.paid_ms)}, before its QR was created at {_utc(qr_created_ms)}"
+        )
     paid = evidence.money()
     if paid is None or paid.currency is not expected.currency:
         problems.append(
@@ -493,6 +531,10 @@ def find_mismatch(
     return "; ".join(problems) or None
 
 
+def _utc(ms: int) -> str:
+    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def decide(
     facts: OrderFacts,
     evidence: Evidence | None,
@@ -500,11 +542,14 @@ def decide(
     source: EvidenceSource,
     other_order_id: int | None = None,
     qr_md5: str | None = None,
+    qr_created_ms: int | None = None,
 ) -> Decision:
     """What a payment (or a staff mark without evidence, `evidence=None`) does to the order.
 
     `other_order_id` is the order the evidence's hash is already recorded for, if another one;
-    `qr_md5` the QR Bakong says was paid, if known (it names the QR in a conflict's reason).
+    `qr_md5` the QR Bakong says was paid, if known (it names the QR in a conflict's reason);
+    `qr_created_ms` when that QR was created (else the order: its QRs are all made after it). A
+    payment dated before then is impossible for it: a mismatch, so it never completes the order.
     Money is never lost: every decision except ALREADY_RECORDED, CONFLICT and REFUSED records the
     evidence (a CONFLICT's money is the other order's record, flagged on both orders).
     Only staff (`MARK_PAID`) resolve NEEDS_REVIEW; automatic paths never complete a reviewed order.
@@ -518,7 +563,9 @@ def decide(
         return Decision(Action.REFUSED, f"a {facts.status} order cannot be marked paid")
 
     short = evidence.short_hash
-    mismatch = find_mismatch(evidence, facts.expected, facts.receiving_accounts)
+    mismatch = find_mismatch(
+        evidence, facts.expected, facts.receiving_accounts, qr_created_ms=qr_created_ms
+    )
     if other_order_id is not None:
         if staff:
             # Staff typed a hash that belongs to another order: a mistake to refuse, not money.
@@ -551,6 +598,10 @@ def decide(
         case OrderStatus.NEEDS_REVIEW:
             if staff and mismatch is None:
                 return Decision(Action.COMPLETE, "staff confirmed the payment")
+            if facts.paid_manually_without_hash and not facts.recorded_hashes and not mismatch:
+                # Staff vouched for a payment, then the order went to review (e.g. short of
+                # stock): this is that payment found, not another one; the review reason stays.
+                return Decision(Action.ATTACH_EVIDENCE_ONLY)
             return Decision(
                 Action.NEEDS_REVIEW,
                 mismatch or f"another Bakong payment {short} arrived while the order awaits review",

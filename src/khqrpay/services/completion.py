@@ -129,6 +129,7 @@ def record_payment(
         source=source,
         other_order_id=other_order_id,
         qr_md5=None if payment is None else payment.md5,
+        qr_created_ms=order.created_ms if payment is None else payment.created_ms,
     )
     recording = _Recording(
         uow, order, facts, evidence, payment, source, actor, staff_reason, now_ms

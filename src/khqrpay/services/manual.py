@@ -174,7 +174,7 @@ class ManualActions:
             evidence = evidence_of(answer.transaction)
         except OrderError as exc:
             raise ActionRefused(f"Bakong's transaction {given[:8]} is not usable: {exc}") from exc
-        mismatch = find_mismatch(evidence, order.total, accounts)
+        mismatch = find_mismatch(evidence, order.total, accounts, qr_created_ms=order.created_ms)
         if mismatch is not None:
             raise ActionRefused(
                 f"Bakong payment {evidence.short_hash} is not order {order_id}'s payment: "

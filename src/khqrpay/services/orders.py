@@ -12,6 +12,8 @@ from khqrpay.orders.model import (
     OrderLine,
     OrderStatus,
     RecordedEvidence,
+    ReviewNote,
+    review_history,
     validate_order_id,
 )
 
@@ -25,6 +27,12 @@ class OrderDetails:
     payments: tuple[KhqrPayment, ...]
     evidence: tuple[RecordedEvidence, ...]
     audit: tuple[AuditEntry, ...]
+
+    @property
+    def review_history(self) -> tuple[ReviewNote, ...]:
+        """Every review reason the order was given, oldest first (`order.review_reason` is the
+        latest)."""
+        return review_history(self.audit)
 
 
 def order_details(uow: UnitOfWork, order_id: int) -> OrderDetails:
