@@ -112,6 +112,9 @@ WITHOUT_A_DATABASE = {
         "KHQRPAY_DATABASE_URL",
         {"KHQRPAY_DATABASE_URL": f"postgresql+psycopg://shop:{SECRET}@db:port/shop"},
     ),
+    "a simulator token with a space": BadInput(
+        ("simulator", "--port", "8799"), "--token", {"KHQRPAY_BAKONG_TOKEN": SECRET + " x"}
+    ),
     "an image into a missing folder": BadInput(
         ("qr", "image", QR, "-o", "/nonexistent/qr.png"), "No such file or directory"
     ),

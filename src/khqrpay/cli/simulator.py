@@ -8,7 +8,7 @@ import typer
 from pydantic import SecretStr, ValidationError
 
 from khqrpay.cli.common import reported_errors
-from khqrpay.settings import load_settings
+from khqrpay.settings import bakong_token_problem, load_settings
 from khqrpay.simulator.config import SimulatorConfig
 from khqrpay.simulator.faults import FaultConfig
 from khqrpay.simulator.server import serve
@@ -63,6 +63,9 @@ def run(
     """Serve a simulated Bakong Open API, with its control API and banking page under /_sim/."""
     if not token.strip():
         raise typer.BadParameter("the token must not be empty", param_hint="--token")
+    # A token the engine could not send is refused here too (the message never quotes it).
+    if (problem := bakong_token_problem(token)) is not None:
+        raise typer.BadParameter(problem, param_hint="--token")
     if not account:
         with reported_errors():
             account = [load_settings().merchant_account]
