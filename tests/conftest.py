@@ -28,8 +28,9 @@ from sqlalchemy.engine import make_url
 from khqrpay.clock import FakeClock
 from khqrpay.db import Database, migrate
 from khqrpay.money import Currency, Money
-from khqrpay.orders.model import Evidence, KhqrPayment, LineRequest, Product
+from khqrpay.orders.model import Evidence, EvidenceSource, KhqrPayment, LineRequest, Product
 from khqrpay.services.checkout import CreatedOrder, create_order
+from khqrpay.services.completion import CompletionResult, record_payment
 from khqrpay.services.products import add_product
 from khqrpay.settings import Settings
 
@@ -236,6 +237,29 @@ class Shop:
             settings=self.settings,
             clock=self.clock,
         )
+
+    def record(
+        self,
+        order_id: int,
+        evidence: Evidence | None,
+        *,
+        source: EvidenceSource = EvidenceSource.VERIFIER,
+        payment_id: int | None = None,
+    ) -> CompletionResult:
+        """Record a payment through the completion function now: from a worker, or from staff
+        (`MARK_PAID`, with a reason)."""
+        staff = source is EvidenceSource.MARK_PAID
+        with self.database.write() as uow:
+            return record_payment(
+                uow,
+                order_id=order_id,
+                evidence=evidence,
+                source=source,
+                actor="staff:sok" if staff else "worker:test",
+                reason="customer showed a receipt" if staff else None,
+                payment_id=payment_id,
+                now_ms=self.clock.now_ms(),
+            )
 
     def evidence(
         self,

@@ -11,14 +11,28 @@ from pathlib import Path
 from typing import Any
 
 from limits import parse_many
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from khqrpay.khqr import KHQRInput
 from khqrpay.orders.schedule import SchedulePolicy
 
 ENV_PREFIX = "KHQRPAY_"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names the variables, never their values (one
+    may be a secret)."""
+
+
+def bakong_token_problem(token: str) -> str | None:
+    """Why this text cannot be a Bakong bearer token (it goes into an HTTP header), or None."""
+    if any(character.isspace() or not character.isprintable() for character in token.strip()):
+        return "a Bakong token must not contain spaces or control characters"
+    return None
 
 
 def _default_database_url() -> str:
@@ -384,6 +398,36 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a rate limit like 10/minute") from exc
         return value
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text_is_utf8(cls, value: object) -> object:
+        # Python keeps bytes of the environment that are not UTF-8 as lone surrogates.
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("is not UTF-8 text") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _a_database_url(cls, url: str) -> str:
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError):  # the messages may quote the URL and its password
+            raise ValueError(
+                "is not a database URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)"
+            ) from None
+        return url
+
+    @field_validator("bakong_token")
+    @classmethod
+    def _token_fits_a_header(cls, token: SecretStr) -> SecretStr:
+        problem = bakong_token_problem(token.get_secret_value())
+        if problem is not None:
+            raise ValueError(problem)
+        return token
+
     def merchant_qr(self) -> KHQRInput:
         """The shop's receiving account as a static KHQR; an order's code adds its amount,
         currency, bill number and expiry to it (`dataclasses.replace`)."""
@@ -416,7 +460,17 @@ def _seconds_to_ms(seconds: float) -> int:
 
 
 def load_settings() -> Settings:
-    return Settings()
+    """The settings of the environment; raises `SettingsError` naming each variable that is
+    wrong and why, without its value."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"{ENV_PREFIX}{'.'.join(str(part) for part in error['loc']).upper()}: "
+            + error["msg"].removeprefix("Value error, ")
+            for error in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        raise SettingsError(f"invalid settings: {'; '.join(problems)}") from None
 
 
 # The configuration reference ------------------------------------------------------------------

@@ -20,7 +20,13 @@ from khqrpay.orders.model import (
     OrderStatus,
     PaymentStatus,
 )
-from khqrpay.services.checkout import MAX_QRS_PER_ORDER, bill_number, create_order, new_qr_for_order
+from khqrpay.services.checkout import (
+    MAX_QRS_PER_ORDER,
+    bill_number,
+    create_order,
+    new_qr_for_order,
+    validate_payable,
+)
 from khqrpay.services.orders import list_orders, order_by_token, order_details
 from khqrpay.settings import Settings
 
@@ -99,6 +105,7 @@ def test_khr_orders_get_whole_riel(shop: Shop, clock: FakeClock) -> None:
         ([("FREE", 1)], None, "must cost something"),
         ([("TEA", 1)], "555-1234", "not a Cambodian number"),
         ([("TEA", 0)], None, "between 1 and"),
+        ([("HUGE", 2)], None, "total is more than a KHQR code can ask for"),
     ],
 )
 def test_checkout_refuses_bad_carts_with_a_clear_message(
@@ -115,6 +122,7 @@ def test_checkout_refuses_bad_carts_with_a_clear_message(
             ("RICE", 4000, "KHR"),
             ("OLD", 100, "USD"),
             ("FREE", 0, "USD"),
+            ("HUGE", 9_999_999_999_999, "KHR"),
         ):
             uow.products.add(
                 sku=sku,
@@ -204,3 +212,39 @@ def test_line_requests_can_be_given_as_pairs(
     )
     assert created.lines[0].quantity == 3
     assert created.order.customer_phone is None
+
+
+# -- amounts a KHQR code can ask for (no database) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency"),
+    [
+        ("0.01", "USD"),
+        ("9999999999.99", "USD"),
+        ("9999999999999", "USD"),
+        ("1", "KHR"),
+        ("9999999999999", "KHR"),
+    ],
+)
+def test_amounts_a_khqr_code_can_ask_for_are_payable(amount: str, currency: str) -> None:
+    money = Money(Decimal(amount), Currency(currency))
+    assert validate_payable(money, "a price") is money
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "words"),
+    [
+        ("0", "KHR", "must be more than 0"),
+        ("0.00", "USD", "must be more than 0"),
+        ("12345678901.50", "USD", "more than a KHQR code can ask for"),
+        ("10000000000000", "KHR", "more than a KHQR code can ask for"),
+        ("1" * 40, "KHR", "more than a KHQR code can ask for"),
+        ("1E+5000", "KHR", "more than a KHQR code can ask for"),
+    ],
+)
+def test_amounts_no_khqr_code_can_ask_for_are_refused(
+    amount: str, currency: str, words: str
+) -> None:
+    with pytest.raises(OrderError, match=words):
+        validate_payable(Money(Decimal(amount), Currency(currency)), "a price")

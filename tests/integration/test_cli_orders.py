@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ from typer.testing import CliRunner
 
 from khqrpay.cli.main import app
 from khqrpay.clock import SystemClock
-from khqrpay.db import migrate
+from khqrpay.db import Database, migrate
 from khqrpay.khqr import verify
+from khqrpay.orders.model import Evidence, EvidenceSource
+from khqrpay.services.completion import record_payment
 
 
 class Cli:
@@ -106,6 +109,7 @@ def test_products_and_orders_round_trip(cli: Cli) -> None:
     assert [(a["action"], a["actor"], a["to_status"]) for a in shown["audit"]] == [
         ("order_created", "cli", "PENDING")
     ]
+    assert shown["review_history"] == []
 
     listed_orders = cli.ok("orders", "list")
     assert [(o["id"], o["status"]) for o in listed_orders] == [(created["id"], "PENDING")]
@@ -150,3 +154,43 @@ def test_the_password_never_appears_in_output() -> None:
     stderr = cli.error("db", "upgrade")
     assert "hunter2-secret" not in stderr
     assert "database error" in stderr
+
+
+def test_show_lists_every_review_reason_and_keeps_the_latest_as_review_reason(
+    cli: Cli, database_url: str
+) -> None:
+    cli.ok(*products_add("TEA-1", "Tea", "1.50", "USD", "5"))
+    created = cli.ok("orders", "create", "--line", "TEA-1:1")
+    database = Database.from_url(database_url)
+    try:
+        for number, paid in enumerate(("1.00", "1.20"), start=1):
+            with database.write() as uow:
+                record_payment(
+                    uow,
+                    order_id=created["id"],
+                    evidence=Evidence(
+                        bakong_hash=f"{number:064x}",
+                        from_account="payer@aba",
+                        to_account="cli_shop@devb",
+                        amount=Decimal(paid),
+                        currency="USD",
+                        paid_ms=SystemClock().now_ms(),
+                    ),
+                    source=EvidenceSource.VERIFIER,
+                    actor="worker:w1",
+                    now_ms=SystemClock().now_ms(),
+                )
+    finally:
+        database.dispose()
+
+    shown = cli.ok("orders", "show", str(created["id"]))
+
+    history = shown["review_history"]
+    assert [note["reason"] for note in history] == [
+        "amount mismatch: expected 1.50 USD, paid 1.00 USD",
+        "amount mismatch: expected 1.50 USD, paid 1.20 USD",
+    ]
+    assert {tuple(note) for note in history} == {("at", "reason", "actor")}
+    assert {note["actor"] for note in history} == {"worker:w1"}
+    assert all(note["at"].endswith("Z") for note in history)
+    assert shown["review_reason"] == history[-1]["reason"]

@@ -22,8 +22,8 @@ SDK_USD_1_50 = (
 )
 
 
-def run(*arguments: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, ["qr", *arguments])
+def run(*arguments: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["qr", *arguments], input=stdin)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -205,3 +205,40 @@ def test_verify_and_decode_accept_an_aba_merchant_qr_with_a_reference_label() ->
     code, output, _ = run("decode", aba["qr"])
     assert code == 0
     assert json.loads(output)["unknown_tags"]["62/05"] == "0126094"
+
+
+def test_decode_and_verify_read_the_qr_from_stdin_with_a_dash() -> None:
+    piped = f"{SDK_USD_1_50}\n".encode()  # as `echo` writes it
+    code, output, error = run("decode", "-", stdin=piped)
+    assert (code, error) == (0, "")
+    assert json.loads(output)["md5"] == "afdfe0802352c3cbdfba0ddcb8515a1e"
+    assert run("verify", "-", "--now-ms", str(NOW_MS), stdin=piped) == (0, "valid\n", "")
+
+
+def test_image_reads_the_qr_from_stdin(tmp_path: Path) -> None:
+    target = tmp_path / "piped.png"
+    code, _, _ = run("image", "-", "-o", str(target), stdin=SDK_USD_1_50.encode())
+    assert code == 0
+    assert Image.open(target).size[0] > 0
+
+
+@pytest.mark.parametrize(
+    ("stdin", "reason"),
+    [(b"", "nothing on stdin"), (b"\xff\xfe", "stdin is not UTF-8 text"), (b"0" * 70_000, "bytes")],
+)
+def test_stdin_that_holds_no_qr_text_is_refused_in_one_line(stdin: bytes, reason: str) -> None:
+    code, output, error = run("decode", "-", stdin=stdin)
+    assert (code, output) == (2, "")
+    assert error.startswith("error: ")
+    assert reason in error
+    assert error.count("\n") == 1
+
+
+def test_an_argument_starting_with_a_dash_is_one_error_line_with_the_way_out() -> None:
+    code, output, error = run("verify", "-STRING")
+    assert (code, output) == (2, "")
+    assert error == (
+        "error: No such option: -S (an argument that starts with '-' goes after '--'); "
+        "see 'khqrpay qr verify --help'\n"
+    )
+    assert run("verify", "--", "-STRING")[0] == 1  # verified, and not valid

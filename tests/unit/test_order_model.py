@@ -13,8 +13,11 @@ from hypothesis import strategies as st
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import (
     ALLOWED_TRANSITIONS,
+    CLOCK_SKEW_MS,
+    MAX_ID,
     STAFF_TRANSITIONS,
     Action,
+    AuditEntry,
     Decision,
     Evidence,
     EvidenceSource,
@@ -22,8 +25,10 @@ from khqrpay.orders.model import (
     Order,
     OrderError,
     OrderFacts,
+    OrderNotFound,
     OrderStatus,
     PaidTime,
+    ReviewNote,
     StaffAction,
     TransitionRefused,
     can_transition,
@@ -33,12 +38,16 @@ from khqrpay.orders.model import (
     find_mismatch,
     flags_refund,
     normalize_phone,
+    review_history,
+    staff_actor,
     staff_target,
     status_after,
     validate_actor,
+    validate_order_id,
     validate_reason,
     validate_refund_reference,
     validate_sku,
+    validate_text,
 )
 
 SHOP = "shop@devb"
@@ -116,7 +125,7 @@ def test_valid_skus(sku: str) -> None:
     assert validate_sku(sku) == sku
 
 
-@pytest.mark.parametrize("sku", ["", "-x", "a b", "A" * 65, "tea/1", "é"])
+@pytest.mark.parametrize("sku", ["", "-x", "a b", "A" * 65, "tea/1", "é", "TEA-1\n"])
 def test_invalid_skus_are_refused(sku: str) -> None:
     with pytest.raises(OrderError, match="SKU"):
         validate_sku(sku)
@@ -135,12 +144,16 @@ def test_line_requests_parse_and_validate() -> None:
         LineRequest("TEA-1", True)
 
 
-@pytest.mark.parametrize("actor", ["cli", "system", "customer", "worker:host-1:42", "staff:Dara"])
+@pytest.mark.parametrize(
+    "actor", ["cli", "system", "customer", "worker:host-1:42", "staff:Dara", "staff:ដារ៉ា"]
+)
 def test_valid_actors(actor: str) -> None:
     assert validate_actor(actor) == actor
 
 
-@pytest.mark.parametrize("actor", ["", "staff:", "robot", "worker:" + "x" * 57, "staff:a\nb"])
+@pytest.mark.parametrize(
+    "actor", ["", "staff:", "robot", "worker:" + "x" * 57, "staff:a\nb", "cli\n", "staff:dara\n"]
+)
 def test_invalid_actors_are_refused(actor: str) -> None:
     with pytest.raises(OrderError, match="actor"):
         validate_actor(actor)
@@ -430,6 +443,24 @@ CASES = [
         None,
     ),
     (
+        "the payment staff vouched for, found while the order is in review",
+        facts(OrderStatus.NEEDS_REVIEW, manual=True),
+        paid(),
+        VERIFIER,
+        False,
+        Action.ATTACH_EVIDENCE_ONLY,
+        None,
+    ),
+    (
+        "a mismatching payment while an order staff vouched for is in review",
+        facts(OrderStatus.NEEDS_REVIEW, manual=True),
+        paid(amount="1"),
+        VERIFIER,
+        False,
+        Action.NEEDS_REVIEW,
+        "amount mismatch",
+    ),
+    (
         "a second detection after the one staff saw was attached",
         facts(OrderStatus.COMPLETED, recorded=frozenset({H1}), manual=True),
         paid(H2),
@@ -625,7 +656,8 @@ def test_money_found_for_a_paid_order_is_never_silently_dropped(
     if decision.action is Action.FLAG_REFUND:
         assert order_facts.status in (OrderStatus.COMPLETED, OrderStatus.REFUNDED)
     if decision.action is Action.ATTACH_EVIDENCE_ONLY:
-        assert order_facts.status is OrderStatus.COMPLETED
+        # The payment staff vouched for, found after the order completed or went to review.
+        assert order_facts.status in (OrderStatus.COMPLETED, OrderStatus.NEEDS_REVIEW)
         assert order_facts.paid_manually_without_hash
         assert not order_facts.recorded_hashes
     if decision.action not in (Action.REFUSED,):
@@ -785,3 +817,199 @@ def test_a_refund_reference_is_one_printable_line(reference: str) -> None:
 
 def test_a_refund_reference_is_kept_as_given_but_trimmed() -> None:
     assert validate_refund_reference(" FT24338-0001 ") == "FT24338-0001"
+
+
+# -- text, ids and amounts from outside ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "multiline", "words"),
+    [
+        ("Iced\x01tea", False, "control characters"),
+        ("Iced\ntea", False, "control characters"),
+        ("Iced\x7ftea", False, "control characters"),
+        ("Iced\x85tea", False, "control characters"),
+        ("receipt\x00", True, "control characters"),
+        ("caf\udce9", False, "not valid UTF-8"),
+        ("caf\udce9", True, "not valid UTF-8"),
+    ],
+)
+def test_names_and_reasons_with_control_characters_or_undecodable_bytes_are_refused(
+    text: str, multiline: bool, words: str
+) -> None:
+    with pytest.raises(OrderError, match=words):
+        validate_text(text, "a name", multiline=multiline)
+
+
+@pytest.mark.parametrize(
+    ("text", "multiline"),
+    [("Iced tea", False), ("កាហ្វេទឹកកក", False), ("Café\u200bnoir", False), ("seen\r\n\tok", True)],
+)
+def test_printable_text_in_any_script_is_accepted(text: str, multiline: bool) -> None:
+    assert validate_text(text, "a name", multiline=multiline) == text
+
+
+def test_a_reason_is_cleaned_and_bounded() -> None:
+    assert validate_reason("  receipt shown\nat the till ", required=False) == (
+        "receipt shown\nat the till"
+    )
+    assert validate_reason("   ", required=False) is None
+    assert validate_reason(None, required=False) is None
+    with pytest.raises(OrderError, match="at most 500"):
+        validate_reason("x" * 501, required=False)
+    with pytest.raises(OrderError, match="not valid UTF-8"):
+        validate_reason("bad \udcff", required=False)
+
+
+@pytest.mark.parametrize("name", ["Dara", " Sok Dara ", "dara.k@shop", "x" * 56, "ដារ៉ា"])
+def test_staff_names_become_staff_actors(name: str) -> None:
+    assert staff_actor(name) == f"staff:{name.strip()}"
+    assert len(staff_actor(name)) <= 64  # the actor column
+
+
+@pytest.mark.parametrize("name", ["", "  ", "!!bad!!", "x" * 57, "a\nb", "a\udcffb", "a:b"])
+def test_bad_staff_names_are_refused_with_the_rule(name: str) -> None:
+    with pytest.raises(OrderError, match="a staff name is 1 to 56"):
+        staff_actor(name)
+
+
+@pytest.mark.parametrize("order_id", [1, 42, MAX_ID])
+def test_ids_a_row_can_have_are_accepted(order_id: int) -> None:
+    assert validate_order_id(order_id) == order_id
+
+
+@pytest.mark.parametrize("order_id", [0, -1, MAX_ID + 1, 10**20, True])
+def test_ids_no_row_can_have_are_not_found_before_any_query(order_id: int) -> None:
+    with pytest.raises(OrderNotFound, match="not found"):
+        validate_order_id(order_id)
+
+
+@pytest.mark.parametrize("quantity", ["²", "١", "1" * 5000, "99999999999"])
+def test_a_line_quantity_is_ascii_digits_in_range(quantity: str) -> None:
+    with pytest.raises(OrderError, match=r"SKU:QTY|between 1 and"):
+        LineRequest.parse(f"TEA-1:{quantity}")
+    assert LineRequest.parse("TEA-1:0003") == LineRequest("TEA-1", 3)
+
+
+def test_a_phone_with_digits_of_another_script_is_refused() -> None:
+    with pytest.raises(OrderError, match="not a Cambodian number"):
+        normalize_phone("0١٢٣٤٥٦٧٨")
+
+
+def test_a_hash_with_a_trailing_line_break_is_refused() -> None:
+    with pytest.raises(OrderError, match="64 lower-case"):
+        paid(H1 + "\n")
+
+
+# -- a payment dated before its QR existed ---------------------------------------------------------
+
+QR_CREATED = WINDOW_END - 86_400_000
+YEAR_2001_MS = 1_000_000_000_000  # 2001-09-09
+
+
+@pytest.mark.parametrize("source", [VERIFIER, INSTANT])
+def test_a_payment_dated_before_its_qr_was_created_goes_to_review(source: EvidenceSource) -> None:
+    decision = decide(facts(), paid(paid_ms=YEAR_2001_MS), source=source, qr_created_ms=QR_CREATED)
+    assert decision.action is Action.NEEDS_REVIEW
+    assert decision.reason == decision.mismatch
+    assert decision.reason is not None
+    assert decision.reason.startswith(
+        "paid at 2001-09-09 01:46:40 UTC, before its QR was created at 2027-01-14"
+    )
+
+
+def test_clock_skew_between_bakong_and_the_shop_is_allowed() -> None:
+    skewed = paid(paid_ms=QR_CREATED - CLOCK_SKEW_MS)
+    assert decide(facts(), skewed, source=VERIFIER, qr_created_ms=QR_CREATED).action is (
+        Action.COMPLETE
+    )
+    too_early = paid(paid_ms=QR_CREATED - CLOCK_SKEW_MS - 1)
+    assert decide(facts(), too_early, source=VERIFIER, qr_created_ms=QR_CREATED).action is (
+        Action.NEEDS_REVIEW
+    )
+
+
+def test_staff_cannot_complete_a_reviewed_order_with_a_payment_older_than_its_qr() -> None:
+    decision = decide(
+        facts(OrderStatus.NEEDS_REVIEW),
+        paid(paid_ms=YEAR_2001_MS),
+        source=STAFF,
+        qr_created_ms=QR_CREATED,
+    )
+    assert decision.action is Action.NEEDS_REVIEW
+    assert "before its QR was created" in (decision.reason or "")
+
+
+@given(all_facts, evidences, sources, st.booleans(), st.integers(WINDOW_END - 10**10, WINDOW_END))
+def test_a_new_payment_completes_an_order_only_if_made_after_its_qr_existed(
+    order_facts: OrderFacts,
+    evidence: Evidence | None,
+    source: EvidenceSource,
+    elsewhere: bool,
+    qr_created_ms: int,
+) -> None:
+    decision = decide(
+        order_facts,
+        evidence,
+        source=source,
+        other_order_id=OTHER_ORDER if elsewhere else None,
+        qr_created_ms=qr_created_ms,
+    )
+    new_payment = evidence is not None and evidence.bakong_hash not in order_facts.recorded_hashes
+    if decision.action is Action.COMPLETE and new_payment:
+        assert evidence is not None
+        assert evidence.paid_ms >= qr_created_ms - CLOCK_SKEW_MS
+
+
+# -- every review reason, and the same payment never called another --------------------------------
+
+
+@given(all_facts, evidences, sources)
+def test_a_payment_already_recorded_or_vouched_for_is_never_called_another(
+    order_facts: OrderFacts, evidence: Evidence | None, source: EvidenceSource
+) -> None:
+    decision = decide(order_facts, evidence, source=source)
+    if "another Bakong payment" in (decision.reason or ""):
+        assert evidence is not None
+        assert evidence.bakong_hash not in order_facts.recorded_hashes
+        # Staff vouched for one payment without a hash: the first one found is that one.
+        assert order_facts.recorded_hashes or not order_facts.paid_manually_without_hash
+
+
+def _audit(
+    entry_id: int,
+    action: str,
+    to_status: OrderStatus | None,
+    *,
+    reason: str | None = None,
+    decision_reason: str | None = None,
+    actor: str = "worker:w1",
+) -> AuditEntry:
+    return AuditEntry(
+        id=entry_id,
+        order_id=7,
+        at_ms=1_000 * entry_id,
+        actor=actor,
+        action=action,
+        from_status=None,
+        to_status=to_status,
+        reason=reason,
+        details={"decision_reason": decision_reason} if decision_reason else {},
+    )
+
+
+def test_the_review_history_is_every_reason_the_order_was_sent_to_or_kept_in_review() -> None:
+    review = OrderStatus.NEEDS_REVIEW
+    audit = [
+        _audit(1, "order_created", OrderStatus.PENDING, actor="customer"),
+        _audit(2, "needs_review", review, decision_reason="amount mismatch: ...", reason="x"),
+        _audit(3, "evidence_attached", review),  # no new reason
+        _audit(4, "payment_conflict", review, decision_reason="Bakong payment ... conflict"),
+        _audit(5, "needs_review", review, reason="staff's own words", actor="staff:sok"),
+        _audit(6, "completed", OrderStatus.COMPLETED, decision_reason="staff confirmed"),
+    ]
+    assert review_history(audit) == (
+        ReviewNote(2_000, "amount mismatch: ...", "worker:w1"),
+        ReviewNote(4_000, "Bakong payment ... conflict", "worker:w1"),
+        ReviewNote(5_000, "staff's own words", "staff:sok"),
+    )

@@ -169,7 +169,7 @@ def _require_hex(field: str, value: object, pattern: re.Pattern[str], what: str)
     if not isinstance(value, str):
         raise BakongInputError(field, f"must be a string of {what}")
     cleaned = value.strip().lower()
-    if not pattern.match(cleaned):
+    if not pattern.fullmatch(cleaned):
         raise BakongInputError(field, f"must be {what}")
     return cleaned
 

@@ -8,6 +8,7 @@ import json
 from decimal import Decimal
 
 from khqrpay.logging import register_secret
+from khqrpay.settings import bakong_token_problem
 
 
 class TokenFormatError(ValueError):
@@ -23,8 +24,9 @@ class BakongToken:
         cleaned = value.strip()
         if not cleaned:
             raise ValueError("a Bakong token must not be empty")
-        if any(ch.isspace() or not ch.isprintable() for ch in cleaned):
-            raise ValueError("a Bakong token must not contain spaces or control characters")
+        problem = bakong_token_problem(cleaned)
+        if problem is not None:
+            raise ValueError(problem)
         self._value = cleaned
         # Whatever happens later, this value is scrubbed from log output.
         register_secret(cleaned)

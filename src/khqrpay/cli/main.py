@@ -18,12 +18,14 @@ from khqrpay.cli import (
     simulator,
     worker,
 )
+from khqrpay.cli.common import OneLineErrorsGroup
 
 app = typer.Typer(
     name="khqrpay",
     help="Automatic KHQR (Bakong) payment verification.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=OneLineErrorsGroup,
 )
 app.add_typer(qr.app, name="qr")
 app.command("simulator")(simulator.run)

@@ -37,7 +37,7 @@ def create(
 
 
 @app.command()
-def show(order_id: Annotated[int, typer.Argument(help="The order's id.")]) -> None:
+def show(order_id: OrderId) -> None:
     """An order's status, lines, QR codes, payment evidence and audit trail."""
     with open_app() as app:
         details = order_details(app.database, order_id)

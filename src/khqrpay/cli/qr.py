@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from khqrpay.cli.common import fail
+from khqrpay.cli.common import QrText, fail
 from khqrpay.clock import SystemClock
 from khqrpay.khqr import KHQRError, KHQRInput, decode, encode, verify
 from khqrpay.khqr.image import card_png, card_svg, qr_png, qr_svg
@@ -94,7 +94,7 @@ def encode_command(
 
 
 @app.command("decode")
-def decode_command(qr: Annotated[str, typer.Argument(help="The KHQR string.")]) -> None:
+def decode_command(qr: QrText) -> None:
     """Print the decoded fields as JSON (structure only: see `verify`)."""
     try:
         decoded = decode(qr)
@@ -105,7 +105,7 @@ def decode_command(qr: Annotated[str, typer.Argument(help="The KHQR string.")]) 
 
 @app.command("verify")
 def verify_command(
-    qr: Annotated[str, typer.Argument(help="The KHQR string.")],
+    qr: QrText,
     now_ms: Annotated[
         int | None, typer.Option(help="Judge expiry at this time, epoch ms (default: now).")
     ] = None,
@@ -121,7 +121,7 @@ def verify_command(
 
 @app.command("image")
 def image_command(
-    qr: Annotated[str, typer.Argument(help="The KHQR string.")],
+    qr: QrText,
     output: Annotated[Path, typer.Option("--output", "-o", help="FILE.svg or FILE.png.")],
     card: Annotated[bool, typer.Option(help="Draw the KHQR payment card.")] = False,
     scale: Annotated[

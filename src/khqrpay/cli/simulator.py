@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 from pydantic import SecretStr, ValidationError
 
-from khqrpay.settings import load_settings
+from khqrpay.cli.common import reported_errors
+from khqrpay.settings import bakong_token_problem, load_settings
 from khqrpay.simulator.config import SimulatorConfig
 from khqrpay.simulator.faults import FaultConfig
 from khqrpay.simulator.profiles import SimulatorProfile
@@ -67,11 +68,17 @@ def run(
     """Serve a simulated Bakong Open API, with its control API and banking page under /_sim/."""
     if not token.strip():
         raise typer.BadParameter("the token must not be empty", param_hint="--token")
+    # A token the engine could not send is refused here too (the message never quotes it).
+    if (problem := bakong_token_problem(token)) is not None:
+        raise typer.BadParameter(problem, param_hint="--token")
+    if not account:
+        with reported_errors():
+            account = [load_settings().merchant_account]
     try:
         config = SimulatorConfig(
             token=SecretStr(token.strip()),
             registered_emails=frozenset(email) if email else SimulatorConfig().registered_emails,
-            known_accounts=frozenset(account or [load_settings().merchant_account]),
+            known_accounts=frozenset(account),
             faults=FaultConfig(
                 server_error=server_error,
                 service_unavailable=service_unavailable,

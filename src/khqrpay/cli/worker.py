@@ -12,7 +12,7 @@ import typer
 from prometheus_client import start_http_server
 
 from khqrpay.bootstrap import App
-from khqrpay.cli.common import fail, open_app
+from khqrpay.cli.common import LogLevel, LogLevelOption, fail, open_app
 from khqrpay.logging import configure_logging, get_logger
 from khqrpay.worker import Worker
 from khqrpay.worker.runtime import ReceivingAccountRefused, refuse_an_account_that_cannot_receive
@@ -28,7 +28,7 @@ def run(
     once: Annotated[
         bool, typer.Option("--once", help="One cycle, one sweep, one relay; then exit.")
     ] = False,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    log_level: LogLevelOption = LogLevel.INFO,
     json_logs: Annotated[bool, typer.Option("--json-logs", help="One JSON object a line.")] = False,
 ) -> None:
     """Run the payment verifier worker."""

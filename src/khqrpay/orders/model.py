@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import enum
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from khqrpay.clock import ms_to_datetime
 from khqrpay.hashes import FULL_HASH, SHORT_HASH_LENGTH
 from khqrpay.money import Currency, Money, MoneyError
 
@@ -147,20 +149,72 @@ class AttemptOutcome(enum.StrEnum):
     BAD_RESPONSE = "bad_response"
 
 
-_ACTOR = re.compile(
-    r"^(cli|system|customer|worker:[\w.@:-]{1,56}|staff:[\w .@-]{1,56}|api:[\w.-]{1,56})$"
-)
+# Row ids are 64-bit signed integers in both databases (BIGINT identities, SQLite's INTEGER): a
+# larger number cannot name a row, and a query with it fails in the driver instead.
+MAX_ID = 2**63 - 1
+
+
+def validate_order_id(order_id: int) -> int:
+    """An id some order could have; any other is OrderNotFound before a query is made."""
+    if isinstance(order_id, bool) or not isinstance(order_id, int) or not 1 <= order_id <= MAX_ID:
+        raise OrderNotFound(f"order {order_id} not found")
+    return order_id
+
+
+# Audit actors fit the 64-character actor column: "staff:" and at most 56 characters.
+MAX_STAFF_NAME_LENGTH = 56
+_ACTOR = re.compile(r"cli|system|customer|worker:[\w.@:-]{1,56}|api:[\w.-]{1,56}")
+_STAFF_PREFIX = "staff:"
+
+
+def _is_staff_name(name: str) -> bool:
+    """Letters and digits of any script with their combining marks (Khmer vowel signs are
+    marks), spaces, '_', '.', '@' and '-'."""
+    return 1 <= len(name) <= MAX_STAFF_NAME_LENGTH and all(
+        character.isalnum()
+        or character in " _.@-"
+        or unicodedata.category(character) in ("Mn", "Mc")
+        for character in name
+    )
 
 
 def validate_actor(actor: str) -> str:
     """Who did something, for the audit trail: `cli`, `system`, `customer`, `worker:<id>`,
     `staff:<name>`, `api:<client>` (the software holding that API client's key)."""
-    if not _ACTOR.match(actor):
+    staff_name = actor.removeprefix(_STAFF_PREFIX) if actor.startswith(_STAFF_PREFIX) else None
+    if not (_ACTOR.fullmatch(actor) or (staff_name is not None and _is_staff_name(staff_name))):
         raise OrderError(
             f"actor {actor!r} is not one of cli, system, customer, worker:<id>, staff:<name>, "
             "api:<client>"
         )
     return actor
+
+
+def staff_actor(name: str) -> str:
+    """The audit trail's actor for a member of staff: `staff:<name>`."""
+    cleaned = name.strip()
+    if not _is_staff_name(cleaned):
+        raise OrderError(
+            f"a staff name is 1 to {MAX_STAFF_NAME_LENGTH} letters, digits, spaces, "
+            f"'_', '.', '@' or '-'; not {cleaned!r}"
+        )
+    return f"{_STAFF_PREFIX}{cleaned}"
+
+
+# Tab and line breaks, which a multi-line text (a reason typed in a form) may hold.
+_LINE_BREAKS = frozenset("\t\n\r")
+
+
+def validate_text(text: str, what: str, *, multiline: bool = False) -> str:
+    """Text for people (a name, a reason): valid Unicode, and no control characters, which
+    would garble a receipt, a log line or a terminal (tabs and line breaks if `multiline`)."""
+    for character in text:
+        category = unicodedata.category(character)
+        if category == "Cs":  # a byte that was not UTF-8, as Python escapes it in argv
+            raise OrderError(f"{what} is not valid UTF-8 text")
+        if category == "Cc" and not (multiline and character in _LINE_BREAKS):
+            raise OrderError(f"{what} must not contain control characters such as {character!r}")
+    return text
 
 
 MAX_REASON_LENGTH = 500
@@ -178,7 +232,7 @@ def validate_reason(reason: str | None, *, required: bool) -> str | None:
         return None
     if len(cleaned) > MAX_REASON_LENGTH:
         raise OrderError(f"a reason is at most {MAX_REASON_LENGTH} characters")
-    return cleaned
+    return validate_text(cleaned, "a reason", multiline=True)
 
 
 def validate_refund_reference(reference: str) -> str:
@@ -192,10 +246,10 @@ def validate_refund_reference(reference: str) -> str:
     return cleaned
 
 
-_SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SKU = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _PHONE_SEPARATORS = re.compile(r"[\s().-]")
 # Cambodian numbers: 8 or 9 digits after the country code 855 (or after a leading 0 nationally).
-_KH_PHONE = re.compile(r"^(?:\+?855|0)([1-9]\d{7,8})$")
+_KH_PHONE = re.compile(r"(?:\+?855|0)([1-9][0-9]{7,8})")
 MAX_QUANTITY = 10_000
 
 
@@ -229,7 +283,7 @@ def validate_reference(reference: str) -> str:
 
 
 def validate_sku(sku: str) -> str:
-    if not _SKU.match(sku):
+    if not _SKU.fullmatch(sku):
         raise OrderError(
             f"SKU {sku!r} must be 1-64 characters: letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -240,7 +294,7 @@ def validate_sku(sku: str) -> str:
 def normalize_phone(phone: str) -> str:
     """A Cambodian phone number in E.164 form (`+85512345678`), from `012 345 678` and the like."""
     compact = _PHONE_SEPARATORS.sub("", phone)
-    match = _KH_PHONE.match(compact)
+    match = _KH_PHONE.fullmatch(compact)
     if match is None:
         raise OrderError(
             f"phone {phone!r} is not a Cambodian number (e.g. 012 345 678 or +855 12 345 678)"
@@ -278,9 +332,13 @@ class LineRequest:
     def parse(cls, text: str) -> LineRequest:
         """`SKU:QTY` as the CLI takes it."""
         sku, separator, quantity = text.rpartition(":")
-        if not separator or not quantity.strip().isdigit():
+        digits = quantity.strip()
+        if not separator or not (digits.isascii() and digits.isdigit()):
             raise OrderError(f"line {text!r} must be SKU:QTY with a whole quantity, e.g. TEA-1:2")
-        return cls(sku.strip(), int(quantity))
+        # Python refuses int() of thousands of digits; any number that long is out of range.
+        if len(digits.lstrip("0")) > len(str(MAX_QUANTITY)):
+            raise OrderError(f"quantity of {sku.strip()} must be between 1 and {MAX_QUANTITY}")
+        return cls(sku.strip(), int(digits))
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +437,7 @@ class Evidence:
     paid_time: PaidTime = PaidTime.CREATED
 
     def __post_init__(self) -> None:
-        if not FULL_HASH.match(self.bakong_hash):
+        if not FULL_HASH.fullmatch(self.bakong_hash):
             raise OrderError("a Bakong hash is 64 lower-case hexadecimal characters")
         if not isinstance(self.amount, Decimal) or not self.amount.is_finite():
             raise OrderError("a paid amount is a finite Decimal")
@@ -427,6 +485,29 @@ class AuditEntry:
     to_status: OrderStatus | None
     reason: str | None
     details: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewNote:
+    """One reason an order was sent to (or kept in) review: when, why and by whom."""
+
+    at_ms: int
+    reason: str
+    actor: str
+
+
+def review_history(audit: Iterable[AuditEntry]) -> tuple[ReviewNote, ...]:
+    """Every review reason an order was given, oldest first, from its audit trail (the order row
+    keeps only the latest): each entry that left the order in NEEDS_REVIEW with a reason. The
+    decision's reason comes first: a staff entry's own `reason` is why staff acted."""
+    notes = []
+    for entry in audit:
+        if entry.to_status is not OrderStatus.NEEDS_REVIEW:
+            continue
+        reason = entry.details.get("decision_reason") or entry.reason
+        if reason:
+            notes.append(ReviewNote(entry.at_ms, str(reason), entry.actor))
+    return tuple(notes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,20 +634,31 @@ def _qr_name(qr_md5: str | None) -> str:
     return "a QR" if qr_md5 is None else f"QR {qr_md5}"
 
 
+# Bakong's clock and the shop's may disagree by this much: a payment found by a QR's md5 was made
+# after the QR existed (its creation time is part of the md5), yet may be stamped a little earlier.
+CLOCK_SKEW_MS = 5 * 60 * 1000
+
+
 def find_mismatch(
     evidence: Evidence,
     expected: Money,
     receiving_accounts: frozenset[str],
     *,
     found_by_md5: bool = False,
+    qr_created_ms: int | None = None,
 ) -> str | None:
-    """Why this payment is not the order's payment (amount, currency, account), or None.
+    """Why this payment is not the order's payment (amount, currency, account, or a time before
+    the QR paid, created at `qr_created_ms`, existed), or None.
 
     A receiving account Bakong does not state is no mismatch when the payment was found by the
     md5 of the order's QR (`found_by_md5`): that md5 ties it to our QR and its account. Found
     any other way (a hash staff typed), nothing ties it to the shop, so it is a mismatch.
     """
     problems: list[str] = []
+    if qr_created_ms is not None and evidence.paid_ms < qr_created_ms - CLOCK_SKEW_MS:
+        problems.append(
+            f"paid at {_utc(evidence.paid_ms)}, before its QR was created at {_utc(qr_created_ms)}"
+        )
     paid = evidence.money()
     if paid is None or paid.currency is not expected.currency:
         problems.append(
@@ -587,6 +679,10 @@ def find_mismatch(
     return "; ".join(problems) or None
 
 
+def _utc(ms: int) -> str:
+    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def decide(
     facts: OrderFacts,
     evidence: Evidence | None,
@@ -594,11 +690,14 @@ def decide(
     source: EvidenceSource,
     other_order_id: int | None = None,
     qr_md5: str | None = None,
+    qr_created_ms: int | None = None,
 ) -> Decision:
     """What a payment (or a staff mark without evidence, `evidence=None`) does to the order.
 
     `other_order_id` is the order the evidence's hash is already recorded for, if another one;
-    `qr_md5` the QR Bakong says was paid, if known (it names the QR in a conflict's reason).
+    `qr_md5` the QR Bakong says was paid, if known (it names the QR in a conflict's reason);
+    `qr_created_ms` when that QR was created (else the order: its QRs are all made after it). A
+    payment dated before then is impossible for it: a mismatch, so it never completes the order.
     Money is never lost: every decision except ALREADY_RECORDED, CONFLICT and REFUSED records the
     evidence (a CONFLICT's money is the other order's record, flagged on both orders).
     Only staff (`MARK_PAID`) resolve NEEDS_REVIEW; automatic paths never complete a reviewed order.
@@ -614,7 +713,11 @@ def decide(
     short = evidence.short_hash
     # Automatic sources check by the md5 of the order's own QRs; staff give a hash.
     mismatch = find_mismatch(
-        evidence, facts.expected, facts.receiving_accounts, found_by_md5=not staff
+        evidence,
+        facts.expected,
+        facts.receiving_accounts,
+        found_by_md5=not staff,
+        qr_created_ms=qr_created_ms,
     )
     if other_order_id is not None:
         if staff:
@@ -651,6 +754,10 @@ def decide(
         case OrderStatus.NEEDS_REVIEW:
             if staff and mismatch is None:
                 return Decision(Action.COMPLETE, "staff confirmed the payment")
+            if facts.paid_manually_without_hash and not facts.recorded_hashes and not mismatch:
+                # Staff vouched for a payment, then the order went to review (e.g. short of
+                # stock): this is that payment found, not another one; the review reason stays.
+                return Decision(Action.ATTACH_EVIDENCE_ONLY)
             return Decision(
                 Action.NEEDS_REVIEW,
                 mismatch or f"another Bakong payment {short} arrived while the order awaits review",

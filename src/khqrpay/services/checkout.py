@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from khqrpay.clock import Clock
 from khqrpay.db import Database, UnitOfWork
 from khqrpay.khqr import EncodedKHQR, KHQRInputError, encode
+from khqrpay.khqr.fields import MAX_AMOUNT_LENGTH
 from khqrpay.money import Money
 from khqrpay.orders.events import OrderCreated, QrCreated
 from khqrpay.orders.model import (
@@ -24,6 +25,7 @@ from khqrpay.orders.model import (
     normalize_customer_name,
     normalize_phone,
     validate_actor,
+    validate_order_id,
     validate_reference,
 )
 from khqrpay.orders.schedule import SchedulePolicy
@@ -41,6 +43,20 @@ class CreatedOrder:
     order: Order
     lines: tuple[OrderLine, ...]
     payment: KhqrPayment
+
+
+def validate_payable(amount: Money, what: str) -> Money:
+    """An amount one dynamic KHQR code can ask for: more than 0, and written in tag 54's
+    13 characters (which also keeps it far inside the BIGINT columns of minor units)."""
+    if amount.amount == 0:
+        raise OrderError(f"{what} must be more than 0")
+    # The exponent first: a number of thousands of digits is never turned into text.
+    if amount.amount.adjusted() >= MAX_AMOUNT_LENGTH or len(amount.khqr_text()) > MAX_AMOUNT_LENGTH:
+        raise OrderError(
+            f"{what} is more than a KHQR code can ask for: its amount is written in at most "
+            f"{MAX_AMOUNT_LENGTH} characters (e.g. 9999999999999 KHR, 9999999999.99 USD)"
+        )
+    return amount
 
 
 def bill_number(order_id: int) -> str:
@@ -189,6 +205,7 @@ def _place(
 ) -> CreatedOrder:
     if total.minor == 0:
         raise OrderError("an order paid by KHQR must cost something")
+    validate_payable(total, "the order's total")  # before a row is written
     policy = settings.schedule_policy()
     now_ms = clock.now_ms()
     order = uow.orders.add(
@@ -234,6 +251,7 @@ def new_qr_for_order(
 ) -> KhqrPayment:
     """A fresh code for a pending order (new md5); its older codes keep being checked."""
     validate_actor(actor)
+    validate_order_id(order_id)
     with database.write() as uow:
         return _new_qr_for_order(
             uow, order_id=order_id, settings=settings, clock=clock, actor=actor

@@ -133,6 +133,7 @@ def record_payment(
         source=source,
         other_order_id=other_order_id,
         qr_md5=None if payment is None else payment.md5,
+        qr_created_ms=order.created_ms if payment is None else payment.created_ms,
     )
     recording = _Recording(
         uow, order, facts, evidence, payment, source, actor, staff_reason, now_ms
@@ -157,9 +158,10 @@ def _conflict_hashes(uow: UnitOfWork, order_id: int) -> frozenset[str]:
 
 
 def _staff_reason(source: EvidenceSource, reason: str | None) -> str | None:
-    if source is EvidenceSource.MARK_PAID and not (reason or "").strip():
+    cleaned = validate_reason(reason, required=False)
+    if source is EvidenceSource.MARK_PAID and cleaned is None:
         raise OrderError("Mark as Paid needs a reason")
-    return validate_reason(reason, required=False)
+    return cleaned
 
 
 def _payment_of(uow: UnitOfWork, order_id: int, payment_id: int | None) -> KhqrPayment | None:
@@ -323,7 +325,8 @@ class _Recording:
         columns: dict[str, object] = {}
         if flags_refund(action, order.status):
             columns |= {"refund_flag": True, "refund_reason": reason}
-        if status is OrderStatus.NEEDS_REVIEW:
+        # Evidence attached to an order already in review keeps the reason it is there for.
+        if status is OrderStatus.NEEDS_REVIEW and action is not Action.ATTACH_EVIDENCE_ONLY:
             columns["review_reason"] = reason
             if self._staff_vouches():
                 columns["paid_manually_without_hash"] = True

@@ -31,6 +31,8 @@ from khqrpay.orders.model import (
     VerificationAttempt,
     find_mismatch,
     validate_actor,
+    validate_order_id,
+    validate_reason,
 )
 from khqrpay.orders.schedule import SchedulePolicy
 from khqrpay.services.bakong_answers import (
@@ -97,6 +99,7 @@ class ManualActions:
     async def verify_instantly(self, order_id: int, *, actor: str) -> VerifyResult:
         """Check every unexpired QR of the order now; complete it if one is paid."""
         validate_actor(actor)
+        validate_order_id(order_id)
         before, payments = await asyncio.to_thread(self._order_and_payments, order_id)
         pending = [CheckTarget.of(p) for p in payments if p.status is PaymentStatus.PENDING]
         run = await self._checker.check_and_apply(
@@ -108,6 +111,7 @@ class ManualActions:
     async def check_status(self, order_id: int) -> PaymentStatusReport:
         """What Bakong says now about each QR of the order, and the recent attempts. Read-only:
         a paid answer is reported, not recorded (that is Verify Instantly's job)."""
+        validate_order_id(order_id)
         order, payments, attempts = await asyncio.to_thread(self._recent_attempts, order_id)
         answers: dict[str, CheckResult | BakongError] = {}
         if payments:
@@ -129,7 +133,8 @@ class ManualActions:
         changes. Without one, the order completes with no evidence (and is flagged
         `paid_manually_without_hash`)."""
         validate_actor(actor)
-        if not reason or not reason.strip():
+        validate_order_id(order_id)
+        if validate_reason(reason, required=False) is None:
             raise ActionRefused("Mark as Paid needs a reason")
         evidence = None
         if bakong_hash is not None and bakong_hash.strip():
@@ -142,14 +147,14 @@ class ManualActions:
         return MarkPaidResult(result, evidence)
 
     async def _confirmed_evidence(self, order_id: int, given: str) -> Evidence:
-        if not (FULL_HASH.match(given) or SHORT_HASH.match(given)):
+        if not (FULL_HASH.fullmatch(given) or SHORT_HASH.fullmatch(given)):
             raise ActionRefused(
                 "a Bakong hash is 64 hexadecimal characters, or its first 8 (the short hash)"
             )
         order, payments = await asyncio.to_thread(self._order_and_payments, order_id)
         accounts = frozenset(p.to_account for p in payments)
         try:
-            if FULL_HASH.match(given):
+            if FULL_HASH.fullmatch(given):
                 answer = await self._client.check_hash(given)
             else:
                 answer = await self._client.check_short_hash(
@@ -168,7 +173,7 @@ class ManualActions:
             evidence = evidence_of(answer.transaction)
         except OrderError as exc:
             raise ActionRefused(f"Bakong's transaction {given[:8]} is not usable: {exc}") from exc
-        mismatch = find_mismatch(evidence, order.total, accounts)
+        mismatch = find_mismatch(evidence, order.total, accounts, qr_created_ms=order.created_ms)
         if mismatch is not None:
             raise ActionRefused(
                 f"Bakong payment {evidence.short_hash} is not order {order_id}'s payment: "
@@ -214,6 +219,7 @@ class ManualActions:
 def watch_order(database: Database, order_id: int, *, policy: SchedulePolicy, clock: Clock) -> int:
     """A customer is watching the order: its pending QRs become hot for the hot window and their
     next check is pulled forward. How many QRs were made hot."""
+    validate_order_id(order_id)
     now_ms = clock.now_ms()
     watched = 0
     with database.write() as uow:

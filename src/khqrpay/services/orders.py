@@ -13,6 +13,9 @@ from khqrpay.orders.model import (
     OrderLine,
     OrderStatus,
     RecordedEvidence,
+    ReviewNote,
+    review_history,
+    validate_order_id,
 )
 
 
@@ -26,8 +29,15 @@ class OrderDetails:
     evidence: tuple[RecordedEvidence, ...]
     audit: tuple[AuditEntry, ...]
 
+    @property
+    def review_history(self) -> tuple[ReviewNote, ...]:
+        """Every review reason the order was given, oldest first (`order.review_reason` is the
+        latest)."""
+        return review_history(self.audit)
+
 
 def order_details(database: Database, order_id: int) -> OrderDetails:
+    validate_order_id(order_id)
     with database.read() as uow:
         return read_order_details(uow, order_id)
 

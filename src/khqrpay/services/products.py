@@ -14,7 +14,9 @@ from khqrpay.orders.model import (
     validate_actor,
     validate_reason,
     validate_sku,
+    validate_text,
 )
+from khqrpay.services.checkout import validate_payable
 
 MAX_NAME_LENGTH = 200
 # Every audited change to the catalogue.
@@ -30,7 +32,7 @@ MAX_STOCK = 1_000_000_000
 
 
 def _clean_name(name: str) -> str:
-    cleaned = " ".join(name.split())
+    cleaned = " ".join(validate_text(name, "a product name").split())
     if not cleaned or len(cleaned) > MAX_NAME_LENGTH:
         raise OrderError(f"a product name is 1 to {MAX_NAME_LENGTH} characters")
     return cleaned
@@ -46,7 +48,8 @@ def add_product(
     now_ms: int,
     actor: str = "system",
 ) -> Product:
-    """A new, active product; refuses a duplicate SKU, a blank name or a stock out of range."""
+    """A new, active product; refuses a duplicate SKU, a blank name or one with control
+    characters, a price of 0 or more than a KHQR code can ask for, or a stock out of range."""
     validate_actor(actor)
     with database.write() as uow:
         return _add_product(
@@ -58,6 +61,7 @@ def _add_product(
     uow: UnitOfWork, *, sku: str, name: str, price: Money, stock: int, now_ms: int, actor: str
 ) -> Product:
     validate_sku(sku)
+    validate_payable(price, "a price")
     cleaned_name = _clean_name(name)
     if isinstance(stock, bool) or not isinstance(stock, int) or not 0 <= stock <= MAX_STOCK:
         raise OrderError(f"stock must be a whole number from 0 to {MAX_STOCK}")
@@ -141,6 +145,8 @@ def update_product(
         if new_name is not None and new_name != product.name:
             changes["name"] = new_name
             details["name"] = {"from": product.name, "to": new_name}
+        if new_price is not None:
+            validate_payable(new_price, "a price")
         if new_price is not None and not new_price.same_value(product.price):
             changes["price_minor"] = new_price.minor
             details["price"] = {"from": str(product.price), "to": str(new_price)}

@@ -27,6 +27,7 @@ from khqrpay.orders.model import (
     OrderLine,
     Product,
     RecordedEvidence,
+    ReviewNote,
     VerificationAttempt,
     current_code,
 )
@@ -261,6 +262,18 @@ class AuditView(Schema):
         )
 
 
+class ReviewNoteView(Schema):
+    """One reason an order was sent to review (every one is kept)."""
+
+    at: Timestamp
+    reason: str
+    actor: str
+
+    @classmethod
+    def of(cls, note: ReviewNote) -> ReviewNoteView:
+        return cls(at=ms_to_datetime(note.at_ms), reason=note.reason, actor=note.actor)
+
+
 class OrderView(OrderSummary):
     """Everything known about one order: for staff (it carries the customer's token)."""
 
@@ -273,6 +286,7 @@ class OrderView(OrderSummary):
     qrs: list[QrView]
     evidence: list[RecordedEvidenceView]
     audit: list[AuditView]
+    review_history: list[ReviewNoteView]
 
     @classmethod
     def details(cls, details: OrderDetails) -> OrderView:
@@ -288,6 +302,7 @@ class OrderView(OrderSummary):
             qrs=[QrView.of(payment) for payment in details.payments],
             evidence=[RecordedEvidenceView.recorded(r) for r in details.evidence],
             audit=[AuditView.of(entry) for entry in details.audit],
+            review_history=[ReviewNoteView.of(note) for note in details.review_history],
         )
 
 
