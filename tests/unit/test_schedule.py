@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -12,9 +13,11 @@ from khqrpay.orders.schedule import (
     MD5_LIST_LIMIT,
     Candidate,
     ErrorKind,
+    NaiveSchedule,
     SchedulePolicy,
     Watch,
     plan_batches,
+    ride_along_slots,
 )
 from khqrpay.settings import Settings
 
@@ -36,14 +39,21 @@ POLICY = SchedulePolicy(
     final_grace_ms=60 * S,
     early_fraction=0.5,
     error_backoff_max_ms=60 * S,
+    ride_along_after_ms=60 * S,
 )
 END = T0 + 30 * DAY
 FINAL = END + 60 * S
 
 
-def next_check(now: int, *, hot_until: int | None = None, created: int = T0) -> int | None:
+def next_check(
+    now: int, *, hot_until: int | None = None, created: int = T0, due: int | None = None
+) -> int | None:
     return POLICY.next_check_ms(
-        created_ms=created, now_ms=now, hot_until_ms=hot_until, window_end_ms=created + 30 * DAY
+        created_ms=created,
+        now_ms=now,
+        hot_until_ms=hot_until,
+        window_end_ms=created + 30 * DAY,
+        due_ms=due,
     )
 
 
@@ -61,10 +71,12 @@ def test_from_settings_reads_the_environment_in_seconds(monkeypatch: pytest.Monk
     monkeypatch.setenv("KHQRPAY_SCHEDULE_FAST_INTERVAL_S", "3.5")
     monkeypatch.setenv("KHQRPAY_PAYMENT_WINDOW_S", "86400")
     monkeypatch.setenv("KHQRPAY_SCHEDULE_FINAL_GRACE_S", "0")
+    monkeypatch.setenv("KHQRPAY_SCHEDULE_RIDE_ALONG_AFTER_S", "90")
     policy = SchedulePolicy.from_settings(Settings(_env_file=None))
     assert policy.fast_interval_ms == 3_500
     assert policy.payment_window_ms == DAY
     assert policy.final_grace_ms == 0
+    assert policy.ride_along_after_ms == 90 * S
 
 
 @pytest.mark.parametrize(
@@ -80,6 +92,7 @@ def test_from_settings_reads_the_environment_in_seconds(monkeypatch: pytest.Monk
         ({"age_factor": float("inf")}, "age_factor"),
         ({"early_fraction": 1.0}, "early_fraction"),
         ({"early_fraction": -0.1}, "early_fraction"),
+        ({"ride_along_after_ms": 0}, "ride_along_after_ms"),
     ],
 )
 def test_inconsistent_policies_are_refused(change: dict[str, float], message: str) -> None:
@@ -181,18 +194,34 @@ def test_an_unpaid_payment_over_its_whole_window() -> None:
     assert len(checks) < 2_000  # against ~1.3 million for a naive check every 2 s
 
 
-# --- earliest check (batch filling) --------------------------------------------------------------
+# --- earliest check and ride-alongs (batch filling) ---------------------------------------------
 
 
-def test_earliest_check_is_a_fraction_of_the_interval_early() -> None:
+def test_a_slow_payment_may_ride_along_a_minute_after_its_check() -> None:
     now = T0 + 2 * DAY
     assert (
         POLICY.earliest_check_ms(checked_ms=now, next_check_ms=now + 30 * MIN, window_end_ms=END)
-        == now + 15 * MIN
+        == now + 60 * S
     )
+    assert POLICY.earliest_check_ms(
+        checked_ms=now, next_check_ms=now + 90 * S, window_end_ms=END
+    ) == (now + 45 * S)  # half its interval before the due check comes sooner
+
+
+def test_a_fast_payment_rides_along_half_an_interval_early() -> None:
+    now = T0 + 2 * DAY
     assert POLICY.earliest_check_ms(
         checked_ms=now, next_check_ms=now + 2 * S, window_end_ms=END
     ) == (now + S)
+
+
+def test_todays_policy_only_lets_payments_ride_along_within_the_early_fraction() -> None:
+    today = replace(POLICY, ride_along_after_ms=POLICY.max_interval_ms)
+    now = T0 + 2 * DAY
+    assert (
+        today.earliest_check_ms(checked_ms=now, next_check_ms=now + 30 * MIN, window_end_ms=END)
+        == now + 15 * MIN
+    )
 
 
 def test_checks_past_the_window_end_are_never_early() -> None:
@@ -204,6 +233,33 @@ def test_checks_past_the_window_end_are_never_early() -> None:
 def test_earliest_check_refuses_a_next_check_in_the_past() -> None:
     with pytest.raises(ValueError, match="next_check_ms"):
         POLICY.earliest_check_ms(checked_ms=T0 + S, next_check_ms=T0, window_end_ms=END)
+
+
+def test_a_ride_along_before_the_early_window_leaves_the_due_check_where_it_is() -> None:
+    checked = T0 + 2 * DAY
+    due = checked + 30 * MIN
+    assert next_check(checked + MIN, due=due) == due
+    assert next_check(due - 15 * MIN - 1, due=due) == due
+
+
+def test_a_check_in_the_early_window_or_later_is_the_due_check() -> None:
+    checked = T0 + 2 * DAY
+    due = checked + 30 * MIN
+    assert next_check(due - 15 * MIN, due=due) == due - 15 * MIN + 30 * MIN
+    assert next_check(due, due=due) == due + 30 * MIN
+    assert next_check(due + 5 * S, due=due) == due + 5 * S + 30 * MIN  # late: moves on from now
+
+
+def test_a_fast_payment_checked_half_an_interval_early_moves_on() -> None:
+    """What keeps every fresh payment in the one call made every fast interval."""
+    due = T0 + MIN
+    assert next_check(due - S, due=due) == due + S
+    assert next_check(due - S - 1, due=due) == due
+
+
+def test_a_ride_along_never_postpones_the_final_check() -> None:
+    assert next_check(END - MIN, due=FINAL) == FINAL
+    assert next_check(FINAL, due=FINAL) is None
 
 
 # --- a customer watching ------------------------------------------------------------------------
@@ -297,53 +353,109 @@ def early(payment_id: int, next_ms: int, earliest_ms: int) -> Candidate[int]:
     return Candidate(payment_id, next_ms, earliest_ms)
 
 
+def plan(
+    candidates: list[Candidate[int]], *, soon_ms: int = 2 * S, max_per_call: int = MD5_LIST_LIMIT
+) -> list[tuple[Candidate[int], ...]]:
+    return plan_batches(candidates, now_ms=T0, soon_ms=soon_ms, max_per_call=max_per_call)
+
+
 def ids(batches: list[tuple[Candidate[int], ...]]) -> list[list[int]]:
     return [[candidate.payment_id for candidate in batch] for batch in batches]
 
 
 def test_no_due_payment_means_no_call() -> None:
-    assert plan_batches([early(1, T0 + S, T0 - S)], now_ms=T0) == []
-    assert plan_batches([], now_ms=T0) == []
+    assert plan([early(1, T0 + S, T0 - S)]) == []
+    assert plan([]) == []
 
 
-def test_a_call_made_anyway_is_filled_with_early_payments_soonest_first() -> None:
+def test_a_call_is_filled_with_ride_alongs_due_soon_first_then_the_longest_waiting() -> None:
     candidates = [
-        early(10, T0 + 900, T0 - 100),
+        early(10, T0 + 20 * MIN, T0 - 5 * S),
         due(1, T0),
-        early(11, T0 + 100, T0),
-        early(12, T0 + 50, T0 + 1),  # not eligible yet
+        early(11, T0 + S, T0),  # due within the fast interval
+        early(12, T0 + 50, T0 + 1),  # not a ride-along yet
         due(2, T0 - 500),
+        early(13, T0 + 25 * MIN, T0 - 30 * S),  # waiting longest for a place
+        early(14, T0 + 2 * S, T0 - 40 * S),
     ]
-    assert ids(plan_batches(candidates, now_ms=T0)) == [[2, 1, 11, 10]]
+    assert ids(plan(candidates)) == [[2, 1, 11, 14, 13, 10]]
 
 
-def test_every_due_payment_is_checked_and_only_the_last_call_is_filled() -> None:
+def test_todays_ranking_takes_the_soonest_due_ride_alongs_first() -> None:
+    candidates = [
+        early(10, T0 + 20 * MIN, T0 - 5 * S),
+        due(1, T0),
+        early(13, T0 + 25 * MIN, T0 - 30 * S),
+    ]
+    assert ids(plan(candidates, soon_ms=30 * DAY)) == [[1, 10, 13]]
+
+
+def test_ride_along_slots_are_the_free_places_of_the_calls_the_due_ones_need() -> None:
+    assert ride_along_slots(0) == 0  # ride-alongs alone never cause a call
+    assert ride_along_slots(1) == 49
+    assert ride_along_slots(50) == 0
+    assert ride_along_slots(51) == 49
+    assert ride_along_slots(7, max_per_call=3) == 2
+    with pytest.raises(ValueError, match="due_count"):
+        ride_along_slots(-1)
+    with pytest.raises(ValueError, match="max_per_call"):
+        ride_along_slots(1, max_per_call=MD5_LIST_LIMIT + 1)
+
+
+def test_every_due_payment_is_checked_and_every_call_is_filled() -> None:
     overdue = [due(i, T0 - i) for i in range(120)]
-    spare = [early(1_000 + i, T0 + i + 1, T0) for i in range(100)]
-    batches = plan_batches([*spare, *overdue], now_ms=T0)
+    spare = [early(1_000 + i, T0 + MIN + i, T0 - i) for i in range(100)]
+    batches = plan([*spare, *overdue])
     assert [len(batch) for batch in batches] == [50, 50, 50]
     assert ids(batches)[0][:3] == [119, 118, 117]  # most overdue first
-    assert ids(batches)[2][20:] == list(range(1_000, 1_030))
+    assert ids(batches)[2][20:] == list(range(1_099, 1_069, -1))  # waiting longest first
 
 
 def test_max_per_call_is_bounded_by_bakong() -> None:
-    assert [
-        len(b) for b in plan_batches([due(i, T0) for i in range(7)], now_ms=T0, max_per_call=3)
-    ] == [
-        3,
-        3,
-        1,
-    ]
+    assert [len(b) for b in plan([due(i, T0) for i in range(7)], max_per_call=3)] == [3, 3, 1]
     for bad in (0, MD5_LIST_LIMIT + 1):
         with pytest.raises(ValueError, match="max_per_call"):
-            plan_batches([due(1, T0)], now_ms=T0, max_per_call=bad)
+            plan([due(1, T0)], max_per_call=bad)
+    with pytest.raises(ValueError, match="soon_ms"):
+        plan([due(1, T0)], soon_ms=-1)
 
 
 def test_a_payment_listed_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="listed twice"):
-        plan_batches([due(1, T0), early(1, T0 + 5, T0)], now_ms=T0)
+        plan([due(1, T0), early(1, T0 + 5, T0)])
 
 
 def test_a_candidate_cannot_be_eligible_after_it_is_due() -> None:
     with pytest.raises(ValueError, match="earliest_check_ms"):
         Candidate(1, T0, T0 + 1)
+
+
+# --- the naive schedule (the yardstick) -----------------------------------------------------------
+
+NAIVE = NaiveSchedule()
+
+
+def test_the_naive_schedule_checks_every_2_s_from_the_age_of_one_minute() -> None:
+    assert NAIVE.checks(created_ms=0, until_ms=59_999) == 0
+    assert NAIVE.checks(created_ms=0, until_ms=60_000) == 1
+    assert NAIVE.checks(created_ms=0, until_ms=61_999) == 1
+    assert NAIVE.checks(created_ms=0, until_ms=62_000) == 2
+    assert NAIVE.checks(created_ms=0, until_ms=HOUR) == (HOUR - MIN) // (2 * S) + 1
+
+
+@pytest.mark.parametrize(
+    ("paid_ms", "found_after_ms"),
+    [(1_000, 59_000), (60_000, 0), (60_001, 1_999), (62_000, 0), (3_600_500, 1_500)],
+)
+def test_the_naive_schedule_finds_a_payment_at_its_next_check(
+    paid_ms: int, found_after_ms: int
+) -> None:
+    assert NAIVE.detection_ms(created_ms=0, paid_ms=paid_ms) == found_after_ms
+    assert NAIVE.found_ms(created_ms=T0, paid_ms=T0 + paid_ms) == T0 + paid_ms + found_after_ms
+
+
+def test_a_naive_schedule_needs_a_positive_interval_and_no_negative_age() -> None:
+    with pytest.raises(ValueError, match="interval_ms"):
+        NaiveSchedule(interval_ms=0)
+    with pytest.raises(ValueError, match="min_age_ms"):
+        NaiveSchedule(min_age_ms=-1)

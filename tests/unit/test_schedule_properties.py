@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from khqrpay.orders.schedule import (
@@ -13,6 +13,7 @@ from khqrpay.orders.schedule import (
     ErrorKind,
     SchedulePolicy,
     plan_batches,
+    ride_along_slots,
 )
 
 T0 = 1_795_651_200_000
@@ -34,6 +35,7 @@ def policies(draw: st.DrawFn) -> SchedulePolicy:
         final_grace_ms=draw(st.integers(0, 10 * fast)),
         early_fraction=draw(st.floats(0.0, 0.99)),
         error_backoff_max_ms=draw(st.integers(fast, 100 * fast)),
+        ride_along_after_ms=draw(st.integers(1, 2 * max_interval)),
     )
 
 
@@ -72,13 +74,17 @@ def test_interval_never_shrinks_with_age_and_stays_in_bounds(
     assert policy.interval_ms(age_ms=older, hot=True) == policy.fast_interval_ms
 
 
+# A life takes up to a few thousand checks: its time says more about the machine's load than the
+# code, so no deadline.
+@settings(deadline=None)
 @given(policies(), st.data())
 def test_a_payments_life_ends_with_exactly_one_final_check(
     policy: SchedulePolicy, data: st.DataObject
 ) -> None:
-    """Checks run anywhere in their [earliest, next] slot (batch filling), customers watch at random
-    moments: the checks still only move forward, stay within the window plus grace, and the very
-    last one is the final check, made once and never early."""
+    """Checks run anywhere in their [earliest, next] slot (ride-alongs and early checks), customers
+    watch at random moments: the due check only moves forward, regular checks stay within the
+    window, ride-alongs leave the due check where it is, and the very last check is the final
+    check, made once, at its time."""
     created = T0
     end = policy.window_end_ms(created)
     final = policy.final_check_ms(end)
@@ -86,6 +92,7 @@ def test_a_payments_life_ends_with_exactly_one_final_check(
     last: int | None = None
     hot_until: int | None = None
     checks: list[int] = []
+    rides_in_a_row = 0
     while True:
         if data.draw(st.integers(0, 9)) == 0:  # a customer opens the page before the check
             watched_at = data.draw(st.integers(last if last is not None else created, next_ms))
@@ -104,16 +111,25 @@ def test_a_payments_life_ends_with_exactly_one_final_check(
                 watch.next_check_ms,
                 watch.earliest_check_ms,
             )
-        now = data.draw(st.integers(earliest, next_ms))
+        # Two ride-alongs between due checks at most, or a life could take millions of checks.
+        now = next_ms if rides_in_a_row >= 2 else data.draw(st.integers(earliest, next_ms))
         assert last is None or now >= last
         checks.append(now)
         following = policy.next_check_ms(
-            created_ms=created, now_ms=now, hot_until_ms=hot_until, window_end_ms=end
+            created_ms=created,
+            now_ms=now,
+            hot_until_ms=hot_until,
+            window_end_ms=end,
+            due_ms=next_ms,
         )
         if following is None:
             break
-        if hot_until is None or now >= hot_until:
-            assert following <= end or following == final  # regular checks stay in the window
+        rode_along = following == next_ms and now < next_ms
+        rides_in_a_row = rides_in_a_row + 1 if rode_along else 0
+        if not rode_along:
+            assert following > now
+            if hot_until is None or now >= hot_until:
+                assert following <= end or following == final  # regular checks stay in the window
         assert len(checks) < 20_000, "the schedule must end"
         last, next_ms = now, following
         earliest = policy.earliest_check_ms(
@@ -125,8 +141,36 @@ def test_a_payments_life_ends_with_exactly_one_final_check(
     assert all(check <= final for check in checks)
 
 
+@given(
+    policies(),
+    st.integers(0, 10**9),
+    st.integers(1, 10**9),
+    st.integers(0, 10**9),
+    st.one_of(st.none(), st.integers(0, 10**9)),
+)
+def test_a_ride_along_leaves_the_due_check_and_any_other_check_moves_on(
+    policy: SchedulePolicy, age: int, ahead: int, window: int, hot_for: int | None
+) -> None:
+    created = T0
+    now = created + age
+    due = now + ahead
+    end = max(created + window, due - policy.final_grace_ms)
+    hot_until = None if hot_for is None else now + hot_for
+    common = {"created_ms": created, "now_ms": now, "hot_until_ms": hot_until, "window_end_ms": end}
+    moved_on = policy.next_check_ms(**common)
+    following = policy.next_check_ms(**common, due_ms=due)
+    hot = hot_until is not None and now < hot_until
+    early_window = math.floor(policy.interval_ms(age_ms=age, hot=hot) * policy.early_fraction)
+    if now >= policy.final_check_ms(end):
+        assert following is None
+    elif now < due - early_window:
+        assert following == due  # a ride-along: the due check stays
+    else:
+        assert following == moved_on  # the due check, made early
+
+
 @given(policies(), st.integers(0, 10**9), st.integers(1, 10**9), st.integers(-(10**9), 10**9))
-def test_earliest_check_is_within_the_fraction_and_never_early_past_the_end(
+def test_earliest_check_comes_after_the_ride_along_gap_or_the_early_fraction_whichever_is_sooner(
     policy: SchedulePolicy, checked_offset: int, gap: int, end_offset: int
 ) -> None:
     checked = T0 + checked_offset
@@ -135,10 +179,15 @@ def test_earliest_check_is_within_the_fraction_and_never_early_past_the_end(
     earliest = policy.earliest_check_ms(
         checked_ms=checked, next_check_ms=following, window_end_ms=end
     )
-    assert checked <= earliest <= following
-    assert following - earliest <= policy.early_fraction * gap
+    assert checked < earliest <= following
     if following > end:
-        assert earliest == following
+        assert earliest == following  # past the window end: never early
+        return
+    assert earliest <= checked + policy.ride_along_after_ms
+    slack = max(policy.early_fraction * gap, gap - policy.ride_along_after_ms)
+    assert following - earliest <= slack
+    if policy.ride_along_after_ms >= gap:  # today's policy: the early fraction alone
+        assert following - earliest <= policy.early_fraction * gap
 
 
 @given(
@@ -203,24 +252,40 @@ def candidate_sets(draw: st.DrawFn) -> list[Candidate[int]]:
     return draw(st.permutations(candidates))
 
 
-@given(candidate_sets(), st.integers(1, MD5_LIST_LIMIT))
-def test_plan_batches_checks_every_due_payment_and_fills_calls_only(
-    candidates: list[Candidate[int]], max_per_call: int
+@given(candidate_sets(), st.integers(1, MD5_LIST_LIMIT), st.integers(0, 6_000))
+def test_plan_batches_checks_every_due_payment_and_fills_calls_most_overdue_first(
+    candidates: list[Candidate[int]], max_per_call: int, soon_ms: int
 ) -> None:
     now = T0
-    batches = plan_batches(candidates, now_ms=now, max_per_call=max_per_call)
+    batches = plan_batches(candidates, now_ms=now, soon_ms=soon_ms, max_per_call=max_per_call)
     planned = [candidate for batch in batches for candidate in batch]
     due = [c for c in candidates if c.next_check_ms <= now]
-    eligible = [c for c in candidates if c.earliest_check_ms <= now < c.next_check_ms]
+    riders = [c for c in candidates if c.earliest_check_ms <= now < c.next_check_ms]
     assert len({c.payment_id for c in planned}) == len(planned)
     assert {c.payment_id for c in due} <= {c.payment_id for c in planned}
     assert all(c.earliest_check_ms <= now for c in planned)
     assert all(1 <= len(batch) <= max_per_call for batch in batches)
     assert len(batches) == math.ceil(len(due) / max_per_call)
-    chosen_early = [c for c in planned if c.next_check_ms > now]
-    free_slots = len(batches) * max_per_call - len(due)
-    assert len(chosen_early) == min(len(eligible), free_slots)
-    left_out = [c for c in eligible if c not in chosen_early]
-    if chosen_early and left_out:
-        assert max(c.next_check_ms for c in chosen_early) <= min(c.next_check_ms for c in left_out)
+    chosen = [c for c in planned if c.next_check_ms > now]
+    free_places = len(batches) * max_per_call - len(due)
+    assert free_places == ride_along_slots(len(due), max_per_call=max_per_call)
+    assert len(chosen) == min(len(riders), free_places)  # every call full, if riders suffice
     assert planned[: len(due)] == sorted(due, key=lambda c: c.next_check_ms)
+
+    def rank(candidate: Candidate[int]) -> tuple[int, int]:
+        if candidate.next_check_ms <= now + soon_ms:
+            return (0, candidate.next_check_ms)
+        return (1, candidate.earliest_check_ms)
+
+    left_out = [c for c in riders if c not in chosen]
+    if chosen and left_out:
+        assert max(map(rank, chosen)) <= min(map(rank, left_out))
+    assert [rank(c) for c in chosen] == sorted(rank(c) for c in chosen)
+
+
+@given(st.integers(0, 10**6), st.integers(1, MD5_LIST_LIMIT))
+def test_ride_alongs_fill_the_last_call_and_never_make_one(due: int, max_per_call: int) -> None:
+    slots = ride_along_slots(due, max_per_call=max_per_call)
+    assert 0 <= slots < max_per_call
+    assert (due + slots) % max_per_call == 0
+    assert math.ceil((due + slots) / max_per_call) == math.ceil(due / max_per_call)

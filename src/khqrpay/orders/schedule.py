@@ -13,8 +13,17 @@ The rules, each figure a setting:
 - regular checks stay at or before the window end (hot ones keep their fast pace a little past it);
   then exactly one final check at window end + `final_grace` (a payment made just before the end
   settles in Bakong a little later), after which the payment expires;
-- a Bakong call that must be made anyway is filled (md5 list, up to 50 a call) with payments whose
-  next check is at most `early_fraction` of their interval away; final checks are never early.
+- every Bakong call that must be made anyway (md5 list, up to 50 a call) is filled with
+  ride-alongs (`plan_batches`): pending payments past their earliest check, those due within the
+  fast interval first, then the ones waiting longest for a place. A payment may ride along
+  `ride_along_after` after its last check, or `early_fraction` of its interval before its next
+  check if that is sooner (the fast checks of fresh payments fall into one call that way); checks
+  after the window end never ride along. A ride-along in that early window counts as the due
+  check; an earlier one leaves the due check where it is, so the calls the schedule makes stay
+  the same and only get fuller. A call costs the same with 1 md5 or 50: the free places check old
+  payments every minute or so instead of every half hour, at no extra request.
+
+`NaiveSchedule` is the yardstick: the schedule shops described, every order on its own every 2 s.
 """
 
 from __future__ import annotations
@@ -100,12 +109,18 @@ class SchedulePolicy:
     final_grace_ms: int
     early_fraction: float
     error_backoff_max_ms: int
+    ride_along_after_ms: int
 
     def __post_init__(self) -> None:
         for name in ("initial_delay_ms", "fresh_window_ms", "hot_window_ms", "final_grace_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        for name in ("fast_interval_ms", "payment_window_ms", "error_backoff_max_ms"):
+        for name in (
+            "fast_interval_ms",
+            "payment_window_ms",
+            "error_backoff_max_ms",
+            "ride_along_after_ms",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.max_interval_ms < self.fast_interval_ms:
@@ -130,7 +145,14 @@ class SchedulePolicy:
             final_grace_ms=_seconds_to_ms(settings.schedule_final_grace_s),
             early_fraction=settings.schedule_early_fraction,
             error_backoff_max_ms=_seconds_to_ms(settings.schedule_error_backoff_max_s),
+            ride_along_after_ms=_seconds_to_ms(settings.schedule_ride_along_after_s),
         )
+
+    @property
+    def soon_ms(self) -> int:
+        """Ride-alongs due within this are taken first (`plan_batches`): within one fast interval,
+        each would need a call of its own before the next call of the fast pace."""
+        return self.fast_interval_ms
 
     def window_end_ms(self, created_ms: int) -> int:
         """When a payment created at `created_ms` stops being payable (the QR's tag 99 expiry)."""
@@ -157,9 +179,21 @@ class SchedulePolicy:
         return max(self.fast_interval_ms, min(self.max_interval_ms, proportional))
 
     def next_check_ms(
-        self, *, created_ms: int, now_ms: int, hot_until_ms: int | None, window_end_ms: int
+        self,
+        *,
+        created_ms: int,
+        now_ms: int,
+        hot_until_ms: int | None,
+        window_end_ms: int,
+        due_ms: int | None = None,
     ) -> int | None:
         """After a not-paid answer at `now_ms`: when to check next, or None to expire the payment.
+
+        `due_ms` is the check the payment was due for (its next check before this one). A check
+        made before that check's early window (`early_fraction` of the interval before it) rode
+        along in a free place: the due check stays where it is, so ride-alongs neither take away
+        nor add a call of the schedule's own. Any other check is the due one, on time or early
+        (so is every check when `due_ms` is None), and the schedule moves on from it.
 
         Regular checks never go past the window end; the one after the last regular check is the
         final check at window end + grace, and after it there is none. A hot payment keeps its
@@ -173,20 +207,25 @@ class SchedulePolicy:
         if now_ms >= final_ms:
             return None
         hot = hot_until_ms is not None and now_ms < hot_until_ms
-        candidate = now_ms + self.interval_ms(age_ms=now_ms - created_ms, hot=hot)
+        interval = self.interval_ms(age_ms=now_ms - created_ms, hot=hot)
+        if due_ms is not None and now_ms < due_ms - math.floor(interval * self.early_fraction):
+            return due_ms
+        candidate = now_ms + interval
         if hot:
             return min(candidate, final_ms)
         return final_ms if candidate > window_end_ms else candidate
 
     def earliest_check_ms(self, *, checked_ms: int, next_check_ms: int, window_end_ms: int) -> int:
-        """From when a call made anyway may carry this payment: `early_fraction` of its interval
-        before `next_check_ms`. Checks after the window end are never early: an early final check
-        could miss a payment made in the window's last minutes."""
+        """From when a call made anyway may carry this payment as a ride-along: `ride_along_after`
+        after the check at `checked_ms`, or `early_fraction` of its interval before
+        `next_check_ms` if that is sooner. Checks after the window end never ride along: the final
+        check must come at its time, and an early one would only be repeated there."""
         if next_check_ms < checked_ms:
             raise ValueError("next_check_ms must not be before checked_ms")
         if next_check_ms > window_end_ms:
             return next_check_ms
-        slack = math.floor((next_check_ms - checked_ms) * self.early_fraction)
+        gap = next_check_ms - checked_ms
+        slack = max(math.floor(gap * self.early_fraction), gap - self.ride_along_after_ms)
         return next_check_ms - slack
 
     def watch(
@@ -241,23 +280,43 @@ class SchedulePolicy:
         return min(self.error_backoff_max_ms, self.fast_interval_ms << doublings)
 
 
+def ride_along_slots(due_count: int, *, max_per_call: int = MD5_LIST_LIMIT) -> int:
+    """How many ride-alongs the calls that `due_count` due payments need can carry: the free
+    places of their last call. None without a due payment: ride-alongs never cause a call."""
+    if due_count < 0:
+        raise ValueError("due_count must not be negative")
+    if not 1 <= max_per_call <= MD5_LIST_LIMIT:
+        raise ValueError(f"max_per_call must be between 1 and {MD5_LIST_LIMIT}")
+    return -due_count % max_per_call
+
+
 def plan_batches(
     candidates: Iterable[Candidate[PaymentId]],
     *,
     now_ms: int,
+    soon_ms: int,
     max_per_call: int = MD5_LIST_LIMIT,
 ) -> list[tuple[Candidate[PaymentId], ...]]:
     """Split the checks to make at `now_ms` into md5-list calls.
 
     Every due candidate (`next_check_ms <= now_ms`) is checked, the most overdue first. The calls
-    this needs are filled up to `max_per_call` with early-eligible candidates (`earliest_check_ms
-    <= now_ms`), the soonest due first; early candidates alone never cause a call. Candidates that
-    are neither are ignored.
+    this needs are filled up to `max_per_call` (`ride_along_slots`) with ride-alongs, candidates
+    past their earliest check (`earliest_check_ms <= now_ms`), the most overdue first:
+    1. those due within `soon_ms`, the soonest first: with `soon_ms` the fast interval, each would
+       need a call of its own before the next call of the fast pace, and taking them keeps the
+       fast checks of all fresh and watched payments in one call;
+    2. then the others by how long they have waited for a place (`earliest_check_ms`; ties in no
+       particular order): every pending payment gets its turn, the oldest too.
+    Ride-alongs alone never cause a call; candidates that are neither are ignored. The claim
+    fetches in this order, so it needs no more candidates than the calls carry.
     """
     if not 1 <= max_per_call <= MD5_LIST_LIMIT:
         raise ValueError(f"max_per_call must be between 1 and {MD5_LIST_LIMIT}")
+    if soon_ms < 0:
+        raise ValueError("soon_ms must not be negative")
     due: list[Candidate[PaymentId]] = []
-    early: list[Candidate[PaymentId]] = []
+    soon: list[Candidate[PaymentId]] = []
+    waiting: list[Candidate[PaymentId]] = []
     seen: set[PaymentId] = set()
     for candidate in candidates:
         if candidate.payment_id in seen:
@@ -265,12 +324,54 @@ def plan_batches(
         seen.add(candidate.payment_id)
         if candidate.next_check_ms <= now_ms:
             due.append(candidate)
-        elif candidate.earliest_check_ms <= now_ms:
-            early.append(candidate)
+        elif candidate.earliest_check_ms > now_ms:
+            continue
+        elif candidate.next_check_ms <= now_ms + soon_ms:
+            soon.append(candidate)
+        else:
+            waiting.append(candidate)
     if not due:
         return []
     due.sort(key=lambda c: c.next_check_ms)
-    early.sort(key=lambda c: c.next_check_ms)
-    free_slots = -len(due) % max_per_call
-    chosen = due + early[:free_slots]
+    soon.sort(key=lambda c: c.next_check_ms)
+    waiting.sort(key=lambda c: c.earliest_check_ms)
+    riders = (soon + waiting)[: ride_along_slots(len(due), max_per_call=max_per_call)]
+    chosen = due + riders
     return [tuple(chosen[i : i + max_per_call]) for i in range(0, len(chosen), max_per_call)]
+
+
+@dataclass(frozen=True, slots=True)
+class NaiveSchedule:
+    """The schedule shops described, kept as the yardstick ours is measured against: every pending
+    order checked on its own, one request per check, every `interval_ms` from the age of
+    `min_age_ms` until its payment is found. The demo's comparison and the schedule bench both
+    count with it."""
+
+    min_age_ms: int = 60_000
+    interval_ms: int = 2_000
+
+    def __post_init__(self) -> None:
+        if self.min_age_ms < 0:
+            raise ValueError("min_age_ms must not be negative")
+        if self.interval_ms <= 0:
+            raise ValueError("interval_ms must be positive")
+
+    def checks(self, *, created_ms: int, until_ms: int) -> int:
+        """The checks (= requests) made for an order created at `created_ms`, up to and including
+        `until_ms`: the first at exactly `min_age_ms`."""
+        first_ms = created_ms + self.min_age_ms
+        if until_ms < first_ms:
+            return 0
+        return (until_ms - first_ms) // self.interval_ms + 1
+
+    def found_ms(self, *, created_ms: int, paid_ms: int) -> int:
+        """When a payment made at `paid_ms` is found: at the first check at or after it."""
+        first_ms = created_ms + self.min_age_ms
+        if paid_ms <= first_ms:
+            return first_ms
+        checks_after_first = -(-(paid_ms - first_ms) // self.interval_ms)  # rounded up
+        return first_ms + checks_after_first * self.interval_ms
+
+    def detection_ms(self, *, created_ms: int, paid_ms: int) -> int:
+        """How long after the payment it is found."""
+        return self.found_ms(created_ms=created_ms, paid_ms=paid_ms) - paid_ms

@@ -128,6 +128,7 @@ class CheckTarget:
     expires_ms: int
     hot_until_ms: int | None
     consecutive_errors: int
+    next_check_ms: int | None  # when the check was due
 
     @classmethod
     def of(cls, payment: KhqrPayment) -> CheckTarget:
@@ -139,6 +140,7 @@ class CheckTarget:
             expires_ms=payment.expires_ms,
             hot_until_ms=payment.hot_until_ms,
             consecutive_errors=payment.consecutive_errors,
+            next_check_ms=payment.next_check_ms,
         )
 
 
@@ -261,8 +263,9 @@ class Verifier:
 
     def _claim(self, now_ms: int) -> list[tuple[CheckTarget, ...]]:
         with self._database.write() as uow:
-            due = uow.payments.lock_due(now_ms=now_ms, limit=self._batch_size)
-            plan = plan_batches(map(_candidate, due), now_ms=now_ms)
+            soon_ms = self._policy.soon_ms
+            due = uow.payments.lock_due(now_ms=now_ms, limit=self._batch_size, soon_ms=soon_ms)
+            plan = plan_batches(map(_candidate, due), now_ms=now_ms, soon_ms=soon_ms)
             chosen = [candidate.payment_id for batch in plan for candidate in batch]
             if chosen:
                 uow.payments.lease(chosen, owner=self._worker_id, until_ms=now_ms + self._lease_ms)
@@ -445,12 +448,14 @@ class Verifier:
             )
         else:
             # An answer, not an error (a Paid that could not be recorded counts as not paid here:
-            # it is asked again on schedule). None: that was the final check.
+            # it is asked again on schedule). None: that was the final check. A worker's check
+            # long before its due time rode along and leaves it there; staff's is the due check.
             next_check_ms = self._policy.next_check_ms(
                 created_ms=target.created_ms,
                 now_ms=now_ms,
                 hot_until_ms=target.hot_until_ms,
                 window_end_ms=target.expires_ms,
+                due_ms=target.next_check_ms if leased else None,
             )
             earliest_check_ms = (
                 None

@@ -12,7 +12,7 @@ from khqrpay.db import tables as t
 from khqrpay.db.repositories._shared import money
 from khqrpay.money import Money
 from khqrpay.orders.model import AttemptOutcome, KhqrPayment, PaymentStatus
-from khqrpay.orders.schedule import NextCheck, Watch
+from khqrpay.orders.schedule import NextCheck, Watch, ride_along_slots
 
 
 class PaymentRepository:
@@ -106,20 +106,58 @@ class PaymentRepository:
 
     # The verifier ----------------------------------------------------------------------------
 
-    def lock_due(self, *, now_ms: int, limit: int) -> list[KhqrPayment]:
-        """Pending payments that may be checked now and no live lease holds, most overdue first,
-        locked until the transaction ends. On PostgreSQL rows another transaction has locked are
-        skipped (`FOR UPDATE SKIP LOCKED`), so concurrent workers never claim the same ones."""
+    def lock_due(self, *, now_ms: int, limit: int, soon_ms: int) -> list[KhqrPayment]:
+        """The payments to check now, locked until the transaction ends: every due one (at most
+        `limit`), the most overdue first, then as many ride-alongs as the calls those need can
+        carry (`ride_along_slots`), ranked as `plan_batches` ranks them: those due within
+        `soon_ms` the soonest first, then those waiting longest for a place. Payments a live lease
+        holds are left out; on PostgreSQL so are rows another transaction has locked (`FOR UPDATE
+        SKIP LOCKED`), so concurrent workers never claim the same ones."""
+        payments = t.khqr_payments.c
+        due = self._lock_pending(
+            payments.next_check_ms <= now_ms,
+            order_by=payments.next_check_ms,
+            now_ms=now_ms,
+            limit=limit,
+        )
+        slots = ride_along_slots(len(due))
+        rider = sa.and_(payments.earliest_check_ms <= now_ms, payments.next_check_ms > now_ms)
+        soon = self._lock_pending(
+            rider,
+            payments.next_check_ms <= now_ms + soon_ms,
+            order_by=payments.next_check_ms,
+            now_ms=now_ms,
+            limit=slots,
+        )
+        waiting = self._lock_pending(
+            rider,
+            payments.next_check_ms > now_ms + soon_ms,
+            order_by=payments.earliest_check_ms,
+            now_ms=now_ms,
+            limit=slots - len(soon),
+        )
+        return [*due, *soon, *waiting]
+
+    def _lock_pending(
+        self,
+        *conditions: sa.ColumnElement[bool],
+        order_by: sa.ColumnElement[Any],
+        now_ms: int,
+        limit: int,
+    ) -> list[KhqrPayment]:
+        """Up to `limit` pending payments meeting `conditions` that no live lease holds, in
+        `order_by` order, locked (`FOR UPDATE SKIP LOCKED` on PostgreSQL)."""
+        if limit <= 0:
+            return []
         payments = t.khqr_payments.c
         rows = self._connection.execute(
             sa.select(t.khqr_payments)
             .where(
                 payments.status == PaymentStatus.PENDING.value,
-                # Due payments and those early enough to ride along (earliest <= next).
-                payments.earliest_check_ms <= now_ms,
+                *conditions,
                 sa.or_(payments.lease_until_ms.is_(None), payments.lease_until_ms <= now_ms),
             )
-            .order_by(payments.next_check_ms)
+            .order_by(order_by)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
