@@ -45,6 +45,7 @@ from khqrpay.events import Event, EventBus, create_event_bus
 from khqrpay.logging import configure_logging
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import LineRequest, OrderStatus, Topic
+from khqrpay.orders.schedule import NaiveSchedule
 from khqrpay.services.checkout import create_order, new_qr_for_order
 from khqrpay.services.orders import list_orders, order_details
 from khqrpay.services.products import add_product
@@ -74,10 +75,8 @@ class DemoShop:
 
 
 SHOP = DemoShop()
-# The naive schedule shops described: each pending order checked on its own every 2 s from the age
-# of one minute (one request per check); the same figures as bench/schedule_bench.py.
-NAIVE_MIN_AGE_MS = 60_000
-NAIVE_INTERVAL_MS = 2_000
+# The naive schedule shops described, to compare ours with (the schedule bench counts with it too).
+NAIVE_SCHEDULE = NaiveSchedule()
 
 SNAPSHOT_INTERVAL_S = 0.5
 WIDE_SCREEN = 110  # columns from which the dashboard lists each order's items
@@ -379,25 +378,6 @@ class OrderRow:
         return max(0, self.found_ms - self.paid_ms)
 
 
-def naive_checks(created_ms: int, end_ms: int) -> int:
-    """Requests the naive schedule makes for one order pending from `created_ms` to `end_ms`:
-    one every 2 s from the age of one minute, the first at exactly one minute."""
-    first_ms = created_ms + NAIVE_MIN_AGE_MS
-    if end_ms < first_ms:
-        return 0
-    return (end_ms - first_ms) // NAIVE_INTERVAL_MS + 1
-
-
-def naive_detection_ms(created_ms: int, paid_ms: int) -> int:
-    """How long after the payment the naive schedule would find it: at its next check, the first
-    of which is at the age of one minute."""
-    first_ms = created_ms + NAIVE_MIN_AGE_MS
-    if paid_ms <= first_ms:
-        return first_ms - paid_ms
-    checks_after_first = -(-(paid_ms - first_ms) // NAIVE_INTERVAL_MS)  # rounded up
-    return first_ms + checks_after_first * NAIVE_INTERVAL_MS - paid_ms
-
-
 def _order_row(uow: UnitOfWork, order_id: int) -> OrderRow:
     details = order_details(uow, order_id)
     order = details.order
@@ -463,7 +443,10 @@ class Snapshot:
                 return row.found_ms
             return self.at_ms if row.status is OrderStatus.PENDING else row.updated_ms
 
-        return sum(naive_checks(row.created_ms, end_ms(row)) for row in self.orders)
+        return sum(
+            NAIVE_SCHEDULE.checks(created_ms=row.created_ms, until_ms=end_ms(row))
+            for row in self.orders
+        )
 
     @property
     def detections_s(self) -> list[float]:
@@ -472,7 +455,7 @@ class Snapshot:
     @property
     def naive_detections_s(self) -> list[float]:
         return [
-            naive_detection_ms(row.created_ms, row.paid_ms) / 1000
+            NAIVE_SCHEDULE.detection_ms(created_ms=row.created_ms, paid_ms=row.paid_ms) / 1000
             for row in self.orders
             if row.paid_ms is not None
         ]
