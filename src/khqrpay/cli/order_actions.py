@@ -8,26 +8,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from khqrpay.bakong import BakongClient, BakongError, Paid, Transaction
 from khqrpay.cli.common import amount, iso, open_database, print_json
 from khqrpay.clock import SystemClock
-from khqrpay.db import Database
 from khqrpay.orders.model import Evidence, VerificationAttempt, validate_actor
-from khqrpay.services.completion import CompletionResult
-from khqrpay.services.manual import (
-    ManualActions,
-    MarkPaidResult,
-    PaymentStatusReport,
-    QrStatus,
-    VerifyResult,
-)
-from khqrpay.services.verification import CheckRecord, Verifier
-from khqrpay.settings import Settings
-from khqrpay.worker import new_worker_id
+
+if TYPE_CHECKING:
+    from khqrpay.bakong import Transaction
+    from khqrpay.db import Database
+    from khqrpay.services.completion import CompletionResult
+    from khqrpay.services.manual import (
+        ManualActions,
+        MarkPaidResult,
+        PaymentStatusReport,
+        QrStatus,
+        VerifyResult,
+    )
+    from khqrpay.services.verification import CheckRecord
+    from khqrpay.settings import Settings
 
 _T = TypeVar("_T")
 
@@ -44,6 +45,12 @@ def _actor(staff: str | None) -> str:
 
 @asynccontextmanager
 async def _manual_actions(database: Database, settings: Settings) -> AsyncIterator[ManualActions]:
+    # The HTTP client and the verifier: imported when a staff action runs.
+    from khqrpay.bakong import BakongClient
+    from khqrpay.services.manual import ManualActions
+    from khqrpay.services.verification import Verifier
+    from khqrpay.worker import new_worker_id
+
     clock = SystemClock()
     async with BakongClient(settings=settings, clock=clock) as client:
         verifier = Verifier(
@@ -155,6 +162,8 @@ def verify_json(result: VerifyResult) -> dict[str, object]:
 
 
 def _qr_status_json(qr: QrStatus) -> dict[str, object]:
+    from khqrpay.bakong import BakongError, Paid
+
     answer = qr.answer
     return {
         "payment_id": qr.payment.id,

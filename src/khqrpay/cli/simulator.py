@@ -8,9 +8,6 @@ import typer
 from pydantic import SecretStr, ValidationError
 
 from khqrpay.settings import load_settings
-from khqrpay.simulator.config import SimulatorConfig
-from khqrpay.simulator.faults import FaultConfig
-from khqrpay.simulator.server import serve
 
 _FRACTION = {"min": 0.0, "max": 1.0}
 
@@ -60,6 +57,11 @@ def run(
     tokens_expired: Annotated[bool, typer.Option(help="Every token answers 401.")] = False,
 ) -> None:
     """Serve a simulated Bakong Open API, with its control API and banking page under /_sim/."""
+    # FastAPI and uvicorn: imported when the simulator runs, not for every command.
+    from khqrpay.simulator.config import SimulatorConfig
+    from khqrpay.simulator.faults import FaultConfig
+    from khqrpay.simulator.server import serve
+
     if not token.strip():
         raise typer.BadParameter("the token must not be empty", param_hint="--token")
     try:

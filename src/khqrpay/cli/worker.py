@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from prometheus_client import start_http_server
 
-from khqrpay.bakong import BakongClient
 from khqrpay.cli.common import open_database
 from khqrpay.clock import SystemClock
-from khqrpay.db import Database
-from khqrpay.events import create_event_bus
 from khqrpay.logging import configure_logging, get_logger
-from khqrpay.settings import Settings
-from khqrpay.worker import Worker
+
+if TYPE_CHECKING:
+    from khqrpay.db import Database
+    from khqrpay.settings import Settings
 
 _log = get_logger(__name__)
 
@@ -42,6 +40,13 @@ def run(
 async def _serve(
     database: Database, settings: Settings, *, metrics_port: int | None, once: bool
 ) -> None:
+    # The HTTP client, the event bus and the metrics server: imported when the worker runs.
+    from prometheus_client import start_http_server
+
+    from khqrpay.bakong import BakongClient
+    from khqrpay.events import create_event_bus
+    from khqrpay.worker import Worker
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
