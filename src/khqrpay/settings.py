@@ -55,10 +55,11 @@ class Settings(BaseSettings):
     # The final check waits this long after the window end: Bakong settles a payment made in the
     # window's last seconds a little later.
     schedule_final_grace_s: float = Field(default=60.0, ge=0)
-    # Every Bakong call made anyway (md5 list, up to 50 a call) is filled with ride-alongs: pending
-    # payments checked at least `ride_along_after` ago, or whose next check is `early_fraction` of
-    # their interval away (whichever comes sooner); the most overdue first.
+    # A Bakong call made anyway carries payments whose next check is this share of their interval
+    # away (md5 list, up to 50 a call).
     schedule_early_fraction: float = Field(default=0.5, ge=0, lt=1)
+    # Its free places then go to ride-alongs: pending payments last checked at least this long
+    # ago, the longest ago first; a ride-along leaves the payment's schedule as it is.
     schedule_ride_along_after_s: float = Field(default=60.0, gt=0)
     schedule_error_backoff_max_s: float = Field(default=60.0, gt=0)
 

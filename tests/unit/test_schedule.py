@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import replace
 
 import pytest
 
@@ -18,6 +17,7 @@ from khqrpay.orders.schedule import (
     Watch,
     plan_batches,
     ride_along_slots,
+    rides_along,
 )
 from khqrpay.settings import Settings
 
@@ -45,15 +45,9 @@ END = T0 + 30 * DAY
 FINAL = END + 60 * S
 
 
-def next_check(
-    now: int, *, hot_until: int | None = None, created: int = T0, due: int | None = None
-) -> int | None:
+def next_check(now: int, *, hot_until: int | None = None, created: int = T0) -> int | None:
     return POLICY.next_check_ms(
-        created_ms=created,
-        now_ms=now,
-        hot_until_ms=hot_until,
-        window_end_ms=created + 30 * DAY,
-        due_ms=due,
+        created_ms=created, now_ms=now, hot_until_ms=hot_until, window_end_ms=created + 30 * DAY
     )
 
 
@@ -194,34 +188,18 @@ def test_an_unpaid_payment_over_its_whole_window() -> None:
     assert len(checks) < 2_000  # against ~1.3 million for a naive check every 2 s
 
 
-# --- earliest check and ride-alongs (batch filling) ---------------------------------------------
+# --- earliest check (batch filling) --------------------------------------------------------------
 
 
-def test_a_slow_payment_may_ride_along_a_minute_after_its_check() -> None:
+def test_earliest_check_is_a_fraction_of_the_interval_early() -> None:
     now = T0 + 2 * DAY
     assert (
         POLICY.earliest_check_ms(checked_ms=now, next_check_ms=now + 30 * MIN, window_end_ms=END)
-        == now + 60 * S
+        == now + 15 * MIN
     )
-    assert POLICY.earliest_check_ms(
-        checked_ms=now, next_check_ms=now + 90 * S, window_end_ms=END
-    ) == (now + 45 * S)  # half its interval before the due check comes sooner
-
-
-def test_a_fast_payment_rides_along_half_an_interval_early() -> None:
-    now = T0 + 2 * DAY
     assert POLICY.earliest_check_ms(
         checked_ms=now, next_check_ms=now + 2 * S, window_end_ms=END
     ) == (now + S)
-
-
-def test_todays_policy_only_lets_payments_ride_along_within_the_early_fraction() -> None:
-    today = replace(POLICY, ride_along_after_ms=POLICY.max_interval_ms)
-    now = T0 + 2 * DAY
-    assert (
-        today.earliest_check_ms(checked_ms=now, next_check_ms=now + 30 * MIN, window_end_ms=END)
-        == now + 15 * MIN
-    )
 
 
 def test_checks_past_the_window_end_are_never_early() -> None:
@@ -233,33 +211,6 @@ def test_checks_past_the_window_end_are_never_early() -> None:
 def test_earliest_check_refuses_a_next_check_in_the_past() -> None:
     with pytest.raises(ValueError, match="next_check_ms"):
         POLICY.earliest_check_ms(checked_ms=T0 + S, next_check_ms=T0, window_end_ms=END)
-
-
-def test_a_ride_along_before_the_early_window_leaves_the_due_check_where_it_is() -> None:
-    checked = T0 + 2 * DAY
-    due = checked + 30 * MIN
-    assert next_check(checked + MIN, due=due) == due
-    assert next_check(due - 15 * MIN - 1, due=due) == due
-
-
-def test_a_check_in_the_early_window_or_later_is_the_due_check() -> None:
-    checked = T0 + 2 * DAY
-    due = checked + 30 * MIN
-    assert next_check(due - 15 * MIN, due=due) == due - 15 * MIN + 30 * MIN
-    assert next_check(due, due=due) == due + 30 * MIN
-    assert next_check(due + 5 * S, due=due) == due + 5 * S + 30 * MIN  # late: moves on from now
-
-
-def test_a_fast_payment_checked_half_an_interval_early_moves_on() -> None:
-    """What keeps every fresh payment in the one call made every fast interval."""
-    due = T0 + MIN
-    assert next_check(due - S, due=due) == due + S
-    assert next_check(due - S - 1, due=due) == due
-
-
-def test_a_ride_along_never_postpones_the_final_check() -> None:
-    assert next_check(END - MIN, due=FINAL) == FINAL
-    assert next_check(FINAL, due=FINAL) is None
 
 
 # --- a customer watching ------------------------------------------------------------------------
@@ -344,6 +295,8 @@ def test_backoff_refuses_bad_input(
 
 # --- batch planning -----------------------------------------------------------------------------
 
+RIDE_AFTER = 60 * S
+
 
 def due(payment_id: int, next_ms: int) -> Candidate[int]:
     return Candidate(payment_id, next_ms, next_ms)
@@ -353,10 +306,19 @@ def early(payment_id: int, next_ms: int, earliest_ms: int) -> Candidate[int]:
     return Candidate(payment_id, next_ms, earliest_ms)
 
 
+def rider(payment_id: int, last_checked_ms: int | None) -> Candidate[int]:
+    return Candidate(payment_id, T0 + 20 * MIN, T0 + 10 * MIN, last_checked_ms)
+
+
 def plan(
-    candidates: list[Candidate[int]], *, soon_ms: int = 2 * S, max_per_call: int = MD5_LIST_LIMIT
+    candidates: list[Candidate[int]],
+    *,
+    ride_along_after_ms: int | None = RIDE_AFTER,
+    max_per_call: int = MD5_LIST_LIMIT,
 ) -> list[tuple[Candidate[int], ...]]:
-    return plan_batches(candidates, now_ms=T0, soon_ms=soon_ms, max_per_call=max_per_call)
+    return plan_batches(
+        candidates, now_ms=T0, ride_along_after_ms=ride_along_after_ms, max_per_call=max_per_call
+    )
 
 
 def ids(batches: list[tuple[Candidate[int], ...]]) -> list[list[int]]:
@@ -364,34 +326,34 @@ def ids(batches: list[tuple[Candidate[int], ...]]) -> list[list[int]]:
 
 
 def test_no_due_payment_means_no_call() -> None:
-    assert plan([early(1, T0 + S, T0 - S)]) == []
+    assert plan([early(1, T0 + S, T0 - S), rider(2, T0 - HOUR)]) == []
     assert plan([]) == []
 
 
-def test_a_call_is_filled_with_ride_alongs_due_soon_first_then_the_longest_waiting() -> None:
+def test_a_call_made_anyway_carries_early_payments_soonest_first_then_ride_alongs() -> None:
     candidates = [
-        early(10, T0 + 20 * MIN, T0 - 5 * S),
+        early(10, T0 + 900, T0 - 100),
         due(1, T0),
-        early(11, T0 + S, T0),  # due within the fast interval
-        early(12, T0 + 50, T0 + 1),  # not a ride-along yet
+        early(11, T0 + 100, T0),
+        early(12, T0 + 50, T0 + 1),  # not early yet, and checked too recently to ride along
+        rider(20, T0 - 2 * MIN),
+        rider(21, T0 - 5 * MIN),  # checked the longest ago
+        rider(22, T0 - RIDE_AFTER + 1),  # checked less than a minute ago
+        rider(23, None),  # never checked: its first check comes on time
         due(2, T0 - 500),
-        early(13, T0 + 25 * MIN, T0 - 30 * S),  # waiting longest for a place
-        early(14, T0 + 2 * S, T0 - 40 * S),
     ]
-    assert ids(plan(candidates)) == [[2, 1, 11, 14, 13, 10]]
+    assert ids(plan(candidates)) == [[2, 1, 11, 10, 21, 20]]
 
 
-def test_todays_ranking_takes_the_soonest_due_ride_alongs_first() -> None:
-    candidates = [
-        early(10, T0 + 20 * MIN, T0 - 5 * S),
-        due(1, T0),
-        early(13, T0 + 25 * MIN, T0 - 30 * S),
-    ]
-    assert ids(plan(candidates, soon_ms=30 * DAY)) == [[1, 10, 13]]
+def test_without_ride_alongs_only_early_payments_fill_the_call() -> None:
+    candidates = [due(1, T0), early(10, T0 + 900, T0 - 100), rider(21, T0 - 5 * MIN)]
+    assert ids(plan(candidates, ride_along_after_ms=None)) == [[1, 10]]
+    with pytest.raises(ValueError, match="ride_along_after_ms"):
+        plan(candidates, ride_along_after_ms=0)
 
 
 def test_ride_along_slots_are_the_free_places_of_the_calls_the_due_ones_need() -> None:
-    assert ride_along_slots(0) == 0  # ride-alongs alone never cause a call
+    assert ride_along_slots(0) == 0  # ride-alongs never cause a call
     assert ride_along_slots(1) == 49
     assert ride_along_slots(50) == 0
     assert ride_along_slots(51) == 49
@@ -404,11 +366,19 @@ def test_ride_along_slots_are_the_free_places_of_the_calls_the_due_ones_need() -
 
 def test_every_due_payment_is_checked_and_every_call_is_filled() -> None:
     overdue = [due(i, T0 - i) for i in range(120)]
-    spare = [early(1_000 + i, T0 + MIN + i, T0 - i) for i in range(100)]
-    batches = plan([*spare, *overdue])
+    spare = [early(1_000 + i, T0 + i + 1, T0) for i in range(10)]
+    riders = [rider(2_000 + i, T0 - HOUR + i * S) for i in range(100)]
+    batches = plan([*riders, *spare, *overdue])
     assert [len(batch) for batch in batches] == [50, 50, 50]
     assert ids(batches)[0][:3] == [119, 118, 117]  # most overdue first
-    assert ids(batches)[2][20:] == list(range(1_099, 1_069, -1))  # waiting longest first
+    assert ids(batches)[2][20:30] == list(range(1_000, 1_010))  # then the early ones
+    assert ids(batches)[2][30:] == list(range(2_000, 2_020))  # then the longest unchecked
+
+
+def test_a_ride_along_leaves_the_schedule_and_an_early_check_counts_as_the_next() -> None:
+    assert rides_along(earliest_check_ms=T0 + 1, now_ms=T0)
+    assert not rides_along(earliest_check_ms=T0, now_ms=T0)
+    assert not rides_along(earliest_check_ms=None, now_ms=T0)
 
 
 def test_max_per_call_is_bounded_by_bakong() -> None:
@@ -416,8 +386,6 @@ def test_max_per_call_is_bounded_by_bakong() -> None:
     for bad in (0, MD5_LIST_LIMIT + 1):
         with pytest.raises(ValueError, match="max_per_call"):
             plan([due(1, T0)], max_per_call=bad)
-    with pytest.raises(ValueError, match="soon_ms"):
-        plan([due(1, T0)], soon_ms=-1)
 
 
 def test_a_payment_listed_twice_is_refused() -> None:

@@ -81,10 +81,9 @@ def test_interval_never_shrinks_with_age_and_stays_in_bounds(
 def test_a_payments_life_ends_with_exactly_one_final_check(
     policy: SchedulePolicy, data: st.DataObject
 ) -> None:
-    """Checks run anywhere in their [earliest, next] slot (ride-alongs and early checks), customers
-    watch at random moments: the due check only moves forward, regular checks stay within the
-    window, ride-alongs leave the due check where it is, and the very last check is the final
-    check, made once, at its time."""
+    """Checks run anywhere in their [earliest, next] slot (batch filling), customers watch at random
+    moments: the checks still only move forward, stay within the window plus grace, and the very
+    last one is the final check, made once and never early."""
     created = T0
     end = policy.window_end_ms(created)
     final = policy.final_check_ms(end)
@@ -92,7 +91,6 @@ def test_a_payments_life_ends_with_exactly_one_final_check(
     last: int | None = None
     hot_until: int | None = None
     checks: list[int] = []
-    rides_in_a_row = 0
     while True:
         if data.draw(st.integers(0, 9)) == 0:  # a customer opens the page before the check
             watched_at = data.draw(st.integers(last if last is not None else created, next_ms))
@@ -111,25 +109,16 @@ def test_a_payments_life_ends_with_exactly_one_final_check(
                 watch.next_check_ms,
                 watch.earliest_check_ms,
             )
-        # Two ride-alongs between due checks at most, or a life could take millions of checks.
-        now = next_ms if rides_in_a_row >= 2 else data.draw(st.integers(earliest, next_ms))
+        now = data.draw(st.integers(earliest, next_ms))
         assert last is None or now >= last
         checks.append(now)
         following = policy.next_check_ms(
-            created_ms=created,
-            now_ms=now,
-            hot_until_ms=hot_until,
-            window_end_ms=end,
-            due_ms=next_ms,
+            created_ms=created, now_ms=now, hot_until_ms=hot_until, window_end_ms=end
         )
         if following is None:
             break
-        rode_along = following == next_ms and now < next_ms
-        rides_in_a_row = rides_in_a_row + 1 if rode_along else 0
-        if not rode_along:
-            assert following > now
-            if hot_until is None or now >= hot_until:
-                assert following <= end or following == final  # regular checks stay in the window
+        if hot_until is None or now >= hot_until:
+            assert following <= end or following == final  # regular checks stay in the window
         assert len(checks) < 20_000, "the schedule must end"
         last, next_ms = now, following
         earliest = policy.earliest_check_ms(
@@ -141,36 +130,8 @@ def test_a_payments_life_ends_with_exactly_one_final_check(
     assert all(check <= final for check in checks)
 
 
-@given(
-    policies(),
-    st.integers(0, 10**9),
-    st.integers(1, 10**9),
-    st.integers(0, 10**9),
-    st.one_of(st.none(), st.integers(0, 10**9)),
-)
-def test_a_ride_along_leaves_the_due_check_and_any_other_check_moves_on(
-    policy: SchedulePolicy, age: int, ahead: int, window: int, hot_for: int | None
-) -> None:
-    created = T0
-    now = created + age
-    due = now + ahead
-    end = max(created + window, due - policy.final_grace_ms)
-    hot_until = None if hot_for is None else now + hot_for
-    common = {"created_ms": created, "now_ms": now, "hot_until_ms": hot_until, "window_end_ms": end}
-    moved_on = policy.next_check_ms(**common)
-    following = policy.next_check_ms(**common, due_ms=due)
-    hot = hot_until is not None and now < hot_until
-    early_window = math.floor(policy.interval_ms(age_ms=age, hot=hot) * policy.early_fraction)
-    if now >= policy.final_check_ms(end):
-        assert following is None
-    elif now < due - early_window:
-        assert following == due  # a ride-along: the due check stays
-    else:
-        assert following == moved_on  # the due check, made early
-
-
 @given(policies(), st.integers(0, 10**9), st.integers(1, 10**9), st.integers(-(10**9), 10**9))
-def test_earliest_check_comes_after_the_ride_along_gap_or_the_early_fraction_whichever_is_sooner(
+def test_earliest_check_is_within_the_fraction_and_never_early_past_the_end(
     policy: SchedulePolicy, checked_offset: int, gap: int, end_offset: int
 ) -> None:
     checked = T0 + checked_offset
@@ -179,15 +140,10 @@ def test_earliest_check_comes_after_the_ride_along_gap_or_the_early_fraction_whi
     earliest = policy.earliest_check_ms(
         checked_ms=checked, next_check_ms=following, window_end_ms=end
     )
-    assert checked < earliest <= following
+    assert checked <= earliest <= following
+    assert following - earliest <= policy.early_fraction * gap
     if following > end:
-        assert earliest == following  # past the window end: never early
-        return
-    assert earliest <= checked + policy.ride_along_after_ms
-    slack = max(policy.early_fraction * gap, gap - policy.ride_along_after_ms)
-    assert following - earliest <= slack
-    if policy.ride_along_after_ms >= gap:  # today's policy: the early fraction alone
-        assert following - earliest <= policy.early_fraction * gap
+        assert earliest == following
 
 
 @given(
@@ -244,43 +200,76 @@ def test_error_backoff_is_bounded_and_grows(
 
 @st.composite
 def candidate_sets(draw: st.DrawFn) -> list[Candidate[int]]:
-    count = draw(st.integers(0, 180))
+    drawn = draw(
+        st.lists(
+            st.tuples(
+                st.integers(-5_000, 5_000),  # next check, from now
+                st.integers(0, 5_000),  # how early it may be checked
+                st.one_of(st.none(), st.integers(0, 10_000)),  # last checked, before now
+            ),
+            max_size=150,
+        )
+    )
     candidates = []
-    for payment_id in range(count):
-        next_ms = T0 + draw(st.integers(-5_000, 5_000))
-        candidates.append(Candidate(payment_id, next_ms, next_ms - draw(st.integers(0, 5_000))))
+    for payment_id, (next_offset, slack, checked_back) in enumerate(drawn):
+        next_ms = T0 + next_offset
+        last_ms = None if checked_back is None else min(T0 - checked_back, next_ms - slack)
+        candidates.append(Candidate(payment_id, next_ms, next_ms - slack, last_ms))
     return draw(st.permutations(candidates))
 
 
-@given(candidate_sets(), st.integers(1, MD5_LIST_LIMIT), st.integers(0, 6_000))
-def test_plan_batches_checks_every_due_payment_and_fills_calls_most_overdue_first(
-    candidates: list[Candidate[int]], max_per_call: int, soon_ms: int
+@given(
+    candidate_sets(),
+    st.integers(1, MD5_LIST_LIMIT),
+    st.one_of(st.none(), st.integers(1, 6_000)),
+)
+def test_plan_batches_checks_every_due_payment_and_fills_calls_only(
+    candidates: list[Candidate[int]], max_per_call: int, ride_after: int | None
 ) -> None:
     now = T0
-    batches = plan_batches(candidates, now_ms=now, soon_ms=soon_ms, max_per_call=max_per_call)
+    batches = plan_batches(
+        candidates, now_ms=now, ride_along_after_ms=ride_after, max_per_call=max_per_call
+    )
     planned = [candidate for batch in batches for candidate in batch]
     due = [c for c in candidates if c.next_check_ms <= now]
-    riders = [c for c in candidates if c.earliest_check_ms <= now < c.next_check_ms]
+    early = [c for c in candidates if c.earliest_check_ms <= now < c.next_check_ms]
+    riders = [
+        c
+        for c in candidates
+        if now < c.earliest_check_ms
+        and ride_after is not None
+        and c.last_checked_ms is not None
+        and c.last_checked_ms <= now - ride_after
+    ]
     assert len({c.payment_id for c in planned}) == len(planned)
     assert {c.payment_id for c in due} <= {c.payment_id for c in planned}
-    assert all(c.earliest_check_ms <= now for c in planned)
+    assert all(c in due or c in early or c in riders for c in planned)
     assert all(1 <= len(batch) <= max_per_call for batch in batches)
-    assert len(batches) == math.ceil(len(due) / max_per_call)
-    chosen = [c for c in planned if c.next_check_ms > now]
+    assert len(batches) == math.ceil(len(due) / max_per_call)  # the due ones alone make calls
     free_places = len(batches) * max_per_call - len(due)
     assert free_places == ride_along_slots(len(due), max_per_call=max_per_call)
-    assert len(chosen) == min(len(riders), free_places)  # every call full, if riders suffice
+    fill = planned[len(due) :]
+    assert len(fill) == min(len(early) + len(riders), free_places)  # every call full, if it can be
     assert planned[: len(due)] == sorted(due, key=lambda c: c.next_check_ms)
-
-    def rank(candidate: Candidate[int]) -> tuple[int, int]:
-        if candidate.next_check_ms <= now + soon_ms:
-            return (0, candidate.next_check_ms)
-        return (1, candidate.earliest_check_ms)
-
-    left_out = [c for c in riders if c not in chosen]
-    if chosen and left_out:
-        assert max(map(rank, chosen)) <= min(map(rank, left_out))
-    assert [rank(c) for c in chosen] == sorted(rank(c) for c in chosen)
+    chosen_early = [c for c in fill if c in early]
+    chosen_riders = [c for c in fill if c in riders]
+    assert fill == chosen_early + chosen_riders  # early ones first
+    assert chosen_early == sorted(chosen_early, key=lambda c: c.next_check_ms)
+    assert [c.last_checked_ms for c in chosen_riders] == sorted(
+        c.last_checked_ms for c in chosen_riders if c.last_checked_ms is not None
+    )
+    left_early = [c for c in early if c not in chosen_early]
+    if left_early:
+        assert not chosen_riders
+    if left_early and chosen_early:
+        assert max(c.next_check_ms for c in chosen_early) <= min(
+            c.next_check_ms for c in left_early
+        )
+    left_riders = [c for c in riders if c not in chosen_riders]
+    if chosen_riders and left_riders:
+        assert max(c.last_checked_ms or 0 for c in chosen_riders) <= min(
+            c.last_checked_ms or 0 for c in left_riders
+        )
 
 
 @given(st.integers(0, 10**6), st.integers(1, MD5_LIST_LIMIT))

@@ -13,14 +13,12 @@ The rules, each figure a setting:
 - regular checks stay at or before the window end (hot ones keep their fast pace a little past it);
   then exactly one final check at window end + `final_grace` (a payment made just before the end
   settles in Bakong a little later), after which the payment expires;
-- every Bakong call that must be made anyway (md5 list, up to 50 a call) is filled with
-  ride-alongs (`plan_batches`): pending payments past their earliest check, those due within the
-  fast interval first, then the ones waiting longest for a place. A payment may ride along
-  `ride_along_after` after its last check, or `early_fraction` of its interval before its next
-  check if that is sooner (the fast checks of fresh payments fall into one call that way); checks
-  after the window end never ride along. A ride-along in that early window counts as the due
-  check; an earlier one leaves the due check where it is, so the calls the schedule makes stay
-  the same and only get fuller. A call costs the same with 1 md5 or 50: the free places check old
+- a Bakong call that must be made anyway (md5 list, up to 50 a call) first carries the payments
+  whose next check is at most `early_fraction` of their interval away (such a check counts as
+  their next one; final checks are never early), then fills its free places with ride-alongs:
+  pending payments last checked at least `ride_along_after` ago, the longest ago first. A
+  ride-along leaves its payment's schedule as it is, so the calls the schedule makes stay the
+  same and only get fuller: a call costs the same with 1 md5 or 50, and the free places check old
   payments every minute or so instead of every half hour, at no extra request.
 
 `NaiveSchedule` is the yardstick: the schedule shops described, every order on its own every 2 s.
@@ -77,11 +75,12 @@ class NextCheck:
 
 @dataclass(frozen=True, slots=True)
 class Candidate(Generic[PaymentId]):
-    """A payment the worker could check now: due, or close enough to ride along in a batch."""
+    """A payment the worker could check now: due, early, or a ride-along (`plan_batches`)."""
 
     payment_id: PaymentId
     next_check_ms: int
     earliest_check_ms: int
+    last_checked_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.earliest_check_ms > self.next_check_ms:
@@ -148,12 +147,6 @@ class SchedulePolicy:
             ride_along_after_ms=_seconds_to_ms(settings.schedule_ride_along_after_s),
         )
 
-    @property
-    def soon_ms(self) -> int:
-        """Ride-alongs due within this are taken first (`plan_batches`): within one fast interval,
-        each would need a call of its own before the next call of the fast pace."""
-        return self.fast_interval_ms
-
     def window_end_ms(self, created_ms: int) -> int:
         """When a payment created at `created_ms` stops being payable (the QR's tag 99 expiry)."""
         return created_ms + self.payment_window_ms
@@ -179,21 +172,9 @@ class SchedulePolicy:
         return max(self.fast_interval_ms, min(self.max_interval_ms, proportional))
 
     def next_check_ms(
-        self,
-        *,
-        created_ms: int,
-        now_ms: int,
-        hot_until_ms: int | None,
-        window_end_ms: int,
-        due_ms: int | None = None,
+        self, *, created_ms: int, now_ms: int, hot_until_ms: int | None, window_end_ms: int
     ) -> int | None:
         """After a not-paid answer at `now_ms`: when to check next, or None to expire the payment.
-
-        `due_ms` is the check the payment was due for (its next check before this one). A check
-        made before that check's early window (`early_fraction` of the interval before it) rode
-        along in a free place: the due check stays where it is, so ride-alongs neither take away
-        nor add a call of the schedule's own. Any other check is the due one, on time or early
-        (so is every check when `due_ms` is None), and the schedule moves on from it.
 
         Regular checks never go past the window end; the one after the last regular check is the
         final check at window end + grace, and after it there is none. A hot payment keeps its
@@ -207,25 +188,20 @@ class SchedulePolicy:
         if now_ms >= final_ms:
             return None
         hot = hot_until_ms is not None and now_ms < hot_until_ms
-        interval = self.interval_ms(age_ms=now_ms - created_ms, hot=hot)
-        if due_ms is not None and now_ms < due_ms - math.floor(interval * self.early_fraction):
-            return due_ms
-        candidate = now_ms + interval
+        candidate = now_ms + self.interval_ms(age_ms=now_ms - created_ms, hot=hot)
         if hot:
             return min(candidate, final_ms)
         return final_ms if candidate > window_end_ms else candidate
 
     def earliest_check_ms(self, *, checked_ms: int, next_check_ms: int, window_end_ms: int) -> int:
-        """From when a call made anyway may carry this payment as a ride-along: `ride_along_after`
-        after the check at `checked_ms`, or `early_fraction` of its interval before
-        `next_check_ms` if that is sooner. Checks after the window end never ride along: the final
-        check must come at its time, and an early one would only be repeated there."""
+        """From when a call made anyway may carry this payment: `early_fraction` of its interval
+        before `next_check_ms`. Checks after the window end are never early: an early final check
+        could miss a payment made in the window's last minutes."""
         if next_check_ms < checked_ms:
             raise ValueError("next_check_ms must not be before checked_ms")
         if next_check_ms > window_end_ms:
             return next_check_ms
-        gap = next_check_ms - checked_ms
-        slack = max(math.floor(gap * self.early_fraction), gap - self.ride_along_after_ms)
+        slack = math.floor((next_check_ms - checked_ms) * self.early_fraction)
         return next_check_ms - slack
 
     def watch(
@@ -282,7 +258,7 @@ class SchedulePolicy:
 
 def ride_along_slots(due_count: int, *, max_per_call: int = MD5_LIST_LIMIT) -> int:
     """How many ride-alongs the calls that `due_count` due payments need can carry: the free
-    places of their last call. None without a due payment: ride-alongs never cause a call."""
+    places of their last call; none without a due payment: ride-alongs never cause a call."""
     if due_count < 0:
         raise ValueError("due_count must not be negative")
     if not 1 <= max_per_call <= MD5_LIST_LIMIT:
@@ -290,53 +266,57 @@ def ride_along_slots(due_count: int, *, max_per_call: int = MD5_LIST_LIMIT) -> i
     return -due_count % max_per_call
 
 
+def rides_along(*, earliest_check_ms: int | None, now_ms: int) -> bool:
+    """Whether a check at `now_ms` is a ride-along: made before the payment's earliest check. It
+    leaves the payment's schedule as it is (its own checks stay where they were), so ride-alongs
+    never take away nor add a call of the schedule's own."""
+    return earliest_check_ms is not None and now_ms < earliest_check_ms
+
+
 def plan_batches(
     candidates: Iterable[Candidate[PaymentId]],
     *,
     now_ms: int,
-    soon_ms: int,
+    ride_along_after_ms: int | None,
     max_per_call: int = MD5_LIST_LIMIT,
 ) -> list[tuple[Candidate[PaymentId], ...]]:
     """Split the checks to make at `now_ms` into md5-list calls.
 
     Every due candidate (`next_check_ms <= now_ms`) is checked, the most overdue first. The calls
-    this needs are filled up to `max_per_call` (`ride_along_slots`) with ride-alongs, candidates
-    past their earliest check (`earliest_check_ms <= now_ms`), the most overdue first:
-    1. those due within `soon_ms`, the soonest first: with `soon_ms` the fast interval, each would
-       need a call of its own before the next call of the fast pace, and taking them keeps the
-       fast checks of all fresh and watched payments in one call;
-    2. then the others by how long they have waited for a place (`earliest_check_ms`; ties in no
-       particular order): every pending payment gets its turn, the oldest too.
-    Ride-alongs alone never cause a call; candidates that are neither are ignored. The claim
-    fetches in this order, so it needs no more candidates than the calls carry.
+    this needs are filled up to `max_per_call` (`ride_along_slots`): first with early candidates
+    (`earliest_check_ms <= now_ms`), the soonest due first, whose check counts as their next one;
+    then with ride-alongs, candidates last checked at least `ride_along_after_ms` ago (None: no
+    ride-alongs, the policy before every call was filled), the longest ago first (ties in no
+    particular order). Neither ever causes a call; candidates that are none of these are ignored.
+    The claim fetches in this order, so it needs no more candidates than the calls carry.
     """
     if not 1 <= max_per_call <= MD5_LIST_LIMIT:
         raise ValueError(f"max_per_call must be between 1 and {MD5_LIST_LIMIT}")
-    if soon_ms < 0:
-        raise ValueError("soon_ms must not be negative")
+    if ride_along_after_ms is not None and ride_along_after_ms <= 0:
+        raise ValueError("ride_along_after_ms must be positive")
     due: list[Candidate[PaymentId]] = []
-    soon: list[Candidate[PaymentId]] = []
-    waiting: list[Candidate[PaymentId]] = []
+    early: list[Candidate[PaymentId]] = []
+    riders: list[tuple[int, Candidate[PaymentId]]] = []
     seen: set[PaymentId] = set()
     for candidate in candidates:
         if candidate.payment_id in seen:
             raise ValueError(f"payment {candidate.payment_id!r} is listed twice")
         seen.add(candidate.payment_id)
+        last = candidate.last_checked_ms
         if candidate.next_check_ms <= now_ms:
             due.append(candidate)
-        elif candidate.earliest_check_ms > now_ms:
-            continue
-        elif candidate.next_check_ms <= now_ms + soon_ms:
-            soon.append(candidate)
-        else:
-            waiting.append(candidate)
+        elif candidate.earliest_check_ms <= now_ms:
+            early.append(candidate)
+        elif ride_along_after_ms is not None and last is not None:
+            if last <= now_ms - ride_along_after_ms:
+                riders.append((last, candidate))
     if not due:
         return []
     due.sort(key=lambda c: c.next_check_ms)
-    soon.sort(key=lambda c: c.next_check_ms)
-    waiting.sort(key=lambda c: c.earliest_check_ms)
-    riders = (soon + waiting)[: ride_along_slots(len(due), max_per_call=max_per_call)]
-    chosen = due + riders
+    early.sort(key=lambda c: c.next_check_ms)
+    riders.sort(key=lambda rider: rider[0])
+    fill = [*early, *(candidate for _, candidate in riders)]
+    chosen = due + fill[: ride_along_slots(len(due), max_per_call=max_per_call)]
     return [tuple(chosen[i : i + max_per_call]) for i in range(0, len(chosen), max_per_call)]
 
 

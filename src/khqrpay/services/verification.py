@@ -61,6 +61,7 @@ from khqrpay.orders.schedule import (
     NextCheck,
     SchedulePolicy,
     plan_batches,
+    rides_along,
 )
 from khqrpay.services.completion import CompletionResult, HashRecordedMeanwhile, record_payment
 from khqrpay.services.expiry import expire_order_if_unpaid
@@ -128,7 +129,8 @@ class CheckTarget:
     expires_ms: int
     hot_until_ms: int | None
     consecutive_errors: int
-    next_check_ms: int | None  # when the check was due
+    next_check_ms: int | None
+    earliest_check_ms: int | None
 
     @classmethod
     def of(cls, payment: KhqrPayment) -> CheckTarget:
@@ -141,6 +143,7 @@ class CheckTarget:
             hot_until_ms=payment.hot_until_ms,
             consecutive_errors=payment.consecutive_errors,
             next_check_ms=payment.next_check_ms,
+            earliest_check_ms=payment.earliest_check_ms,
         )
 
 
@@ -263,9 +266,13 @@ class Verifier:
 
     def _claim(self, now_ms: int) -> list[tuple[CheckTarget, ...]]:
         with self._database.write() as uow:
-            soon_ms = self._policy.soon_ms
-            due = uow.payments.lock_due(now_ms=now_ms, limit=self._batch_size, soon_ms=soon_ms)
-            plan = plan_batches(map(_candidate, due), now_ms=now_ms, soon_ms=soon_ms)
+            riders_after_ms = self._policy.ride_along_after_ms
+            due = uow.payments.lock_due(
+                now_ms=now_ms, limit=self._batch_size, ride_along_after_ms=riders_after_ms
+            )
+            plan = plan_batches(
+                map(_candidate, due), now_ms=now_ms, ride_along_after_ms=riders_after_ms
+            )
             chosen = [candidate.payment_id for batch in plan for candidate in batch]
             if chosen:
                 uow.payments.lease(chosen, owner=self._worker_id, until_ms=now_ms + self._lease_ms)
@@ -438,7 +445,10 @@ class Verifier:
         target, answer = item.target, item.answer
         next_check_ms: int | None
         next_check: NextCheck | None
-        if isinstance(answer, BakongError):
+        if leased and rides_along(earliest_check_ms=target.earliest_check_ms, now_ms=now_ms):
+            # A ride-along in a free place: the schedule stays as it is, whatever the answer.
+            next_check_ms, next_check = target.next_check_ms, None
+        elif isinstance(answer, BakongError):
             next_check_ms = self._back_off(target, answer, now_ms)
             # A retry repeats the failed check: never early. None: the schedule stays as it is.
             next_check = (
@@ -448,14 +458,12 @@ class Verifier:
             )
         else:
             # An answer, not an error (a Paid that could not be recorded counts as not paid here:
-            # it is asked again on schedule). None: that was the final check. A worker's check
-            # long before its due time rode along and leaves it there; staff's is the due check.
+            # it is asked again on schedule). None: that was the final check.
             next_check_ms = self._policy.next_check_ms(
                 created_ms=target.created_ms,
                 now_ms=now_ms,
                 hot_until_ms=target.hot_until_ms,
                 window_end_ms=target.expires_ms,
-                due_ms=target.next_check_ms if leased else None,
             )
             earliest_check_ms = (
                 None
@@ -552,7 +560,9 @@ def _candidate(payment: KhqrPayment) -> Candidate[int]:
     # A claimed payment has an earliest check, and every write sets or clears both together.
     assert payment.next_check_ms is not None
     assert payment.earliest_check_ms is not None
-    return Candidate(payment.id, payment.next_check_ms, payment.earliest_check_ms)
+    return Candidate(
+        payment.id, payment.next_check_ms, payment.earliest_check_ms, payment.last_checked_ms
+    )
 
 
 def _usable(item: _Checked) -> _Checked:

@@ -106,13 +106,16 @@ class PaymentRepository:
 
     # The verifier ----------------------------------------------------------------------------
 
-    def lock_due(self, *, now_ms: int, limit: int, soon_ms: int) -> list[KhqrPayment]:
+    def lock_due(
+        self, *, now_ms: int, limit: int, ride_along_after_ms: int | None
+    ) -> list[KhqrPayment]:
         """The payments to check now, locked until the transaction ends: every due one (at most
-        `limit`), the most overdue first, then as many ride-alongs as the calls those need can
-        carry (`ride_along_slots`), ranked as `plan_batches` ranks them: those due within
-        `soon_ms` the soonest first, then those waiting longest for a place. Payments a live lease
-        holds are left out; on PostgreSQL so are rows another transaction has locked (`FOR UPDATE
-        SKIP LOCKED`), so concurrent workers never claim the same ones."""
+        `limit`), the most overdue first, then as many as the calls those need can carry
+        (`ride_along_slots`), ranked as `plan_batches` ranks them: the early ones (past their
+        earliest check) the soonest due first, then ride-alongs last checked at least
+        `ride_along_after_ms` ago (None: none), the longest ago first. Payments a live lease holds
+        are left out; on PostgreSQL so are rows another transaction has locked (`FOR UPDATE SKIP
+        LOCKED`), so concurrent workers never claim the same ones."""
         payments = t.khqr_payments.c
         due = self._lock_pending(
             payments.next_check_ms <= now_ms,
@@ -121,22 +124,23 @@ class PaymentRepository:
             limit=limit,
         )
         slots = ride_along_slots(len(due))
-        rider = sa.and_(payments.earliest_check_ms <= now_ms, payments.next_check_ms > now_ms)
-        soon = self._lock_pending(
-            rider,
-            payments.next_check_ms <= now_ms + soon_ms,
+        early = self._lock_pending(
+            payments.earliest_check_ms <= now_ms,
+            payments.next_check_ms > now_ms,
             order_by=payments.next_check_ms,
             now_ms=now_ms,
             limit=slots,
         )
-        waiting = self._lock_pending(
-            rider,
-            payments.next_check_ms > now_ms + soon_ms,
-            order_by=payments.earliest_check_ms,
+        if ride_along_after_ms is None:
+            return [*due, *early]
+        riders = self._lock_pending(
+            payments.earliest_check_ms > now_ms,
+            payments.last_checked_ms <= now_ms - ride_along_after_ms,
+            order_by=payments.last_checked_ms,
             now_ms=now_ms,
-            limit=slots - len(soon),
+            limit=slots - len(early),
         )
-        return [*due, *soon, *waiting]
+        return [*due, *early, *riders]
 
     def _lock_pending(
         self,
