@@ -11,13 +11,10 @@ import typer
 
 from khqrpay.cli.common import open_database
 from khqrpay.clock import SystemClock
-from khqrpay.logging import configure_logging, get_logger
 
 if TYPE_CHECKING:
     from khqrpay.db import Database
     from khqrpay.settings import Settings
-
-_log = get_logger(__name__)
 
 
 def run(
@@ -32,6 +29,8 @@ def run(
     json_logs: Annotated[bool, typer.Option("--json-logs", help="One JSON object a line.")] = False,
 ) -> None:
     """Run the payment verifier worker."""
+    from khqrpay.logging import configure_logging  # structlog, and rich for its tracebacks
+
     configure_logging(log_level, json_output=json_logs)
     with open_database() as (database, settings):
         asyncio.run(_serve(database, settings, metrics_port=metrics_port, once=once))
@@ -45,6 +44,7 @@ async def _serve(
 
     from khqrpay.bakong import BakongClient
     from khqrpay.events import create_event_bus
+    from khqrpay.logging import get_logger
     from khqrpay.worker import Worker
 
     stop = asyncio.Event()
@@ -54,7 +54,9 @@ async def _serve(
     metrics_server = None
     if metrics_port is not None:
         metrics_server, _thread = start_http_server(metrics_port, addr=settings.worker_metrics_host)
-        _log.info("metrics served", host=settings.worker_metrics_host, port=metrics_port)
+        get_logger(__name__).info(
+            "metrics served", host=settings.worker_metrics_host, port=metrics_port
+        )
     bus = create_event_bus(settings.database_url)
     clock = SystemClock()
     try:

@@ -307,9 +307,12 @@ def plan_batches(
             due.append(candidate)
         elif candidate.earliest_check_ms <= now_ms:
             early.append(candidate)
-        elif ride_along_after_ms is not None and last is not None:
-            if last <= now_ms - ride_along_after_ms:
-                riders.append((last, candidate))
+        elif (
+            ride_along_after_ms is not None
+            and last is not None
+            and last <= now_ms - ride_along_after_ms
+        ):
+            riders.append((last, candidate))
     if not due:
         return []
     due.sort(key=lambda c: c.next_check_ms)
