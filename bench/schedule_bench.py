@@ -116,7 +116,8 @@ class Outcome:
     requests_by_day: Counter[int] = field(default_factory=Counter)
     latency_by_band: dict[str, list[int]] = field(default_factory=dict)
     watched_latency: list[int] = field(default_factory=list)
-    # Payments made after the last order arrived: the shop is quiet, only old payments are due.
+    # Payments made while orders arrive, and after the last one (only old payments are due).
+    busy_latency: list[int] = field(default_factory=list)
     quiet_latency: list[int] = field(default_factory=list)
     detected: int = 0
     missed: int = 0
@@ -164,7 +165,9 @@ def record_detection(outcome: Outcome, order: Order, at_ms: int) -> None:
     outcome.detected += 1
     latency = at_ms - order.pay_ms
     outcome.latency_by_band.setdefault(band_of(order.pay_ms - order.created_ms), []).append(latency)
-    if order.pay_ms >= START_MS + ARRIVAL_SPAN_MS:
+    if order.pay_ms < START_MS + ARRIVAL_SPAN_MS:
+        outcome.busy_latency.append(latency)
+    else:
         outcome.quiet_latency.append(latency)
     if order.watch_from_ms is not None:
         # Detected before the customer looked: they find it completed, no wait.
@@ -398,6 +401,7 @@ def report(
     for name, _ in AGE_BANDS:
         row(f"paid at age {name}", lambda o, band=name: o.latency_by_band.get(band, []))
     row("**all payments**", lambda o: o.all_latency)
+    row("paid while orders arrive", lambda o: o.busy_latency)
     row("paid after the last order", lambda o: o.quiet_latency)
     print()
     for name, outcome in outcomes.items():
