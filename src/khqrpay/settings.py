@@ -231,6 +231,15 @@ class Settings(BaseSettings):
             "interval away (md5 list, up to 50 a call)."
         ),
     )
+    schedule_ride_along_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Free places in a Bakong call that goes out anyway go to ride-alongs: pending QRs "
+            "last checked at least this long ago, the longest ago first (their schedule stays "
+            "as it is)."
+        ),
+    )
     schedule_error_backoff_max_s: float = Field(
         default=60.0,
         gt=0,
@@ -452,6 +461,7 @@ class Settings(BaseSettings):
             final_grace_ms=_seconds_to_ms(self.schedule_final_grace_s),
             early_fraction=self.schedule_early_fraction,
             error_backoff_max_ms=_seconds_to_ms(self.schedule_error_backoff_max_s),
+            ride_along_after_ms=_seconds_to_ms(self.schedule_ride_along_after_s),
         )
 
 

@@ -260,3 +260,41 @@ async def test_the_sweep_expires_an_order_left_pending_without_a_pending_qr(
     assert engine.order(within_window.order.id).status is OrderStatus.EXPIRED
     assert engine.order(still_checked.order.id).status is OrderStatus.PENDING
     assert engine.audit_actions(stranded.order.id) == ["order_created", "expired"]
+
+
+async def test_an_old_payment_rides_along_a_call_made_anyway_and_keeps_its_schedule(
+    engine: Engine, shop: Shop
+) -> None:
+    product = shop.product(stock=5)
+    old = shop.order((product, 1))
+    engine.clock.advance(seconds=2 * 3600)  # checked every 12 minutes at this age
+    await engine.verifier().run_cycle()
+    (before,) = engine.payments(old.order.id)
+    assert before.next_check_ms is not None
+    assert before.earliest_check_ms is not None
+    engine.clock.advance(seconds=61)  # checked more than a minute ago, not yet early
+    assert engine.clock.now_ms() < before.earliest_check_ms
+    fresh = shop.order((product, 1))
+    engine.clock.advance(seconds=5)  # the fresh order's first check is due: a call is made
+    await engine.pay(old.payment.qr)
+    report = await engine.verifier().run_cycle()
+    assert report.batch_sizes == (2,)
+    assert engine.order(old.order.id).status is OrderStatus.COMPLETED  # found by the ride-along
+    (unpaid,) = engine.payments(fresh.order.id)
+    assert unpaid.check_count == 1
+
+    other = shop.order((product, 1))
+    engine.clock.advance(seconds=2 * 3600)
+    await engine.verifier().run_cycle()
+    (checked,) = engine.payments(other.order.id)
+    engine.clock.advance(seconds=61)
+    shop.order((product, 1))
+    engine.clock.advance(seconds=5)
+    await engine.verifier().run_cycle()
+    (rode,) = engine.payments(other.order.id)
+    assert (rode.next_check_ms, rode.earliest_check_ms) == (
+        checked.next_check_ms,
+        checked.earliest_check_ms,
+    )
+    assert rode.check_count == checked.check_count + 1
+    assert rode.last_checked_ms == engine.clock.now_ms()

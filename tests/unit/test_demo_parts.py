@@ -32,8 +32,6 @@ from khqrpay.demo import (
     draw_cart,
     draw_phone,
     fresh_database_url,
-    naive_checks,
-    naive_detection_ms,
     plan_customers,
     render_dashboard,
     script_payments,
@@ -110,24 +108,6 @@ def test_a_wrong_amount_is_off_by_a_typing_slip_and_never_the_total(
 ) -> None:
     assert wrong_amount(total) == paid
     assert not wrong_amount(total).same_value(total)
-
-
-def test_the_naive_schedule_checks_every_2_s_from_the_age_of_one_minute() -> None:
-    assert naive_checks(0, 59_999) == 0
-    assert naive_checks(0, 60_000) == 1
-    assert naive_checks(0, 61_999) == 1
-    assert naive_checks(0, 62_000) == 2
-    assert naive_checks(0, 3_600_000) == (3_600_000 - 60_000) // 2_000 + 1
-
-
-@pytest.mark.parametrize(
-    ("paid_ms", "found_after_ms"),
-    [(1_000, 59_000), (60_000, 0), (60_001, 1_999), (62_000, 0), (3_600_500, 1_500)],
-)
-def test_the_naive_schedule_finds_a_payment_at_its_next_check(
-    paid_ms: int, found_after_ms: int
-) -> None:
-    assert naive_detection_ms(0, paid_ms) == found_after_ms
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,11 @@ def khqrpay_command(args: list[str]) -> dict[str, Any]:
     name = "khqrpay"
     while hasattr(command, "commands"):  # a group: the next word names the subcommand
         name, *args = args
-        command = command.commands[name]
+        # get_command: the lazily loaded commands (serve, simulator, demo) too.
+        found = command.get_command(None, name)  # type: ignore[attr-defined]
+        if found is None:
+            raise KeyError(name)
+        command = found
     params: dict[str, Any] = command.make_context(name, args).params
     return params
 

@@ -12,9 +12,12 @@ from khqrpay.orders.schedule import (
     MD5_LIST_LIMIT,
     Candidate,
     ErrorKind,
+    NaiveSchedule,
     SchedulePolicy,
     Watch,
     plan_batches,
+    ride_along_slots,
+    rides_along,
 )
 from khqrpay.settings import Settings
 
@@ -36,6 +39,7 @@ POLICY = SchedulePolicy(
     final_grace_ms=60 * S,
     early_fraction=0.5,
     error_backoff_max_ms=60 * S,
+    ride_along_after_ms=60 * S,
 )
 END = T0 + 30 * DAY
 FINAL = END + 60 * S
@@ -61,10 +65,12 @@ def test_from_settings_reads_the_environment_in_seconds(monkeypatch: pytest.Monk
     monkeypatch.setenv("KHQRPAY_SCHEDULE_FAST_INTERVAL_S", "3.5")
     monkeypatch.setenv("KHQRPAY_PAYMENT_WINDOW_S", "86400")
     monkeypatch.setenv("KHQRPAY_SCHEDULE_FINAL_GRACE_S", "0")
+    monkeypatch.setenv("KHQRPAY_SCHEDULE_RIDE_ALONG_AFTER_S", "90")
     policy = Settings(_env_file=None).schedule_policy()
     assert policy.fast_interval_ms == 3_500
     assert policy.payment_window_ms == DAY
     assert policy.final_grace_ms == 0
+    assert policy.ride_along_after_ms == 90 * S
 
 
 @pytest.mark.parametrize(
@@ -80,6 +86,7 @@ def test_from_settings_reads_the_environment_in_seconds(monkeypatch: pytest.Monk
         ({"age_factor": float("inf")}, "age_factor"),
         ({"early_fraction": 1.0}, "early_fraction"),
         ({"early_fraction": -0.1}, "early_fraction"),
+        ({"ride_along_after_ms": 0}, "ride_along_after_ms"),
     ],
 )
 def test_inconsistent_policies_are_refused(change: dict[str, float], message: str) -> None:
@@ -288,6 +295,8 @@ def test_backoff_refuses_bad_input(
 
 # --- batch planning -----------------------------------------------------------------------------
 
+RIDE_AFTER = 60 * S
+
 
 def due(payment_id: int, next_ms: int) -> Candidate[int]:
     return Candidate(payment_id, next_ms, next_ms)
@@ -297,53 +306,124 @@ def early(payment_id: int, next_ms: int, earliest_ms: int) -> Candidate[int]:
     return Candidate(payment_id, next_ms, earliest_ms)
 
 
+def rider(payment_id: int, last_checked_ms: int | None) -> Candidate[int]:
+    return Candidate(payment_id, T0 + 20 * MIN, T0 + 10 * MIN, last_checked_ms)
+
+
+def plan(
+    candidates: list[Candidate[int]],
+    *,
+    ride_along_after_ms: int | None = RIDE_AFTER,
+    max_per_call: int = MD5_LIST_LIMIT,
+) -> list[tuple[Candidate[int], ...]]:
+    return plan_batches(
+        candidates, now_ms=T0, ride_along_after_ms=ride_along_after_ms, max_per_call=max_per_call
+    )
+
+
 def ids(batches: list[tuple[Candidate[int], ...]]) -> list[list[int]]:
     return [[candidate.payment_id for candidate in batch] for batch in batches]
 
 
 def test_no_due_payment_means_no_call() -> None:
-    assert plan_batches([early(1, T0 + S, T0 - S)], now_ms=T0) == []
-    assert plan_batches([], now_ms=T0) == []
+    assert plan([early(1, T0 + S, T0 - S), rider(2, T0 - HOUR)]) == []
+    assert plan([]) == []
 
 
-def test_a_call_made_anyway_is_filled_with_early_payments_soonest_first() -> None:
+def test_a_call_made_anyway_carries_early_payments_soonest_first_then_ride_alongs() -> None:
     candidates = [
         early(10, T0 + 900, T0 - 100),
         due(1, T0),
         early(11, T0 + 100, T0),
-        early(12, T0 + 50, T0 + 1),  # not eligible yet
+        early(12, T0 + 50, T0 + 1),  # not early yet, and checked too recently to ride along
+        rider(20, T0 - 2 * MIN),
+        rider(21, T0 - 5 * MIN),  # checked the longest ago
+        rider(22, T0 - RIDE_AFTER + 1),  # checked less than a minute ago
+        rider(23, None),  # never checked: its first check comes on time
         due(2, T0 - 500),
     ]
-    assert ids(plan_batches(candidates, now_ms=T0)) == [[2, 1, 11, 10]]
+    assert ids(plan(candidates)) == [[2, 1, 11, 10, 21, 20]]
 
 
-def test_every_due_payment_is_checked_and_only_the_last_call_is_filled() -> None:
+def test_without_ride_alongs_only_early_payments_fill_the_call() -> None:
+    candidates = [due(1, T0), early(10, T0 + 900, T0 - 100), rider(21, T0 - 5 * MIN)]
+    assert ids(plan(candidates, ride_along_after_ms=None)) == [[1, 10]]
+    with pytest.raises(ValueError, match="ride_along_after_ms"):
+        plan(candidates, ride_along_after_ms=0)
+
+
+def test_ride_along_slots_are_the_free_places_of_the_calls_the_due_ones_need() -> None:
+    assert ride_along_slots(0) == 0  # ride-alongs never cause a call
+    assert ride_along_slots(1) == 49
+    assert ride_along_slots(50) == 0
+    assert ride_along_slots(51) == 49
+    assert ride_along_slots(7, max_per_call=3) == 2
+    with pytest.raises(ValueError, match="due_count"):
+        ride_along_slots(-1)
+    with pytest.raises(ValueError, match="max_per_call"):
+        ride_along_slots(1, max_per_call=MD5_LIST_LIMIT + 1)
+
+
+def test_every_due_payment_is_checked_and_every_call_is_filled() -> None:
     overdue = [due(i, T0 - i) for i in range(120)]
-    spare = [early(1_000 + i, T0 + i + 1, T0) for i in range(100)]
-    batches = plan_batches([*spare, *overdue], now_ms=T0)
+    spare = [early(1_000 + i, T0 + i + 1, T0) for i in range(10)]
+    riders = [rider(2_000 + i, T0 - HOUR + i * S) for i in range(100)]
+    batches = plan([*riders, *spare, *overdue])
     assert [len(batch) for batch in batches] == [50, 50, 50]
     assert ids(batches)[0][:3] == [119, 118, 117]  # most overdue first
-    assert ids(batches)[2][20:] == list(range(1_000, 1_030))
+    assert ids(batches)[2][20:30] == list(range(1_000, 1_010))  # then the early ones
+    assert ids(batches)[2][30:] == list(range(2_000, 2_020))  # then the longest unchecked
+
+
+def test_a_ride_along_leaves_the_schedule_and_an_early_check_counts_as_the_next() -> None:
+    assert rides_along(earliest_check_ms=T0 + 1, now_ms=T0)
+    assert not rides_along(earliest_check_ms=T0, now_ms=T0)
+    assert not rides_along(earliest_check_ms=None, now_ms=T0)
 
 
 def test_max_per_call_is_bounded_by_bakong() -> None:
-    assert [
-        len(b) for b in plan_batches([due(i, T0) for i in range(7)], now_ms=T0, max_per_call=3)
-    ] == [
-        3,
-        3,
-        1,
-    ]
+    assert [len(b) for b in plan([due(i, T0) for i in range(7)], max_per_call=3)] == [3, 3, 1]
     for bad in (0, MD5_LIST_LIMIT + 1):
         with pytest.raises(ValueError, match="max_per_call"):
-            plan_batches([due(1, T0)], now_ms=T0, max_per_call=bad)
+            plan([due(1, T0)], max_per_call=bad)
 
 
 def test_a_payment_listed_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="listed twice"):
-        plan_batches([due(1, T0), early(1, T0 + 5, T0)], now_ms=T0)
+        plan([due(1, T0), early(1, T0 + 5, T0)])
 
 
 def test_a_candidate_cannot_be_eligible_after_it_is_due() -> None:
     with pytest.raises(ValueError, match="earliest_check_ms"):
         Candidate(1, T0, T0 + 1)
+
+
+# --- the naive schedule (the yardstick) -----------------------------------------------------------
+
+NAIVE = NaiveSchedule()
+
+
+def test_the_naive_schedule_checks_every_2_s_from_the_age_of_one_minute() -> None:
+    assert NAIVE.checks(created_ms=0, until_ms=59_999) == 0
+    assert NAIVE.checks(created_ms=0, until_ms=60_000) == 1
+    assert NAIVE.checks(created_ms=0, until_ms=61_999) == 1
+    assert NAIVE.checks(created_ms=0, until_ms=62_000) == 2
+    assert NAIVE.checks(created_ms=0, until_ms=HOUR) == (HOUR - MIN) // (2 * S) + 1
+
+
+@pytest.mark.parametrize(
+    ("paid_ms", "found_after_ms"),
+    [(1_000, 59_000), (60_000, 0), (60_001, 1_999), (62_000, 0), (3_600_500, 1_500)],
+)
+def test_the_naive_schedule_finds_a_payment_at_its_next_check(
+    paid_ms: int, found_after_ms: int
+) -> None:
+    assert NAIVE.detection_ms(created_ms=0, paid_ms=paid_ms) == found_after_ms
+    assert NAIVE.found_ms(created_ms=T0, paid_ms=T0 + paid_ms) == T0 + paid_ms + found_after_ms
+
+
+def test_a_naive_schedule_needs_a_positive_interval_and_no_negative_age() -> None:
+    with pytest.raises(ValueError, match="interval_ms"):
+        NaiveSchedule(interval_ms=0)
+    with pytest.raises(ValueError, match="min_age_ms"):
+        NaiveSchedule(min_age_ms=-1)

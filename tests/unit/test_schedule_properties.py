@@ -14,6 +14,7 @@ from khqrpay.orders.schedule import (
     ErrorKind,
     SchedulePolicy,
     plan_batches,
+    ride_along_slots,
 )
 
 T0 = 1_795_651_200_000
@@ -35,6 +36,7 @@ def policies(draw: st.DrawFn) -> SchedulePolicy:
         final_grace_ms=draw(st.integers(0, 10 * fast)),
         early_fraction=draw(st.floats(0.0, 0.99)),
         error_backoff_max_ms=draw(st.integers(fast, 100 * fast)),
+        ride_along_after_ms=draw(st.integers(1, 2 * max_interval)),
     )
 
 
@@ -218,24 +220,63 @@ def candidate_sets(draw: st.DrawFn) -> list[Candidate[int]]:
     return draw(st.permutations(candidates))
 
 
-@given(candidate_sets(), st.integers(1, MD5_LIST_LIMIT))
+@given(
+    candidate_sets(),
+    st.integers(1, MD5_LIST_LIMIT),
+    st.one_of(st.none(), st.integers(1, 6_000)),
+)
 def test_plan_batches_checks_every_due_payment_and_fills_calls_only(
-    candidates: list[Candidate[int]], max_per_call: int
+    candidates: list[Candidate[int]], max_per_call: int, ride_after: int | None
 ) -> None:
     now = T0
-    batches = plan_batches(candidates, now_ms=now, max_per_call=max_per_call)
+    batches = plan_batches(
+        candidates, now_ms=now, ride_along_after_ms=ride_after, max_per_call=max_per_call
+    )
     planned = [candidate for batch in batches for candidate in batch]
     due = [c for c in candidates if c.next_check_ms <= now]
-    eligible = [c for c in candidates if c.earliest_check_ms <= now < c.next_check_ms]
+    early = [c for c in candidates if c.earliest_check_ms <= now < c.next_check_ms]
+    riders = [
+        c
+        for c in candidates
+        if now < c.earliest_check_ms
+        and ride_after is not None
+        and c.last_checked_ms is not None
+        and c.last_checked_ms <= now - ride_after
+    ]
     assert len({c.payment_id for c in planned}) == len(planned)
     assert {c.payment_id for c in due} <= {c.payment_id for c in planned}
-    assert all(c.earliest_check_ms <= now for c in planned)
+    assert all(c in due or c in early or c in riders for c in planned)
     assert all(1 <= len(batch) <= max_per_call for batch in batches)
-    assert len(batches) == math.ceil(len(due) / max_per_call)
-    chosen_early = [c for c in planned if c.next_check_ms > now]
-    free_slots = len(batches) * max_per_call - len(due)
-    assert len(chosen_early) == min(len(eligible), free_slots)
-    left_out = [c for c in eligible if c not in chosen_early]
-    if chosen_early and left_out:
-        assert max(c.next_check_ms for c in chosen_early) <= min(c.next_check_ms for c in left_out)
+    assert len(batches) == math.ceil(len(due) / max_per_call)  # the due ones alone make calls
+    free_places = len(batches) * max_per_call - len(due)
+    assert free_places == ride_along_slots(len(due), max_per_call=max_per_call)
+    fill = planned[len(due) :]
+    assert len(fill) == min(len(early) + len(riders), free_places)  # every call full, if it can be
     assert planned[: len(due)] == sorted(due, key=lambda c: c.next_check_ms)
+    chosen_early = [c for c in fill if c in early]
+    chosen_riders = [c for c in fill if c in riders]
+    assert fill == chosen_early + chosen_riders  # early ones first
+    assert chosen_early == sorted(chosen_early, key=lambda c: c.next_check_ms)
+    assert [c.last_checked_ms for c in chosen_riders] == sorted(
+        c.last_checked_ms for c in chosen_riders if c.last_checked_ms is not None
+    )
+    left_early = [c for c in early if c not in chosen_early]
+    if left_early:
+        assert not chosen_riders
+    if left_early and chosen_early:
+        assert max(c.next_check_ms for c in chosen_early) <= min(
+            c.next_check_ms for c in left_early
+        )
+    left_riders = [c for c in riders if c not in chosen_riders]
+    if chosen_riders and left_riders:
+        assert max(c.last_checked_ms or 0 for c in chosen_riders) <= min(
+            c.last_checked_ms or 0 for c in left_riders
+        )
+
+
+@given(st.integers(0, 10**6), st.integers(1, MD5_LIST_LIMIT))
+def test_ride_alongs_fill_the_last_call_and_never_make_one(due: int, max_per_call: int) -> None:
+    slots = ride_along_slots(due, max_per_call=max_per_call)
+    assert 0 <= slots < max_per_call
+    assert (due + slots) % max_per_call == 0
+    assert math.ceil((due + slots) / max_per_call) == math.ceil(due / max_per_call)

@@ -150,7 +150,7 @@ def _sample(name: str, labels: dict[str, str] | None = None) -> float:
 
 
 def test_a_cycle_report_becomes_metrics() -> None:
-    target = CheckTarget(1, 1, "a" * 32, 0, 10_000, None, 0)
+    target = CheckTarget(1, 1, "a" * 32, 0, 10_000, None, 0, 15_000, 15_000)
     completed = CompletionResult(
         1, Action.COMPLETE, OrderStatus.PENDING, OrderStatus.COMPLETED, None, 1
     )

@@ -9,20 +9,22 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 
 from khqrpay.accounts import AccountError
-from khqrpay.bootstrap import App, bootstrap
 from khqrpay.db import DatabaseError
 from khqrpay.khqr import KHQRError
 from khqrpay.money import MoneyError
 from khqrpay.orders.model import MAX_ID, OrderError
 from khqrpay.orders.model import staff_actor as actor_of_staff
 from khqrpay.settings import SettingsError
+
+if TYPE_CHECKING:
+    from khqrpay.bootstrap import App
 
 USAGE_ERROR = 2
 
@@ -220,5 +222,8 @@ def reported_errors() -> Iterator[None]:
 def open_app(*, migrated: bool = True) -> Iterator[App]:
     """The app's parts from the settings (the database refused unless at the latest schema when
     `migrated`); inside `reported_errors`."""
+    # Imported when a command opens the app: `--help` needs none of it.
+    from khqrpay.bootstrap import bootstrap
+
     with reported_errors(), bootstrap(migrated=migrated) as app:
         yield app

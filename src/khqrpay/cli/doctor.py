@@ -8,16 +8,18 @@ usage. The checks are `khqrpay.services.doctor`'s; this command only wires and p
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from khqrpay.bakong import BakongClient
 from khqrpay.cli.common import print_json
 from khqrpay.clock import SystemClock
 from khqrpay.logging import configure_logging
 from khqrpay.services.doctor import Diagnosis, Level, diagnose
 from khqrpay.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from khqrpay.bakong import BakongClient
 
 UNHEALTHY = 1
 
@@ -35,6 +37,8 @@ def run(
     clock = SystemClock()
 
     def open_bakong(settings: Settings) -> BakongClient:
+        from khqrpay.bakong import BakongClient  # httpx: only when the doctor asks Bakong
+
         return BakongClient(settings=settings, clock=clock)
 
     diagnosis = asyncio.run(diagnose(load_settings, clock=clock, open_bakong=open_bakong))

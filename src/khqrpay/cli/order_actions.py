@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from khqrpay.bootstrap import App
 from khqrpay.cli.common import OrderId, Staff, open_app, print_json, staff_actor
 from khqrpay.services.manual import ManualActions
 from khqrpay.services.schemas import MarkPaidView, PaymentStatusView, VerifyView
+
+if TYPE_CHECKING:
+    from khqrpay.bootstrap import App
 
 _T = TypeVar("_T")
 

@@ -15,7 +15,6 @@ import typer
 from khqrpay.cli.common import QrText, fail
 from khqrpay.clock import SystemClock
 from khqrpay.khqr import KHQRError, KHQRInput, decode, encode, verify
-from khqrpay.khqr.image import card_png, card_svg, qr_png, qr_svg
 from khqrpay.money import Currency, Money, MoneyError
 
 app = typer.Typer(help="Encode, decode, verify and draw KHQR strings.", no_args_is_help=True)
@@ -130,6 +129,8 @@ def image_command(
     ] = None,
 ) -> None:
     """Write the QR code, or the payment card, as SVG or PNG."""
+    from khqrpay.khqr.image import card_png, card_svg, qr_png, qr_svg  # Pillow and segno
+
     kind = output.suffix.lower()
     if kind not in (".svg", ".png"):
         fail(f"{output.name}: the file name must end in .svg or .png")

@@ -66,6 +66,8 @@ def run(
     tokens_expired: Annotated[bool, typer.Option(help="Every token answers 401.")] = False,
 ) -> None:
     """Serve a simulated Bakong Open API, with its control API and banking page under /_sim/."""
+    # FastAPI and uvicorn: imported when the simulator runs, not for every command.
+
     if not token.strip():
         raise typer.BadParameter("the token must not be empty", param_hint="--token")
     # A token the engine could not send is refused here too (the message never quotes it).

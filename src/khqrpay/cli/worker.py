@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from prometheus_client import start_http_server
 
-from khqrpay.bootstrap import App
 from khqrpay.cli.common import LogLevel, LogLevelOption, fail, open_app
-from khqrpay.logging import configure_logging, get_logger
-from khqrpay.worker import Worker
-from khqrpay.worker.runtime import ReceivingAccountRefused, refuse_an_account_that_cannot_receive
+from khqrpay.logging import configure_logging
 
-_log = get_logger(__name__)
+if TYPE_CHECKING:
+    from khqrpay.bootstrap import App
 
 
 def run(
@@ -32,6 +29,8 @@ def run(
     json_logs: Annotated[bool, typer.Option("--json-logs", help="One JSON object a line.")] = False,
 ) -> None:
     """Run the payment verifier worker."""
+    from khqrpay.worker.runtime import ReceivingAccountRefused
+
     configure_logging(log_level, json_output=json_logs)
     with open_app() as app:
         try:
@@ -41,6 +40,13 @@ def run(
 
 
 async def _serve(app: App, *, metrics_port: int | None, once: bool) -> None:
+    # The metrics server and the worker: imported when the worker runs.
+    from prometheus_client import start_http_server
+
+    from khqrpay.logging import get_logger
+    from khqrpay.worker import Worker
+    from khqrpay.worker.runtime import refuse_an_account_that_cannot_receive
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -49,7 +55,7 @@ async def _serve(app: App, *, metrics_port: int | None, once: bool) -> None:
     if metrics_port is not None:
         host = app.settings.worker_metrics_host
         metrics_server, _thread = start_http_server(metrics_port, addr=host)
-        _log.info("metrics served", host=host, port=metrics_port)
+        get_logger(__name__).info("metrics served", host=host, port=metrics_port)
     bus = app.event_bus()
     try:
         async with app.bakong() as bakong:

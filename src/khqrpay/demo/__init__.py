@@ -14,12 +14,7 @@ reads through the services. Nothing here decides anything about payments: that i
 """
 
 from khqrpay.demo.dashboard import DemoScreen, describe_event, render_dashboard
-from khqrpay.demo.read_model import (
-    OrderRow,
-    Snapshot,
-    naive_checks,
-    naive_detection_ms,
-)
+from khqrpay.demo.read_model import OrderRow, Snapshot
 from khqrpay.demo.runtime import (
     DATABASE_FILE,
     LOG_FILE,
@@ -67,8 +62,6 @@ __all__ = [
     "draw_cart",
     "draw_phone",
     "fresh_database_url",
-    "naive_checks",
-    "naive_detection_ms",
     "plan_customers",
     "render_dashboard",
     "run_demo",

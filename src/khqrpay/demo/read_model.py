@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from khqrpay.db import Database
 from khqrpay.money import Money
 from khqrpay.orders.model import OrderStatus
+from khqrpay.orders.schedule import NaiveSchedule
 from khqrpay.services.orders import list_orders, order_details
 
-# The naive schedule shops described: each pending order checked on its own every 2 s from the age
-# of one minute (one request per check); the same figures as bench/schedule_bench.py.
-NAIVE_MIN_AGE_MS = 60_000
-NAIVE_INTERVAL_MS = 2_000
+# The naive schedule shops described, to compare ours with (the schedule bench counts with it too).
+NAIVE_SCHEDULE = NaiveSchedule()
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,25 +35,6 @@ class OrderRow:
         if self.paid_ms is None or self.found_ms is None:
             return None
         return max(0, self.found_ms - self.paid_ms)
-
-
-def naive_checks(created_ms: int, end_ms: int) -> int:
-    """Requests the naive schedule makes for one order pending from `created_ms` to `end_ms`:
-    one every 2 s from the age of one minute, the first at exactly one minute."""
-    first_ms = created_ms + NAIVE_MIN_AGE_MS
-    if end_ms < first_ms:
-        return 0
-    return (end_ms - first_ms) // NAIVE_INTERVAL_MS + 1
-
-
-def naive_detection_ms(created_ms: int, paid_ms: int) -> int:
-    """How long after the payment the naive schedule would find it: at its next check, the first
-    of which is at the age of one minute."""
-    first_ms = created_ms + NAIVE_MIN_AGE_MS
-    if paid_ms <= first_ms:
-        return first_ms - paid_ms
-    checks_after_first = -(-(paid_ms - first_ms) // NAIVE_INTERVAL_MS)  # rounded up
-    return first_ms + checks_after_first * NAIVE_INTERVAL_MS - paid_ms
 
 
 def read_order(database: Database, order_id: int) -> OrderRow:
@@ -104,7 +84,10 @@ class Snapshot:
                 return row.found_ms
             return self.at_ms if row.status is OrderStatus.PENDING else row.updated_ms
 
-        return sum(naive_checks(row.created_ms, end_ms(row)) for row in self.orders)
+        return sum(
+            NAIVE_SCHEDULE.checks(created_ms=row.created_ms, until_ms=end_ms(row))
+            for row in self.orders
+        )
 
     @property
     def detections_s(self) -> list[float]:
@@ -113,7 +96,7 @@ class Snapshot:
     @property
     def naive_detections_s(self) -> list[float]:
         return [
-            naive_detection_ms(row.created_ms, row.paid_ms) / 1000
+            NAIVE_SCHEDULE.detection_ms(created_ms=row.created_ms, paid_ms=row.paid_ms) / 1000
             for row in self.orders
             if row.paid_ms is not None
         ]

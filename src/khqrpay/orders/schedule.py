@@ -13,8 +13,15 @@ The rules, each figure a setting:
 - regular checks stay at or before the window end (hot ones keep their fast pace a little past it);
   then exactly one final check at window end + `final_grace` (a payment made just before the end
   settles in Bakong a little later), after which the payment expires;
-- a Bakong call that must be made anyway is filled (md5 list, up to 50 a call) with payments whose
-  next check is at most `early_fraction` of their interval away; final checks are never early.
+- a Bakong call that must be made anyway (md5 list, up to 50 a call) first carries the payments
+  whose next check is at most `early_fraction` of their interval away (such a check counts as
+  their next one; final checks are never early), then fills its free places with ride-alongs:
+  pending payments last checked at least `ride_along_after` ago, the longest ago first. A
+  ride-along leaves its payment's schedule as it is, so the calls the schedule makes stay the
+  same and only get fuller: a call costs the same with 1 md5 or 50, and the free places check old
+  payments every minute or so instead of every half hour, at no extra request.
+
+`NaiveSchedule` is the yardstick: the schedule shops described, every order on its own every 2 s.
 """
 
 from __future__ import annotations
@@ -66,11 +73,12 @@ class NextCheck:
 
 @dataclass(frozen=True, slots=True)
 class Candidate(Generic[PaymentId]):
-    """A payment the worker could check now: due, or close enough to ride along in a batch."""
+    """A payment the worker could check now: due, early, or a ride-along (`plan_batches`)."""
 
     payment_id: PaymentId
     next_check_ms: int
     earliest_check_ms: int
+    last_checked_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.earliest_check_ms > self.next_check_ms:
@@ -94,12 +102,18 @@ class SchedulePolicy:
     final_grace_ms: int
     early_fraction: float
     error_backoff_max_ms: int
+    ride_along_after_ms: int
 
     def __post_init__(self) -> None:
         for name in ("initial_delay_ms", "fresh_window_ms", "hot_window_ms", "final_grace_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        for name in ("fast_interval_ms", "payment_window_ms", "error_backoff_max_ms"):
+        for name in (
+            "fast_interval_ms",
+            "payment_window_ms",
+            "error_backoff_max_ms",
+            "ride_along_after_ms",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.max_interval_ms < self.fast_interval_ms:
@@ -220,36 +234,105 @@ class SchedulePolicy:
         return min(self.error_backoff_max_ms, self.fast_interval_ms << doublings)
 
 
+def ride_along_slots(due_count: int, *, max_per_call: int = MD5_LIST_LIMIT) -> int:
+    """How many ride-alongs the calls that `due_count` due payments need can carry: the free
+    places of their last call; none without a due payment: ride-alongs never cause a call."""
+    if due_count < 0:
+        raise ValueError("due_count must not be negative")
+    if not 1 <= max_per_call <= MD5_LIST_LIMIT:
+        raise ValueError(f"max_per_call must be between 1 and {MD5_LIST_LIMIT}")
+    return -due_count % max_per_call
+
+
+def rides_along(*, earliest_check_ms: int | None, now_ms: int) -> bool:
+    """Whether a check at `now_ms` is a ride-along: made before the payment's earliest check. It
+    leaves the payment's schedule as it is (its own checks stay where they were), so ride-alongs
+    never take away nor add a call of the schedule's own."""
+    return earliest_check_ms is not None and now_ms < earliest_check_ms
+
+
 def plan_batches(
     candidates: Iterable[Candidate[PaymentId]],
     *,
     now_ms: int,
+    ride_along_after_ms: int | None,
     max_per_call: int = MD5_LIST_LIMIT,
 ) -> list[tuple[Candidate[PaymentId], ...]]:
     """Split the checks to make at `now_ms` into md5-list calls.
 
     Every due candidate (`next_check_ms <= now_ms`) is checked, the most overdue first. The calls
-    this needs are filled up to `max_per_call` with early-eligible candidates (`earliest_check_ms
-    <= now_ms`), the soonest due first; early candidates alone never cause a call. Candidates that
-    are neither are ignored.
+    this needs are filled up to `max_per_call` (`ride_along_slots`): first with early candidates
+    (`earliest_check_ms <= now_ms`), the soonest due first, whose check counts as their next one;
+    then with ride-alongs, candidates last checked at least `ride_along_after_ms` ago (None: no
+    ride-alongs, the policy before every call was filled), the longest ago first (ties in no
+    particular order). Neither ever causes a call; candidates that are none of these are ignored.
+    The claim fetches in this order, so it needs no more candidates than the calls carry.
     """
     if not 1 <= max_per_call <= MD5_LIST_LIMIT:
         raise ValueError(f"max_per_call must be between 1 and {MD5_LIST_LIMIT}")
+    if ride_along_after_ms is not None and ride_along_after_ms <= 0:
+        raise ValueError("ride_along_after_ms must be positive")
     due: list[Candidate[PaymentId]] = []
     early: list[Candidate[PaymentId]] = []
+    riders: list[tuple[int, Candidate[PaymentId]]] = []
     seen: set[PaymentId] = set()
     for candidate in candidates:
         if candidate.payment_id in seen:
             raise ValueError(f"payment {candidate.payment_id!r} is listed twice")
         seen.add(candidate.payment_id)
+        last = candidate.last_checked_ms
         if candidate.next_check_ms <= now_ms:
             due.append(candidate)
         elif candidate.earliest_check_ms <= now_ms:
             early.append(candidate)
+        elif (
+            ride_along_after_ms is not None
+            and last is not None
+            and last <= now_ms - ride_along_after_ms
+        ):
+            riders.append((last, candidate))
     if not due:
         return []
     due.sort(key=lambda c: c.next_check_ms)
     early.sort(key=lambda c: c.next_check_ms)
-    free_slots = -len(due) % max_per_call
-    chosen = due + early[:free_slots]
+    riders.sort(key=lambda rider: rider[0])
+    fill = [*early, *(candidate for _, candidate in riders)]
+    chosen = due + fill[: ride_along_slots(len(due), max_per_call=max_per_call)]
     return [tuple(chosen[i : i + max_per_call]) for i in range(0, len(chosen), max_per_call)]
+
+
+@dataclass(frozen=True, slots=True)
+class NaiveSchedule:
+    """The schedule shops described, kept as the yardstick ours is measured against: every pending
+    order checked on its own, one request per check, every `interval_ms` from the age of
+    `min_age_ms` until its payment is found. The demo's comparison and the schedule bench both
+    count with it."""
+
+    min_age_ms: int = 60_000
+    interval_ms: int = 2_000
+
+    def __post_init__(self) -> None:
+        if self.min_age_ms < 0:
+            raise ValueError("min_age_ms must not be negative")
+        if self.interval_ms <= 0:
+            raise ValueError("interval_ms must be positive")
+
+    def checks(self, *, created_ms: int, until_ms: int) -> int:
+        """The checks (= requests) made for an order created at `created_ms`, up to and including
+        `until_ms`: the first at exactly `min_age_ms`."""
+        first_ms = created_ms + self.min_age_ms
+        if until_ms < first_ms:
+            return 0
+        return (until_ms - first_ms) // self.interval_ms + 1
+
+    def found_ms(self, *, created_ms: int, paid_ms: int) -> int:
+        """When a payment made at `paid_ms` is found: at the first check at or after it."""
+        first_ms = created_ms + self.min_age_ms
+        if paid_ms <= first_ms:
+            return first_ms
+        checks_after_first = -(-(paid_ms - first_ms) // self.interval_ms)  # rounded up
+        return first_ms + checks_after_first * self.interval_ms
+
+    def detection_ms(self, *, created_ms: int, paid_ms: int) -> int:
+        """How long after the payment it is found."""
+        return self.found_ms(created_ms=created_ms, paid_ms=paid_ms) - paid_ms

@@ -41,7 +41,7 @@ from khqrpay.orders.model import (
     VerificationAttempt,
     validate_actor,
 )
-from khqrpay.orders.schedule import MD5_LIST_LIMIT, NextCheck, SchedulePolicy
+from khqrpay.orders.schedule import MD5_LIST_LIMIT, NextCheck, SchedulePolicy, rides_along
 from khqrpay.services.bakong_answers import (
     Answer,
     describe_answer,
@@ -71,6 +71,8 @@ class CheckTarget:
     expires_ms: int
     hot_until_ms: int | None
     consecutive_errors: int
+    next_check_ms: int | None
+    earliest_check_ms: int | None
 
     @classmethod
     def of(cls, payment: KhqrPayment) -> CheckTarget:
@@ -82,6 +84,8 @@ class CheckTarget:
             expires_ms=payment.expires_ms,
             hot_until_ms=payment.hot_until_ms,
             consecutive_errors=payment.consecutive_errors,
+            next_check_ms=payment.next_check_ms,
+            earliest_check_ms=payment.earliest_check_ms,
         )
 
 
@@ -362,7 +366,11 @@ class _Application:
         target, answer, policy = item.target, item.answer, self.policy
         next_check_ms: int | None
         next_check: NextCheck | None
-        if isinstance(answer, BakongError):
+        leased = self.lease_owner is not None
+        if leased and rides_along(earliest_check_ms=target.earliest_check_ms, now_ms=self.now_ms):
+            # A ride-along in a free place: the schedule stays as it is, whatever the answer.
+            next_check_ms, next_check = target.next_check_ms, None
+        elif isinstance(answer, BakongError):
             next_check_ms = self._back_off(target, answer)
             # A retry repeats the failed check: never early. None: the schedule stays as it is.
             next_check = (

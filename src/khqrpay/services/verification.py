@@ -96,8 +96,13 @@ class Verifier:
 
     def _claim(self, now_ms: int) -> list[tuple[CheckTarget, ...]]:
         with self._database.write() as uow:
-            due = uow.payments.lock_due(now_ms=now_ms, limit=self._batch_size)
-            plan = plan_batches(map(_candidate, due), now_ms=now_ms)
+            riders_after_ms = self._checker.policy.ride_along_after_ms
+            due = uow.payments.lock_due(
+                now_ms=now_ms, limit=self._batch_size, ride_along_after_ms=riders_after_ms
+            )
+            plan = plan_batches(
+                map(_candidate, due), now_ms=now_ms, ride_along_after_ms=riders_after_ms
+            )
             chosen = [candidate.payment_id for batch in plan for candidate in batch]
             if chosen:
                 uow.payments.lease(chosen, owner=self._worker_id, until_ms=now_ms + self._lease_ms)
@@ -115,4 +120,6 @@ def _candidate(payment: KhqrPayment) -> Candidate[int]:
     # A claimed payment has an earliest check, and every write sets or clears both together.
     assert payment.next_check_ms is not None
     assert payment.earliest_check_ms is not None
-    return Candidate(payment.id, payment.next_check_ms, payment.earliest_check_ms)
+    return Candidate(
+        payment.id, payment.next_check_ms, payment.earliest_check_ms, payment.last_checked_ms
+    )

@@ -12,7 +12,7 @@ from khqrpay.db import tables as t
 from khqrpay.db.repositories._shared import money
 from khqrpay.money import Money
 from khqrpay.orders.model import AttemptOutcome, KhqrPayment, PaymentStatus
-from khqrpay.orders.schedule import NextCheck, Watch
+from khqrpay.orders.schedule import NextCheck, Watch, ride_along_slots
 
 
 class PaymentRepository:
@@ -106,20 +106,62 @@ class PaymentRepository:
 
     # The verifier ----------------------------------------------------------------------------
 
-    def lock_due(self, *, now_ms: int, limit: int) -> list[KhqrPayment]:
-        """Pending payments that may be checked now and no live lease holds, most overdue first,
-        locked until the transaction ends. On PostgreSQL rows another transaction has locked are
-        skipped (`FOR UPDATE SKIP LOCKED`), so concurrent workers never claim the same ones."""
+    def lock_due(
+        self, *, now_ms: int, limit: int, ride_along_after_ms: int | None
+    ) -> list[KhqrPayment]:
+        """The payments to check now, locked until the transaction ends: every due one (at most
+        `limit`), the most overdue first, then as many as the calls those need can carry
+        (`ride_along_slots`), ranked as `plan_batches` ranks them: the early ones (past their
+        earliest check) the soonest due first, then ride-alongs last checked at least
+        `ride_along_after_ms` ago (None: none), the longest ago first. Payments a live lease holds
+        are left out; on PostgreSQL so are rows another transaction has locked (`FOR UPDATE SKIP
+        LOCKED`), so concurrent workers never claim the same ones."""
+        payments = t.khqr_payments.c
+        due = self._lock_pending(
+            payments.next_check_ms <= now_ms,
+            order_by=payments.next_check_ms,
+            now_ms=now_ms,
+            limit=limit,
+        )
+        slots = ride_along_slots(len(due))
+        early = self._lock_pending(
+            payments.earliest_check_ms <= now_ms,
+            payments.next_check_ms > now_ms,
+            order_by=payments.next_check_ms,
+            now_ms=now_ms,
+            limit=slots,
+        )
+        if ride_along_after_ms is None:
+            return [*due, *early]
+        riders = self._lock_pending(
+            payments.earliest_check_ms > now_ms,
+            payments.last_checked_ms <= now_ms - ride_along_after_ms,
+            order_by=payments.last_checked_ms,
+            now_ms=now_ms,
+            limit=slots - len(early),
+        )
+        return [*due, *early, *riders]
+
+    def _lock_pending(
+        self,
+        *conditions: sa.ColumnElement[bool],
+        order_by: sa.ColumnElement[Any],
+        now_ms: int,
+        limit: int,
+    ) -> list[KhqrPayment]:
+        """Up to `limit` pending payments meeting `conditions` that no live lease holds, in
+        `order_by` order, locked (`FOR UPDATE SKIP LOCKED` on PostgreSQL)."""
+        if limit <= 0:
+            return []
         payments = t.khqr_payments.c
         rows = self._connection.execute(
             sa.select(t.khqr_payments)
             .where(
                 payments.status == PaymentStatus.PENDING.value,
-                # Due payments and those early enough to ride along (earliest <= next).
-                payments.earliest_check_ms <= now_ms,
+                *conditions,
                 sa.or_(payments.lease_until_ms.is_(None), payments.lease_until_ms <= now_ms),
             )
-            .order_by(payments.next_check_ms)
+            .order_by(order_by)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
