@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from khqrpay.orders.notices import RetrySchedule
 from khqrpay.orders.schedule import SchedulePolicy
+
+# A chat's numeric id (groups are negative) or a public channel's @username.
+_TELEGRAM_CHAT_ID = re.compile(r"-?\d{1,20}|@[A-Za-z]\w{4,31}")
 
 
 def _default_database_url() -> str:
     return f"sqlite:///{Path('data').resolve() / 'khqrpay.sqlite3'}"
+
+
+class TelegramChat(BaseModel):
+    """A chat that receives the shop's alerts, in its language (`km` Khmer, `en` English)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    language: Literal["km", "en"] = "km"
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _chat_id(cls, value: object) -> str:
+        text = str(value).strip()
+        if not _TELEGRAM_CHAT_ID.fullmatch(text):
+            raise ValueError("a Telegram chat id is a number (groups: -100...) or @channelname")
+        return text
 
 
 class Settings(BaseSettings):
@@ -91,6 +114,37 @@ class Settings(BaseSettings):
     web_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # The address customers and staff use (links in API answers, alerts); default: the request's.
     web_public_url: str | None = None
+
+    # Webhooks (`khqrpay webhooks ...`) and Telegram alerts, sent by the worker
+    # One try of a delivery, whole (connect, send, answer): a slower receiver counts as failed.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    # Deliveries in flight at once, in all and to one endpoint.
+    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    webhook_endpoint_concurrency: int = Field(default=4, ge=1, le=64)
+    # Failed deliveries and alerts are tried again after about base * 2^n (with jitter), at most
+    # the longest interval apart, for the window; then they are dead-lettered.
+    delivery_retry_base_s: float = Field(default=10.0, gt=0)
+    delivery_retry_max_interval_s: float = Field(default=2 * 3600.0, gt=0)
+    delivery_retry_window_s: float = Field(default=3 * 24 * 3600.0, gt=0)
+    # The bot's token (from @BotFather) and the chats it writes to, as JSON:
+    # KHQRPAY_TELEGRAM_CHATS='[{"id": "-1001234567890", "language": "km"}]'.
+    telegram_bot_token: SecretStr = SecretStr("")
+    telegram_chats: list[TelegramChat] = Field(default_factory=list)
+    # The Bot API's address (a local Bot API server, or a fake one in tests).
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_timeout_s: float = Field(default=10.0, gt=0, le=60)
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token.get_secret_value().strip() and self.telegram_chats)
+
+    def retry_schedule(self) -> RetrySchedule:
+        """When failed webhook deliveries and Telegram messages are tried again."""
+        return RetrySchedule(
+            first_ms=_seconds_to_ms(self.delivery_retry_base_s),
+            max_interval_ms=_seconds_to_ms(self.delivery_retry_max_interval_s),
+            window_ms=_seconds_to_ms(self.delivery_retry_window_s),
+        )
 
     def schedule_policy(self) -> SchedulePolicy:
         """The verification schedule these settings describe, in integer milliseconds."""

@@ -24,6 +24,13 @@ TABLES = {
     "verification_attempts",
     "verification_attempt_totals",
     "outbox",
+    "webhook_endpoints",
+    "webhook_endpoint_events",
+    "webhook_messages",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "telegram_alerts",
+    "telegram_messages",
 }
 
 

@@ -17,6 +17,7 @@ from khqrpay.db import DatabaseError
 from khqrpay.khqr import KHQRError
 from khqrpay.money import MoneyError
 from khqrpay.orders.model import OrderError, validate_actor
+from khqrpay.services.webhooks import WebhookError
 
 USAGE_ERROR = 2
 
@@ -48,7 +49,7 @@ def reported_errors() -> Iterator[None]:
     """Input or state the command refuses becomes `error: ...` on stderr and exit code 2."""
     try:
         yield
-    except (OrderError, MoneyError, KHQRError, DatabaseError) as exc:
+    except (OrderError, MoneyError, KHQRError, DatabaseError, WebhookError) as exc:
         fail(str(exc))
     except pydantic.ValidationError as exc:
         fail(f"invalid settings: {exc}")

@@ -12,6 +12,8 @@ from khqrpay.db.repositories import (
     OutboxRepository,
     PaymentRepository,
     ProductRepository,
+    TelegramRepository,
+    WebhookRepository,
 )
 
 
@@ -26,7 +28,9 @@ class UnitOfWork:
         self.payments = PaymentRepository(connection)
         self.evidence = EvidenceRepository(connection)
         self.audit = AuditRepository(connection)
-        self.outbox = OutboxRepository(connection)
+        self.webhooks = WebhookRepository(connection)
+        self.telegram = TelegramRepository(connection)
+        self.outbox = OutboxRepository(connection, self.webhooks, self.telegram)
         self.attempts = AttemptRepository(connection)
 
     @property

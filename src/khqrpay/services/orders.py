@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from khqrpay.db import Database
+from khqrpay.db import Database, UnitOfWork
 from khqrpay.orders.model import (
     AuditEntry,
     KhqrPayment,
@@ -29,13 +29,18 @@ class OrderDetails:
 
 def order_details(database: Database, order_id: int) -> OrderDetails:
     with database.read() as uow:
-        return OrderDetails(
-            order=uow.orders.get(order_id),
-            lines=tuple(uow.orders.lines(order_id)),
-            payments=tuple(uow.payments.for_order(order_id)),
-            evidence=tuple(uow.evidence.for_order(order_id)),
-            audit=tuple(uow.audit.for_order(order_id)),
-        )
+        return read_order_details(uow, order_id)
+
+
+def read_order_details(uow: UnitOfWork, order_id: int) -> OrderDetails:
+    """The order's details in the caller's transaction."""
+    return OrderDetails(
+        order=uow.orders.get(order_id),
+        lines=tuple(uow.orders.lines(order_id)),
+        payments=tuple(uow.payments.for_order(order_id)),
+        evidence=tuple(uow.evidence.for_order(order_id)),
+        audit=tuple(uow.audit.for_order(order_id)),
+    )
 
 
 def order_by_token(database: Database, public_token: str) -> Order:

@@ -12,6 +12,8 @@ from khqrpay.db.repositories.orders import OrderRepository
 from khqrpay.db.repositories.outbox import OutboxRepository
 from khqrpay.db.repositories.payments import PaymentRepository
 from khqrpay.db.repositories.products import DuplicateSku, ProductRepository
+from khqrpay.db.repositories.telegram import TelegramRepository
+from khqrpay.db.repositories.webhooks import WebhookRepository
 
 __all__ = [
     "AttemptRepository",
@@ -23,4 +25,6 @@ __all__ = [
     "OutboxRepository",
     "PaymentRepository",
     "ProductRepository",
+    "TelegramRepository",
+    "WebhookRepository",
 ]
