@@ -73,7 +73,9 @@ def _describe(exc: BaseException, timeout_s: float) -> str:
 
 
 class HttpWebhookSender:
-    """Sends webhook deliveries; `aclose()` (or `async with`) closes every endpoint's pool."""
+    """Sends webhook deliveries; `aclose()` (or `async with`) closes every endpoint's pool.
+    `resolver`, `policy` and `transport` replace the system's resolver, the address rules and
+    the network in tests."""
 
     def __init__(
         self,
@@ -83,6 +85,7 @@ class HttpWebhookSender:
         connections_per_endpoint: int,
         resolver: Resolver | None = None,
         policy: AddressPolicy = refusal,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._clock = clock
         self._timeout_s = timeout_s
@@ -92,6 +95,7 @@ class HttpWebhookSender:
         )
         self._resolver = resolver or SystemResolver()
         self._policy = policy
+        self._transport = transport
         self._clients: dict[int, httpx.AsyncClient] = {}
 
     async def __aenter__(self) -> HttpWebhookSender:
@@ -113,6 +117,7 @@ class HttpWebhookSender:
                 limits=self._limits,
                 follow_redirects=False,
                 trust_env=False,
+                transport=self._transport,
             )
             self._clients[endpoint_id] = client
         return client
