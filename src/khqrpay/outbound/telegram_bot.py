@@ -28,13 +28,13 @@ from khqrpay.logging import REDACTED, register_secret
 from khqrpay.outbound.port import SendOutcome, Stopwatch
 
 CONNECTIONS = 8
+# The library is moving `retry_after` from int to timedelta and warns whenever it is read (it
+# reads it itself when the error is made); both types are handled here.
+warnings.filterwarnings("ignore", message=".*retry_after", category=PTBDeprecationWarning)
 
 
 def _seconds(exc: RetryAfter) -> float:
-    with warnings.catch_warnings():
-        # The library moves `retry_after` from int to timedelta; both are read.
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value = exc.retry_after
+    value = exc.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
