@@ -32,7 +32,7 @@ from khqrpay.outbound.telegram_bot import TelegramBotSender
 from khqrpay.outbound.webhook_http import HttpWebhookSender
 from khqrpay.services.alerts import TelegramChannel
 from khqrpay.services.checking import PaymentChecker
-from khqrpay.services.dispatch import Dispatcher, jitter_source
+from khqrpay.services.dispatch import Dispatcher, jitter_source, lease_ms
 from khqrpay.services.manual import ManualActions
 from khqrpay.services.verification import Verifier
 from khqrpay.services.webhooks import WebhookChannel
@@ -124,7 +124,7 @@ class App:
                 schedule=schedule,
                 owner=owner,
                 jitter=jitter,
-                lease_ms=_lease_ms(settings.webhook_timeout_s),
+                lease_ms=lease_ms(settings.webhook_timeout_s, LEASE_MARGIN_S),
                 sender=webhook_sender,
                 per_target=settings.webhook_endpoint_concurrency,
             )
@@ -142,7 +142,7 @@ class App:
                     schedule=schedule,
                     owner=owner,
                     jitter=jitter,
-                    lease_ms=_lease_ms(settings.telegram_timeout_s),
+                    lease_ms=lease_ms(settings.telegram_timeout_s, LEASE_MARGIN_S),
                     sender=bot,
                     chats=settings.telegram_chats,
                     public_url=settings.web_public_url,
@@ -155,11 +155,7 @@ class App:
         return create_event_bus(self.settings.database_url)
 
 
-def _lease_ms(timeout_s: float) -> int:
-    """How long a claimed message stays another worker's: a whole try and a margin."""
-    return round((timeout_s + LEASE_MARGIN_S) * 1000)
-
-
+# Claimed messages stay a worker's for their tries and this long more.
 LEASE_MARGIN_S = 30.0
 
 

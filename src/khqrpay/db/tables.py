@@ -340,7 +340,6 @@ webhook_deliveries = sa.Table(
     # The message's order, here too: an endpoint gets one order's messages in order.
     sa.Column("order_id", Id, sa.ForeignKey("orders.id"), nullable=False),
     *_delivery_columns(),
-    sa.Column("last_status_code", sa.Integer),
     sa.UniqueConstraint("message_id", "endpoint_id"),
     sa.Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
     _pending_index("webhook_deliveries", "next_attempt_ms"),

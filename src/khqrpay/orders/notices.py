@@ -281,5 +281,9 @@ class WebhookDelivery:
     event_type: WebhookEventType
     order_id: int
     state: DeliveryState
-    last_status_code: int | None
     attempt_log: tuple[WebhookAttempt, ...] = ()
+
+    @property
+    def last_status_code(self) -> int | None:
+        """The last try's answer (None: none yet, or no answer)."""
+        return self.attempt_log[-1].status_code if self.attempt_log else None

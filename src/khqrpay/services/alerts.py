@@ -11,7 +11,7 @@ Telegram's flood control (429 `retry_after`) holding every send back as long as 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -187,7 +187,7 @@ class TelegramJob:
 
 
 @dataclass
-class TelegramChannel(QueueChannel):
+class TelegramChannel(QueueChannel[TelegramJob]):
     """Telegram messages for the dispatcher: written per chat, sent one at a time per chat."""
 
     sender: AlertSender
@@ -221,21 +221,11 @@ class TelegramChannel(QueueChannel):
                 ]
                 uow.telegram.expand(alert.id, messages, now_ms=now_ms)
 
-    def claim(self, target: Hashable, *, limit: int, now_ms: int) -> list[TelegramJob]:
-        with self.database.write() as uow:
-            ids = self.claim_ids(uow, target, limit=limit, now_ms=now_ms)
-            return [TelegramJob(message) for message in uow.telegram.messages(ids)]
+    def load(self, uow: UnitOfWork, row_ids: Sequence[int]) -> list[TelegramJob]:
+        return [TelegramJob(message) for message in uow.telegram.messages(row_ids)]
 
     async def send(self, job: TelegramJob) -> SendOutcome:
         return await self.sender.send(job.message.chat_id, job.message.text)
 
-    def settle(self, job: TelegramJob, outcome: SendOutcome, now_ms: int) -> None:
-        with self.database.write() as uow:
-            self.record(
-                uow,
-                job.id,
-                outcome,
-                attempts_before=job.message.state.attempts,
-                started_ms=job.message.state.started_ms,
-                now_ms=now_ms,
-            )
+    def attempts_so_far(self, job: TelegramJob) -> tuple[int, int]:
+        return job.message.state.attempts, job.message.state.started_ms

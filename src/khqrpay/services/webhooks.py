@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from khqrpay.clock import Clock, ms_to_datetime
@@ -29,13 +29,14 @@ from khqrpay.orders.model import validate_actor
 from khqrpay.orders.notices import (
     DeliveryStatus,
     SigningSecret,
+    WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEventType,
 )
 from khqrpay.outbound.addresses import AddressRefused, parse_webhook_url, refuse_local_name
 from khqrpay.outbound.port import SendOutcome, WebhookRequest, WebhookSender
-from khqrpay.services.dispatch import QueueChannel
+from khqrpay.services.dispatch import Finished, QueueChannel
 from khqrpay.services.orders import read_order_details
 from khqrpay.services.schemas import OrderView, RecordedEvidenceView, iso_ms
 
@@ -221,7 +222,7 @@ class WebhookJob:
 
 
 @dataclass
-class WebhookChannel(QueueChannel):
+class WebhookChannel(QueueChannel[WebhookJob]):
     """Webhook deliveries for the dispatcher: claimed per endpoint, signed and sent, logged."""
 
     sender: WebhookSender
@@ -235,10 +236,25 @@ class WebhookChannel(QueueChannel):
     def prepare(self, now_ms: int) -> None:
         """Deliveries are written with their events: nothing to prepare."""
 
-    def claim(self, target: Hashable, *, limit: int, now_ms: int) -> list[WebhookJob]:
+    def load(self, uow: UnitOfWork, row_ids: Sequence[int]) -> list[WebhookJob]:
+        return [WebhookJob(outgoing) for outgoing in uow.webhooks.outgoing(row_ids)]
+
+    def ready(self, jobs: list[WebhookJob]) -> list[WebhookJob]:
+        """Build the bodies of messages sent for the first time (off the claim's transaction,
+        which on SQLite holds the write lock) and keep them: every try sends the same."""
+        unbuilt = {j.outgoing.message_row_id: j.outgoing for j in jobs if j.outgoing.body is None}
+        if not unbuilt:
+            return jobs
+        with self.database.read() as uow:
+            built = {row_id: webhook_body(uow, o) for row_id, o in unbuilt.items()}
         with self.database.write() as uow:
-            ids = self.claim_ids(uow, target, limit=limit, now_ms=now_ms)
-            return [WebhookJob(_with_body(uow, o)) for o in uow.webhooks.outgoing(ids)]
+            kept = {row_id: uow.webhooks.set_body(row_id, body) for row_id, body in built.items()}
+        return [
+            job
+            if job.outgoing.body is not None
+            else WebhookJob(replace(job.outgoing, body=kept[job.outgoing.message_row_id]))
+            for job in jobs
+        ]
 
     async def send(self, job: WebhookJob) -> SendOutcome:
         outgoing = job.outgoing
@@ -254,29 +270,21 @@ class WebhookChannel(QueueChannel):
             )
         )
 
-    def settle(self, job: WebhookJob, outcome: SendOutcome, now_ms: int) -> None:
-        with self.database.write() as uow:
-            uow.webhooks.log_attempt(
-                job.id,
-                at_ms=now_ms,
-                duration_ms=outcome.duration_ms,
-                status_code=outcome.status_code,
-                error=outcome.error,
-            )
-            self.record(
-                uow,
-                job.id,
-                outcome,
-                attempts_before=job.outgoing.attempts,
-                started_ms=job.outgoing.started_ms,
-                now_ms=now_ms,
-                last_status_code=outcome.status_code,
-            )
+    def log(self, uow: UnitOfWork, finished: Sequence[Finished[WebhookJob]]) -> None:
+        uow.webhooks.log_attempts(
+            [
+                (
+                    done.job.id,
+                    WebhookAttempt(
+                        at_ms=done.at_ms,
+                        duration_ms=done.outcome.duration_ms,
+                        status_code=done.outcome.status_code,
+                        error=done.outcome.error,
+                    ),
+                )
+                for done in finished
+            ]
+        )
 
-
-def _with_body(uow: UnitOfWork, outgoing: OutgoingWebhook) -> OutgoingWebhook:
-    """The message's body, built and kept the first time it is sent."""
-    if outgoing.body is not None:
-        return outgoing
-    body = uow.webhooks.set_body(outgoing.message_row_id, webhook_body(uow, outgoing))
-    return replace(outgoing, body=body)
+    def attempts_so_far(self, job: WebhookJob) -> tuple[int, int]:
+        return job.outgoing.attempts, job.outgoing.started_ms

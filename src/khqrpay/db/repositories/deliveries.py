@@ -9,6 +9,7 @@ one chat's messages) go out in id order: only the oldest pending row of a lane i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,6 +43,22 @@ def new_delivery(now_ms: int) -> dict[str, object]:
         "started_ms": now_ms,
         "next_attempt_ms": now_ms,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Try:
+    """One try's outcome: delivered (no error), again at `again_ms`, or dead (neither)."""
+
+    row_id: int
+    at_ms: int
+    error: str | None = None
+    again_ms: int | None = None
+
+    @property
+    def status(self) -> DeliveryStatus:
+        if self.error is None:
+            return DeliveryStatus.DELIVERED
+        return DeliveryStatus.DEAD if self.again_ms is None else DeliveryStatus.PENDING
 
 
 class DeliveryQueue:
@@ -100,55 +117,40 @@ class DeliveryQueue:
             )
         return ids
 
-    def _settle(self, row_id: int, owner: str, **values: object) -> bool:
-        """Write an outcome if `owner` still holds the row's lease; whether it did."""
-        result = self._connection.execute(
-            self._table.update()
+    def record_tries(self, tries: Sequence[Try], *, owner: str) -> None:
+        """Write the outcome of each try, one statement for them all, to the rows `owner` still
+        holds (a row replayed or taken over meanwhile is left as it is)."""
+        if not tries:
+            return
+        table = self._table
+        self._connection.execute(
+            table.update()
             .where(
-                self._table.c.id == row_id,
-                self._table.c.status == PENDING,
-                self._table.c.lease_owner == owner,
+                table.c.id == sa.bindparam("row_id"),
+                table.c.status == PENDING,
+                table.c.lease_owner == owner,
             )
-            .values(lease_owner=None, lease_until_ms=None, **values)
-        )
-        return result.rowcount == 1
-
-    def delivered(self, row_id: int, *, owner: str, now_ms: int, **values: object) -> bool:
-        return self._settle(
-            row_id,
-            owner,
-            status=DeliveryStatus.DELIVERED.value,
-            attempts=self._table.c.attempts + 1,
-            last_attempt_ms=now_ms,
-            last_error=None,
-            done_ms=now_ms,
-            **values,
-        )
-
-    def failed(
-        self,
-        row_id: int,
-        *,
-        owner: str,
-        now_ms: int,
-        error: str,
-        next_attempt_ms: int | None,
-        **values: object,
-    ) -> bool:
-        """A failed try: again at `next_attempt_ms`, or dead when it is None."""
-        outcome: dict[str, object] = (
-            {"status": DeliveryStatus.DEAD.value, "done_ms": now_ms}
-            if next_attempt_ms is None
-            else {"next_attempt_ms": next_attempt_ms}
-        )
-        return self._settle(
-            row_id,
-            owner,
-            attempts=self._table.c.attempts + 1,
-            last_attempt_ms=now_ms,
-            last_error=error,
-            **outcome,
-            **values,
+            .values(
+                status=sa.bindparam("new_status"),
+                attempts=table.c.attempts + 1,
+                last_attempt_ms=sa.bindparam("at_ms"),
+                last_error=sa.bindparam("error"),
+                done_ms=sa.bindparam("finished_ms"),
+                next_attempt_ms=sa.func.coalesce(sa.bindparam("again_ms"), table.c.next_attempt_ms),
+                lease_owner=None,
+                lease_until_ms=None,
+            ),
+            [
+                {
+                    "row_id": attempt.row_id,
+                    "new_status": attempt.status.value,
+                    "at_ms": attempt.at_ms,
+                    "error": attempt.error,
+                    "finished_ms": None if attempt.again_ms is not None else attempt.at_ms,
+                    "again_ms": attempt.again_ms,
+                }
+                for attempt in tries
+            ],
         )
 
     def release(self, row_ids: Sequence[int], *, owner: str) -> None:

@@ -228,24 +228,22 @@ class WebhookRepository:
             for row in rows
         ]
 
-    def log_attempt(
-        self,
-        delivery_id: int,
-        *,
-        at_ms: int,
-        duration_ms: int,
-        status_code: int | None,
-        error: str | None,
-    ) -> None:
-        self._connection.execute(
-            t.webhook_attempts.insert().values(
-                delivery_id=delivery_id,
-                at_ms=at_ms,
-                duration_ms=duration_ms,
-                status_code=status_code,
-                error=error,
+    def log_attempts(self, attempts: Sequence[tuple[int, WebhookAttempt]]) -> None:
+        """Add tries to the delivery log: `(delivery_id, attempt)` each."""
+        if attempts:
+            self._connection.execute(
+                t.webhook_attempts.insert(),
+                [
+                    {
+                        "delivery_id": delivery_id,
+                        "at_ms": attempt.at_ms,
+                        "duration_ms": attempt.duration_ms,
+                        "status_code": attempt.status_code,
+                        "error": attempt.error,
+                    }
+                    for delivery_id, attempt in attempts
+                ],
             )
-        )
 
     # Reading the log ----------------------------------------------------------------------------
 
@@ -281,7 +279,6 @@ class WebhookRepository:
                 event_type=WebhookEventType(row.event_type),
                 order_id=row.order_id,
                 state=delivery_state(row),
-                last_status_code=row.last_status_code,
                 attempt_log=tuple(log[row.id]),
             )
             for row in rows

@@ -124,7 +124,6 @@ def upgrade() -> None:
         _ref("endpoint_id"),
         _ref("order_id"),
         *_delivery("webhook_deliveries"),
-        sa.Column("last_status_code", sa.Integer(), nullable=True),
         _fk("webhook_deliveries", "message_id", "webhook_messages"),
         _fk("webhook_deliveries", "endpoint_id", "webhook_endpoints"),
         _fk("webhook_deliveries", "order_id", "orders"),
