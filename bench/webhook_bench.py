@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,15 +33,15 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from burst_bench import DEFAULT_POSTGRES, PostgresDatabase, _create_orders
 from pydantic import SecretStr
 
+from burst_bench import DEFAULT_POSTGRES, PostgresDatabase, _create_orders
 from khqrpay.clock import SystemClock
 from khqrpay.db import Database, migrate
 from khqrpay.db import tables as t
 from khqrpay.orders.notices import WebhookEventType
-from khqrpay.serving import serve_in_thread
 from khqrpay.services.webhooks import add_endpoint
+from khqrpay.serving import serve_in_thread
 from khqrpay.settings import Settings
 from khqrpay.simulator import SimulatorConfig, run_simulator
 from khqrpay.simulator.server import RunningSimulator
@@ -275,9 +274,7 @@ def main() -> None:
                 )
             if endpoints == 0:
                 baselines[backend] = outcome.completions_s
-                print(
-                    f"  {backend}: burst with no endpoint, completions {outcome.completions_s:.1f} s"
-                )
+                print(f"  {backend} burst, no endpoint: completions {outcome.completions_s:.1f} s")
                 continue
             outcomes.append(outcome)
             print(
