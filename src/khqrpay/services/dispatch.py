@@ -191,6 +191,11 @@ class Dispatcher(Generic[JobT]):
         await self._record_finished()
         now_ms = self._clock.now_ms()
         if now_ms < self._paused_until_ms:
+            # The pause may outlast their leases: hand back what waits, to claim again later.
+            waiting = [job for queue in self._queued.values() for job in queue]
+            self._queued.clear()
+            if waiting:
+                await self._db(partial(self.channel.release, waiting))
             return 0
         channel = self.channel
         await self._db(partial(channel.prepare, now_ms))
