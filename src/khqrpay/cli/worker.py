@@ -1,6 +1,7 @@
 """`khqrpay worker [--metrics-port N] [--once]`: the verifier, the expiry sweep, the outbox
-relay, webhooks and Telegram alerts, until SIGTERM or SIGINT (then a clean exit, code 0). It first asks Bakong whether the
-receiving account can take payments, and refuses to start (exit 2) when it cannot."""
+relay, webhooks and Telegram alerts, until SIGTERM or SIGINT (then a clean exit, code 0). It
+first asks Bakong whether the receiving account can take payments, and refuses to start (exit 2)
+when it cannot."""
 
 from __future__ import annotations
 
