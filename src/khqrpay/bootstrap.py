@@ -38,6 +38,9 @@ from khqrpay.services.verification import Verifier
 from khqrpay.services.webhooks import WebhookChannel
 from khqrpay.settings import Settings, load_settings
 
+# Claimed webhooks and alerts stay a worker's for their tries and this long more.
+LEASE_MARGIN_S = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class BakongServices:
@@ -153,10 +156,6 @@ class App:
     def event_bus(self) -> EventBus:
         """A new bus for this process: publish and subscribe on it, close it on exit."""
         return create_event_bus(self.settings.database_url)
-
-
-# Claimed messages stay a worker's for their tries and this long more.
-LEASE_MARGIN_S = 30.0
 
 
 @contextmanager

@@ -27,7 +27,6 @@ class PendingAlert:
     kind: AlertKind
     order_id: int | None
     created_ms: int
-    topic: str
     event_payload: dict[str, Any]
 
 
@@ -76,7 +75,7 @@ class TelegramRepository:
         """The oldest alerts with no messages written yet, locked (PostgreSQL: skipping those
         another worker holds)."""
         query = (
-            sa.select(_alerts, t.outbox.c.topic, t.outbox.c.payload)
+            sa.select(_alerts, t.outbox.c.payload)
             .join(t.outbox, t.outbox.c.id == _alerts.c.outbox_id)
             .where(_alerts.c.expanded_ms.is_(None))
             .order_by(_alerts.c.id)
@@ -89,7 +88,6 @@ class TelegramRepository:
                 kind=AlertKind(row.kind),
                 order_id=row.order_id,
                 created_ms=row.created_ms,
-                topic=row.topic,
                 event_payload=dict(row.payload),
             )
             for row in self._connection.execute(query)
