@@ -32,7 +32,7 @@ from khqrpay.outbound.telegram_bot import TelegramBotSender
 from khqrpay.outbound.webhook_http import HttpWebhookSender
 from khqrpay.services.alerts import TelegramChannel
 from khqrpay.services.checking import PaymentChecker
-from khqrpay.services.dispatch import Dispatcher, jitter_source, lease_ms
+from khqrpay.services.dispatch import Dispatcher, QueueChannel, jitter_source, lease_ms
 from khqrpay.services.manual import ManualActions
 from khqrpay.services.verification import Verifier
 from khqrpay.services.webhooks import WebhookChannel
@@ -104,7 +104,17 @@ class App:
         settings, clock = self.settings, self.clock
         schedule, jitter = settings.retry_schedule(), jitter_source()
 
-        def dispatcher(channel: Any, concurrency: int) -> Dispatcher[Any]:
+        def dispatcher(
+            kind: type[QueueChannel[Any]], concurrency: int, timeout_s: float, **own: Any
+        ) -> Dispatcher[Any]:
+            channel = kind(
+                database=self.database,
+                schedule=schedule,
+                owner=owner,
+                jitter=jitter,
+                lease_ms=lease_ms(timeout_s, LEASE_MARGIN_S),
+                **own,
+            )
             return Dispatcher(
                 channel,
                 clock=clock,
@@ -122,16 +132,15 @@ class App:
                     resolver=resolver,
                 )
             )
-            webhooks = WebhookChannel(
-                database=self.database,
-                schedule=schedule,
-                owner=owner,
-                jitter=jitter,
-                lease_ms=lease_ms(settings.webhook_timeout_s, LEASE_MARGIN_S),
-                sender=webhook_sender,
-                per_target=settings.webhook_endpoint_concurrency,
-            )
-            running = [dispatcher(webhooks, settings.webhook_concurrency)]
+            running = [
+                dispatcher(
+                    WebhookChannel,
+                    settings.webhook_concurrency,
+                    settings.webhook_timeout_s,
+                    sender=webhook_sender,
+                    per_target=settings.webhook_endpoint_concurrency,
+                )
+            ]
             if settings.telegram_enabled:
                 bot = await stack.enter_async_context(
                     TelegramBotSender(
@@ -140,17 +149,16 @@ class App:
                         timeout_s=settings.telegram_timeout_s,
                     )
                 )
-                telegram = TelegramChannel(
-                    database=self.database,
-                    schedule=schedule,
-                    owner=owner,
-                    jitter=jitter,
-                    lease_ms=lease_ms(settings.telegram_timeout_s, LEASE_MARGIN_S),
-                    sender=bot,
-                    chats=settings.telegram_chats,
-                    public_url=settings.web_public_url,
+                running.append(
+                    dispatcher(
+                        TelegramChannel,
+                        len(settings.telegram_chats),
+                        settings.telegram_timeout_s,
+                        sender=bot,
+                        chats=settings.telegram_chats,
+                        public_url=settings.web_public_url,
+                    )
                 )
-                running.append(dispatcher(telegram, len(settings.telegram_chats)))
             yield running
 
     def event_bus(self) -> EventBus:

@@ -30,7 +30,7 @@ from khqrpay.simulator.server import RunningSimulator
 from khqrpay.worker import Worker
 
 if TYPE_CHECKING:
-    from conftest import Engine
+    from conftest import Engine, Shop
 
 ORDERS_PER_PHASE = 3
 
@@ -158,7 +158,7 @@ async def test_a_10_second_receiver_does_not_delay_payment_detection_nor_other_e
 
 
 async def test_the_worker_once_sends_the_webhooks_of_the_payments_it_found(
-    engine: Engine,
+    engine: Engine, shop: Shop
 ) -> None:
     receiver = WebhookReceiver()
     with serve(receiver) as url:
@@ -169,21 +169,7 @@ async def test_the_worker_once_sends_the_webhooks_of_the_payments_it_found(
             allow_private=True,
             clock=engine.clock,
         )
-        product = add_product(
-            engine.database,
-            sku="TEA-1",
-            name="Tea",
-            price=Money.parse("1.25", Currency.USD),
-            stock=5,
-            now_ms=engine.clock.now_ms(),
-        )
-        created = create_order(
-            engine.database,
-            lines=[LineRequest(product.sku, 1)],
-            phone=None,
-            settings=engine.settings,
-            clock=engine.clock,
-        )
+        created = shop.order((shop.product(), 1))
         engine.clock.advance(seconds=20)
         await engine.pay(created.payment.qr)
         await engine.worker().run(asyncio.Event(), once=True)

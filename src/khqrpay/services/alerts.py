@@ -186,7 +186,7 @@ class TelegramJob:
         return self.message.chat_id
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TelegramChannel(QueueChannel[TelegramJob]):
     """Telegram messages for the dispatcher: written per chat, sent one at a time per chat."""
 

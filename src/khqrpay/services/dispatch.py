@@ -287,7 +287,7 @@ def jitter_source(seed: int | None = None) -> Callable[[], float]:
     return random.Random(seed).random  # noqa: S311 - spreading retries, not cryptography
 
 
-@dataclass
+@dataclass(kw_only=True)
 class QueueChannel(ABC, Generic[JobT]):
     """What channels over a `DeliveryQueue` share: finding due recipients, claiming rows under
     this worker's lease, recording outcomes (delivered, again later, or dead), handing rows
@@ -298,6 +298,15 @@ class QueueChannel(ABC, Generic[JobT]):
     owner: str
     lease_ms: int
     jitter: Callable[[], float]
+    name: str
+    per_target: int
+    pause_all_on_retry_after: bool
+
+    @abstractmethod
+    def prepare(self, now_ms: int) -> None: ...
+
+    @abstractmethod
+    async def send(self, job: JobT) -> SendOutcome: ...
 
     @abstractmethod
     def queue(self, uow: UnitOfWork) -> DeliveryQueue: ...

@@ -221,7 +221,7 @@ class WebhookJob:
         return self.outgoing.endpoint.id
 
 
-@dataclass
+@dataclass(kw_only=True)
 class WebhookChannel(QueueChannel[WebhookJob]):
     """Webhook deliveries for the dispatcher: claimed per endpoint, signed and sent, logged."""
 
