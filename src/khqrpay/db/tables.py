@@ -341,7 +341,10 @@ webhook_deliveries = sa.Table(
     sa.Column("order_id", Id, sa.ForeignKey("orders.id"), nullable=False),
     *_delivery_columns(),
     sa.UniqueConstraint("message_id", "endpoint_id"),
+    # The delivery log of an endpoint; its pending deliveries in order (what a worker claims);
+    # those due; and the earlier pending one about the same order (which a delivery waits for).
     sa.Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+    _pending_index("webhook_deliveries", "endpoint_id", "id"),
     _pending_index("webhook_deliveries", "next_attempt_ms"),
     _pending_index("webhook_deliveries", "endpoint_id", "order_id", "id"),
 )

@@ -19,6 +19,9 @@ from sqlalchemy.sql import FromClause
 from khqrpay.orders.notices import DeliveryState, DeliveryStatus
 
 PENDING = DeliveryStatus.PENDING.value
+# Written into the statement, not bound: the partial indexes on pending rows are then usable by
+# the planner whatever it knows of the parameters (PostgreSQL's generic plans).
+_PENDING_SQL: sa.ColumnElement[str] = sa.literal_column(f"'{PENDING}'")
 
 
 def delivery_state(row: sa.Row[Any]) -> DeliveryState:
@@ -80,10 +83,10 @@ class DeliveryQueue:
         before_in_lane = (
             sa.exists()
             .where(*(earlier.c[column] == row.c[column] for column in self._lane))
-            .where(earlier.c.status == PENDING, earlier.c.id < row.c.id)
+            .where(earlier.c.status == _PENDING_SQL, earlier.c.id < row.c.id)
         )
         return row, [
-            row.c.status == PENDING,
+            row.c.status == _PENDING_SQL,
             row.c.next_attempt_ms <= now_ms,
             sa.or_(row.c.lease_until_ms.is_(None), row.c.lease_until_ms <= now_ms),
             ~before_in_lane,

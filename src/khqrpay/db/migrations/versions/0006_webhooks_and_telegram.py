@@ -135,6 +135,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_webhook_deliveries_endpoint_id_id", "webhook_deliveries", ["endpoint_id", "id"]
     )
+    _pending_index("webhook_deliveries", "endpoint_id", "id")
     _pending_index("webhook_deliveries", "next_attempt_ms")
     _pending_index("webhook_deliveries", "endpoint_id", "order_id", "id")
     op.create_table(
