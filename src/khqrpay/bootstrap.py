@@ -149,13 +149,14 @@ class App:
                         timeout_s=settings.telegram_timeout_s,
                     )
                 )
+                chats = settings.telegram_chat_list()
                 running.append(
                     dispatcher(
                         TelegramChannel,
-                        len(settings.telegram_chats),
+                        len(chats),
                         settings.telegram_timeout_s,
                         sender=bot,
-                        chats=settings.telegram_chats,
+                        chats=chats,
                         public_url=settings.web_public_url,
                     )
                 )

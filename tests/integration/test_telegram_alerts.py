@@ -26,7 +26,7 @@ from khqrpay.outbound.telegram_bot import TelegramBotSender
 from khqrpay.services.alerts import warn_token_expiry
 from khqrpay.services.completion import record_payment
 from khqrpay.services.dispatch import Dispatcher
-from khqrpay.settings import Settings, TelegramChat
+from khqrpay.settings import Settings
 
 if TYPE_CHECKING:
     from conftest import Shop
@@ -57,10 +57,7 @@ def alerts(
         configured = settings.model_copy(
             update={
                 "telegram_bot_token": SecretStr(TOKEN),
-                "telegram_chats": [
-                    TelegramChat(id=KHMER, language="km"),
-                    TelegramChat(id=ENGLISH, language="en"),
-                ],
+                "telegram_chats": f"{KHMER}:km,{ENGLISH}:en",
                 "telegram_api_url": bot_api[1],
                 "web_public_url": "https://shop.example/",
                 "delivery_retry_base_s": 1.0,
@@ -190,7 +187,7 @@ async def test_flood_control_holds_every_send_back_for_as_long_as_telegram_asks(
     product = shop.product(stock=10)
     for _ in range(2):
         _record(shop, shop.order((product, 1)).order.id)
-    async with alerts(telegram_chats=[TelegramChat(id=ENGLISH, language="en")]) as telegram:
+    async with alerts(telegram_chats=f"{ENGLISH}:en") as telegram:
         await telegram.run_once()  # answered 429, retry after 30 s
         calls = api.calls
         first, _second = _messages(shop.database)
