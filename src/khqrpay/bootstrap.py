@@ -9,14 +9,16 @@ nothing by hand:
             await bakong.staff.verify_instantly(7, actor="staff:dara")
 
 One process may host the web app, the worker and the outbox relay on one event bus
-(`app.event_bus()`, in-process on SQLite, LISTEN/NOTIFY on PostgreSQL).
+(`app.event_bus()`, in-process on SQLite, LISTEN/NOTIFY on PostgreSQL). The worker sends webhooks
+and Telegram alerts through `app.dispatchers(owner=...)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -25,10 +27,19 @@ from khqrpay.clock import Clock, SystemClock
 from khqrpay.db import Database, migrate
 from khqrpay.events import EventBus, create_event_bus
 from khqrpay.orders.schedule import SchedulePolicy
+from khqrpay.outbound.addresses import Resolver
+from khqrpay.outbound.telegram_bot import TelegramBotSender
+from khqrpay.outbound.webhook_http import HttpWebhookSender
+from khqrpay.services.alerts import TelegramChannel
 from khqrpay.services.checking import PaymentChecker
+from khqrpay.services.dispatch import Dispatcher, QueueChannel, jitter_source, lease_ms
 from khqrpay.services.manual import ManualActions
 from khqrpay.services.verification import Verifier
+from khqrpay.services.webhooks import WebhookChannel
 from khqrpay.settings import Settings, load_settings
+
+# Claimed webhooks and alerts stay a worker's for their tries and this long more.
+LEASE_MARGIN_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +93,74 @@ class App:
             clock=self.clock,
             worker_id=worker_id,
         )
+
+    @asynccontextmanager
+    async def dispatchers(
+        self, *, owner: str, resolver: Resolver | None = None
+    ) -> AsyncIterator[list[Dispatcher[Any]]]:
+        """The worker's outbound senders, their connections closed on exit: webhooks always,
+        Telegram alerts when a bot token and chats are set. `resolver`: how webhook hosts are
+        resolved (default: the system's)."""
+        settings, clock = self.settings, self.clock
+        schedule, jitter = settings.retry_schedule(), jitter_source()
+
+        def dispatcher(
+            kind: type[QueueChannel[Any]], concurrency: int, timeout_s: float, **own: Any
+        ) -> Dispatcher[Any]:
+            channel = kind(
+                database=self.database,
+                schedule=schedule,
+                owner=owner,
+                jitter=jitter,
+                lease_ms=lease_ms(timeout_s, LEASE_MARGIN_S),
+                **own,
+            )
+            return Dispatcher(
+                channel,
+                clock=clock,
+                concurrency=concurrency,
+                poll_interval_s=settings.worker_poll_interval_s,
+                shutdown_grace_s=settings.worker_shutdown_grace_s,
+            )
+
+        async with AsyncExitStack() as stack:
+            webhook_sender = await stack.enter_async_context(
+                HttpWebhookSender(
+                    clock=clock,
+                    timeout_s=settings.webhook_timeout_s,
+                    connections_per_endpoint=settings.webhook_endpoint_concurrency,
+                    resolver=resolver,
+                )
+            )
+            running = [
+                dispatcher(
+                    WebhookChannel,
+                    settings.webhook_concurrency,
+                    settings.webhook_timeout_s,
+                    sender=webhook_sender,
+                    per_target=settings.webhook_endpoint_concurrency,
+                )
+            ]
+            if settings.telegram_enabled:
+                bot = await stack.enter_async_context(
+                    TelegramBotSender(
+                        token=settings.telegram_bot_token.get_secret_value(),
+                        api_url=settings.telegram_api_url,
+                        timeout_s=settings.telegram_timeout_s,
+                    )
+                )
+                chats = settings.telegram_chat_list()
+                running.append(
+                    dispatcher(
+                        TelegramChannel,
+                        len(chats),
+                        settings.telegram_timeout_s,
+                        sender=bot,
+                        chats=chats,
+                        public_url=settings.web_public_url,
+                    )
+                )
+            yield running
 
     def event_bus(self) -> EventBus:
         """A new bus for this process: publish and subscribe on it, close it on exit."""

@@ -6,7 +6,9 @@ configuration reference (`docs/configuration.md`) from them, and a test keeps th
 
 from __future__ import annotations
 
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from khqrpay.khqr import KHQRInput
+from khqrpay.orders.notices import RetrySchedule
 from khqrpay.orders.schedule import SchedulePolicy
 
 ENV_PREFIX = "KHQRPAY_"
@@ -35,9 +38,41 @@ def bakong_token_problem(token: str) -> str | None:
     return None
 
 
+# A chat's numeric id (groups are negative) or a public channel's @username.
+_TELEGRAM_CHAT_ID = re.compile(r"-?\d{1,20}|@[A-Za-z]\w{4,31}")
+TELEGRAM_LANGUAGES = ("km", "en")
+
+
 def _default_database_url() -> str:
     """`sqlite:///<working directory>/data/khqrpay.sqlite3`"""
     return f"sqlite:///{Path('data').resolve() / 'khqrpay.sqlite3'}"
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramChat:
+    """A chat that receives the shop's alerts, in its language (`km` Khmer, `en` English)."""
+
+    id: str
+    language: str = "km"
+
+
+def parse_telegram_chats(text: str) -> tuple[TelegramChat, ...]:
+    """`-1001234567890:km,@shopnews:en` as chats (the language defaults to Khmer); a
+    `ValueError` names the part that is not a chat."""
+    chats: list[TelegramChat] = []
+    for part in (piece.strip() for piece in text.split(",")):
+        if not part:
+            continue
+        chat_id, _, language = part.partition(":")
+        chat_id, language = chat_id.strip(), language.strip() or "km"
+        if not _TELEGRAM_CHAT_ID.fullmatch(chat_id) or language not in TELEGRAM_LANGUAGES:
+            raise ValueError(
+                f"{part!r} is not a Telegram chat: write CHAT_ID[:LANGUAGE], the id a number "
+                "(groups: -100...) or @channelname, the language km or en"
+            )
+        if all(chat.id != chat_id for chat in chats):
+            chats.append(TelegramChat(chat_id, language))
+    return tuple(chats)
 
 
 class Settings(BaseSettings):
@@ -446,6 +481,91 @@ class Settings(BaseSettings):
             merchant_city=self.merchant_city,
             merchant_id=self.merchant_id,
             acquiring_bank=self.acquiring_bank,
+        )
+
+    # Webhooks (`khqrpay webhooks ...`) and Telegram alerts, sent by the worker (docs/webhooks.md)
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=60,
+        description=(
+            "One webhook try, whole (connect, send, answer): a receiver slower than this has "
+            "failed the try, which is retried."
+        ),
+    )
+    webhook_concurrency: int = Field(
+        default=16, ge=1, le=256, description="Webhook tries in flight at once, in all."
+    )
+    webhook_endpoint_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description=(
+            "Webhook tries in flight at once to one endpoint (its connections): a slow or dead "
+            "receiver holds no more."
+        ),
+    )
+    delivery_retry_base_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "A failed webhook or Telegram message is tried again after about this, then twice "
+            "as long each time (with jitter)."
+        ),
+    )
+    delivery_retry_max_interval_s: float = Field(
+        default=2 * 3600.0, gt=0, description="The longest wait between two tries."
+    )
+    delivery_retry_window_s: float = Field(
+        default=3 * 24 * 3600.0,
+        gt=0,
+        description=(
+            "How long a webhook or Telegram message is tried; then it is dead-lettered "
+            "(`khqrpay webhooks replay` sends a webhook again)."
+        ),
+    )
+    telegram_bot_token: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "The Telegram bot's token, from @BotFather; with at least one chat, alerts are sent."
+        ),
+    )
+    telegram_chats: str = Field(
+        default="",
+        description=(
+            "The chats the bot alerts, each `CHAT_ID[:LANGUAGE]`, comma-separated: the id a "
+            "number (groups are negative, `-100...`) or `@channelname`, the language `km` "
+            "(Khmer, the default) or `en`. Example: `-1001234567890:km,-1009876543210:en`."
+        ),
+    )
+    telegram_api_url: str = Field(
+        default="https://api.telegram.org",
+        description="The Telegram Bot API: the public one, or a local Bot API server.",
+    )
+    telegram_timeout_s: float = Field(
+        default=10.0, gt=0, le=60, description="One Telegram call, whole."
+    )
+
+    @field_validator("telegram_chats")
+    @classmethod
+    def _telegram_chats(cls, value: str) -> str:
+        parse_telegram_chats(value)
+        return value
+
+    def telegram_chat_list(self) -> tuple[TelegramChat, ...]:
+        return parse_telegram_chats(self.telegram_chats)
+
+    @property
+    def telegram_enabled(self) -> bool:
+        token = self.telegram_bot_token.get_secret_value().strip()
+        return bool(token and self.telegram_chat_list())
+
+    def retry_schedule(self) -> RetrySchedule:
+        """When failed webhook deliveries and Telegram messages are tried again."""
+        return RetrySchedule(
+            first_ms=_seconds_to_ms(self.delivery_retry_base_s),
+            max_interval_ms=_seconds_to_ms(self.delivery_retry_max_interval_s),
+            window_ms=_seconds_to_ms(self.delivery_retry_window_s),
         )
 
     def schedule_policy(self) -> SchedulePolicy:

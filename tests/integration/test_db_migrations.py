@@ -29,6 +29,13 @@ TABLES = {
     "verification_rounds",
     "staff_users",
     "staff_login_failures",
+    "webhook_endpoints",
+    "webhook_endpoint_events",
+    "webhook_messages",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "telegram_alerts",
+    "telegram_messages",
 }
 
 

@@ -7,6 +7,7 @@ import pytest
 from khqrpay.events import Event, EventError
 from khqrpay.orders.events import (
     EVENT_TYPES,
+    BakongTokenExpiring,
     BakongUnauthorized,
     DomainEvent,
     EventPayloadError,
@@ -66,6 +67,10 @@ EXAMPLES: list[tuple[DomainEvent, set[str]]] = [
         {"order_id", "at_ms", "reason", "short_hash", "paid_order_id", "recorded_order_id"},
     ),
     (BakongUnauthorized(at_ms=AT, error="401", worker="host:1:ab"), {"at_ms", "error", "worker"}),
+    (
+        BakongTokenExpiring(at_ms=AT, expires_at_ms=AT + 86_400_000, worker="host:1:ab"),
+        {"at_ms", "expires_at_ms", "worker"},
+    ),
 ]
 
 

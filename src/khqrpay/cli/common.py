@@ -25,6 +25,7 @@ from khqrpay.settings import SettingsError
 
 if TYPE_CHECKING:
     from khqrpay.bootstrap import App
+from khqrpay.services.webhooks import WebhookError
 
 USAGE_ERROR = 2
 
@@ -211,7 +212,15 @@ def reported_errors() -> Iterator[None]:
     """Input or state the command refuses becomes `error: ...` on stderr and exit code 2."""
     try:
         yield
-    except (OrderError, AccountError, MoneyError, KHQRError, DatabaseError, SettingsError) as exc:
+    except (
+        OrderError,
+        AccountError,
+        MoneyError,
+        KHQRError,
+        DatabaseError,
+        SettingsError,
+        WebhookError,
+    ) as exc:
         fail(str(exc))
     except OperationalError as exc:
         # The driver's message names the problem; the statement and parameters are left out.

@@ -22,6 +22,7 @@ from khqrpay.cli import (
     orders,
     products,
     qr,
+    webhooks,
     worker,
 )
 from khqrpay.cli.common import OneLineErrorsGroup
@@ -92,6 +93,7 @@ app.add_typer(products.app, name="products")
 app.add_typer(apikeys.app, name="apikey")
 order_actions.register(orders.app)
 app.add_typer(orders.app, name="orders")
+app.add_typer(webhooks.app, name="webhooks")
 app.command("worker")(worker.run)
 app.add_typer(admin.app, name="admin")
 app.command("doctor")(doctor.run)

@@ -1,6 +1,7 @@
-"""`khqrpay worker [--metrics-port N] [--once]`: the verifier, the expiry sweep and the outbox
-relay, until SIGTERM or SIGINT (then a clean exit, code 0). It first asks Bakong whether the
-receiving account can take payments, and refuses to start (exit 2) when it cannot."""
+"""`khqrpay worker [--metrics-port N] [--once]`: the verifier, the expiry sweep, the outbox
+relay, webhooks and Telegram alerts, until SIGTERM or SIGINT (then a clean exit, code 0). It
+first asks Bakong whether the receiving account can take payments, and refuses to start (exit 2)
+when it cannot."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def run(
         typer.Option(min=1, max=65535, help="Serve Prometheus metrics on this port."),
     ] = None,
     once: Annotated[
-        bool, typer.Option("--once", help="One cycle, one sweep, one relay; then exit.")
+        bool,
+        typer.Option("--once", help="One cycle, sweep, relay and send of each kind; then exit."),
     ] = False,
     log_level: LogLevelOption = LogLevel.INFO,
     json_logs: Annotated[bool, typer.Option("--json-logs", help="One JSON object a line.")] = False,

@@ -22,6 +22,7 @@ from khqrpay.orders.model import (
     PaidTime,
     PaymentStatus,
 )
+from khqrpay.orders.notices import AlertKind, DeliveryStatus, WebhookEventType
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -352,4 +353,138 @@ staff_login_failures = sa.Table(
     sa.Column("address", sa.String(64), nullable=False),
     sa.Index("ix_staff_login_failures_user_name_at_ms", "user_name", "at_ms"),
     sa.Index("ix_staff_login_failures_address_at_ms", "address", "at_ms"),
+)
+
+# --- outbound: webhooks and Telegram alerts (docs/webhooks.md) -------------------------------
+
+
+def _delivery_columns() -> list[sa.Column[Any] | sa.CheckConstraint]:
+    """What every outbound message to one recipient carries: its state, its tries and the lease
+    of the worker sending it (`khqrpay.orders.notices.DeliveryState`)."""
+    return [
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("created_ms", EpochMs, nullable=False),
+        sa.Column("started_ms", EpochMs, nullable=False),
+        sa.Column("next_attempt_ms", EpochMs, nullable=False),
+        sa.Column("last_attempt_ms", EpochMs),
+        sa.Column("last_error", sa.Text),
+        sa.Column("done_ms", EpochMs),
+        sa.Column("lease_owner", sa.String(64)),
+        sa.Column("lease_until_ms", EpochMs),
+        _one_of("status", DeliveryStatus, "status"),
+    ]
+
+
+def _pending_index(table: str, *columns: str) -> sa.Index:
+    return sa.Index(
+        f"ix_{table}_pending_{'_'.join(columns)}",
+        *columns,
+        sqlite_where=sa.text("status = 'PENDING'"),
+        postgresql_where=sa.text("status = 'PENDING'"),
+    )
+
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    # Kept to sign every delivery (Standard Webhooks); shown to the owner once, when added.
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("allow_private", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_ms", EpochMs, nullable=False),
+    sa.Column("removed_ms", EpochMs),
+)
+
+webhook_endpoint_events = sa.Table(
+    "webhook_endpoint_events",
+    metadata,
+    sa.Column("endpoint_id", Id, sa.ForeignKey("webhook_endpoints.id"), primary_key=True),
+    sa.Column("event_type", sa.String(32), primary_key=True),
+    _one_of("event_type", WebhookEventType, "event_type"),
+    sa.Index("ix_webhook_endpoint_events_event_type", "event_type"),
+)
+
+# One message per event announced (its body is built once, when first sent).
+webhook_messages = sa.Table(
+    "webhook_messages",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    # The `webhook-id` header: the same on every try and replay, for receivers to deduplicate.
+    sa.Column("public_id", sa.String(40), nullable=False, unique=True),
+    sa.Column("outbox_id", Id, sa.ForeignKey("outbox.id"), nullable=False, unique=True),
+    sa.Column("event_type", sa.String(32), nullable=False),
+    sa.Column("order_id", Id, sa.ForeignKey("orders.id"), nullable=False),
+    sa.Column("created_ms", EpochMs, nullable=False),
+    sa.Column("body", sa.Text),
+    _one_of("event_type", WebhookEventType, "event_type"),
+)
+
+# One row per message per endpoint, written with the change (see OutboxRepository.add_event).
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("message_id", Id, sa.ForeignKey("webhook_messages.id"), nullable=False),
+    sa.Column("endpoint_id", Id, sa.ForeignKey("webhook_endpoints.id"), nullable=False),
+    # The message's order, here too: an endpoint gets one order's messages in order.
+    sa.Column("order_id", Id, sa.ForeignKey("orders.id"), nullable=False),
+    *_delivery_columns(),
+    sa.UniqueConstraint("message_id", "endpoint_id"),
+    # The delivery log of an endpoint; its pending deliveries in order (what a worker claims);
+    # those due; and the earlier pending one about the same order (which a delivery waits for).
+    sa.Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+    _pending_index("webhook_deliveries", "endpoint_id", "id"),
+    _pending_index("webhook_deliveries", "next_attempt_ms"),
+    _pending_index("webhook_deliveries", "endpoint_id", "order_id", "id"),
+)
+
+# The delivery log: every HTTP try, its answer's code and how long it took.
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("delivery_id", Id, sa.ForeignKey("webhook_deliveries.id"), nullable=False),
+    sa.Column("at_ms", EpochMs, nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_webhook_attempts_delivery_id_id", "delivery_id", "id"),
+)
+
+# One alert per event people should hear of, written with the change; the worker writes its
+# messages, one per chat in the settings, when it first sees it.
+telegram_alerts = sa.Table(
+    "telegram_alerts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("outbox_id", Id, sa.ForeignKey("outbox.id"), nullable=False, unique=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("order_id", Id, sa.ForeignKey("orders.id")),
+    # Alerts with the same key are sent once (Bakong news repeated by every worker cycle).
+    sa.Column("dedupe_key", sa.String(96), unique=True),
+    sa.Column("created_ms", EpochMs, nullable=False),
+    sa.Column("expanded_ms", EpochMs),
+    _one_of("kind", AlertKind, "kind"),
+    sa.Index(
+        "ix_telegram_alerts_unexpanded",
+        "id",
+        sqlite_where=sa.text("expanded_ms IS NULL"),
+        postgresql_where=sa.text("expanded_ms IS NULL"),
+    ),
+)
+
+telegram_messages = sa.Table(
+    "telegram_messages",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("alert_id", Id, sa.ForeignKey("telegram_alerts.id"), nullable=False),
+    sa.Column("chat_id", sa.String(64), nullable=False),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    *_delivery_columns(),
+    sa.UniqueConstraint("alert_id", "chat_id"),
+    _pending_index("telegram_messages", "next_attempt_ms"),
+    _pending_index("telegram_messages", "chat_id", "id"),
 )

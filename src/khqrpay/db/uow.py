@@ -16,6 +16,8 @@ from khqrpay.db.repositories import (
     PaymentRepository,
     ProductRepository,
     StaffUserRepository,
+    TelegramRepository,
+    WebhookRepository,
 )
 
 
@@ -30,7 +32,9 @@ class UnitOfWork:
         self.payments = PaymentRepository(connection)
         self.evidence = EvidenceRepository(connection)
         self.audit = AuditRepository(connection)
-        self.outbox = OutboxRepository(connection)
+        self.webhooks = WebhookRepository(connection)
+        self.telegram = TelegramRepository(connection)
+        self.outbox = OutboxRepository(connection, self.webhooks, self.telegram)
         self.attempts = AttemptRepository(connection)
         self.api_keys = ApiKeyRepository(connection)
         self.idempotency = IdempotencyRepository(connection)

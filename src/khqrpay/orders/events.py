@@ -31,6 +31,8 @@ class Topic(enum.StrEnum):
     ORDER_PAYMENT_CONFLICT = "order.payment_conflict"
     # Bakong refused the token: payment checks are paused until someone renews it.
     BAKONG_UNAUTHORIZED = "bakong.unauthorized"
+    # The token's expiry (its JWT `exp`) is near or past: renew it before checks stop.
+    BAKONG_TOKEN_EXPIRING = "bakong.token_expiring"  # noqa: S105 - an event name, not a secret
 
 
 class EventPayloadError(ValueError):
@@ -166,18 +168,33 @@ class RefundFlagCleared(_AboutOrder):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BakongUnauthorized(_Payload):
-    """Bakong refused the token; `worker` is the worker that was refused."""
+class _AboutBakong(_Payload):
+    """News about the shop's Bakong access, seen by `worker`; about no order."""
 
-    TOPIC: ClassVar[Topic] = Topic.BAKONG_UNAUTHORIZED
     at_ms: int
-    error: str
     worker: str
 
     @property
     def order_id(self) -> None:
         """About no order."""
         return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BakongUnauthorized(_AboutBakong):
+    """Bakong refused the token; `worker` is the worker that was refused."""
+
+    TOPIC: ClassVar[Topic] = Topic.BAKONG_UNAUTHORIZED
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BakongTokenExpiring(_AboutBakong):
+    """The token expires at `expires_at_ms` (its JWT `exp`), within the warning days or already
+    past: once Bakong refuses it, no payment is found."""
+
+    TOPIC: ClassVar[Topic] = Topic.BAKONG_TOKEN_EXPIRING
+    expires_at_ms: int
 
 
 OrderEvent = (
@@ -189,7 +206,7 @@ OrderEvent = (
     | EvidenceAttached
     | PaymentConflict
 )
-DomainEvent = OrderEvent | BakongUnauthorized
+DomainEvent = OrderEvent | BakongUnauthorized | BakongTokenExpiring
 
 EVENT_TYPES: Mapping[Topic, type[DomainEvent]] = {
     event_type.TOPIC: event_type
@@ -202,6 +219,7 @@ EVENT_TYPES: Mapping[Topic, type[DomainEvent]] = {
         EvidenceAttached,
         PaymentConflict,
         BakongUnauthorized,
+        BakongTokenExpiring,
     )
 }
 

@@ -31,6 +31,12 @@ from khqrpay.orders.model import (
     VerificationAttempt,
     current_code,
 )
+from khqrpay.orders.notices import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from khqrpay.services.checking import CheckRecord
 from khqrpay.services.checkout import CreatedOrder
 from khqrpay.services.completion import CompletionResult
@@ -669,4 +675,87 @@ class StaffUserView(Schema):
             disabled=user.disabled,
             created_at=ms_to_datetime(user.created_ms),
             updated_at=ms_to_datetime(user.updated_ms),
+        )
+
+
+class WebhookEndpointView(Schema):
+    """A webhook endpoint, without its secret (shown once, when it is added)."""
+
+    id: int
+    url: str
+    events: list[str]
+    allow_private: bool
+    active: bool
+    created_at: Timestamp
+    removed_at: Timestamp | None
+
+    @classmethod
+    def of(cls, endpoint: WebhookEndpoint) -> WebhookEndpointView:
+        return cls(
+            id=endpoint.id,
+            url=endpoint.url,
+            events=[event_type.value for event_type in endpoint.event_types],
+            allow_private=endpoint.allow_private,
+            active=endpoint.active,
+            created_at=ms_to_datetime(endpoint.created_ms),
+            removed_at=at(endpoint.removed_ms),
+        )
+
+
+class WebhookAttemptView(Schema):
+    """One try: when, how long, the answer's status code (null: no answer) or what failed."""
+
+    at: Timestamp
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+
+    @classmethod
+    def of(cls, attempt: WebhookAttempt) -> WebhookAttemptView:
+        return cls(
+            at=ms_to_datetime(attempt.at_ms),
+            duration_ms=attempt.duration_ms,
+            status_code=attempt.status_code,
+            error=attempt.error,
+        )
+
+
+class WebhookDeliveryView(Schema):
+    """One event's message to one endpoint and its log of tries."""
+
+    id: int
+    endpoint_id: int
+    webhook_id: str
+    event_type: str
+    order_id: int
+    status: str
+    attempts: int
+    created_at: Timestamp
+    next_attempt_at: Timestamp | None
+    last_attempt_at: Timestamp | None
+    last_status_code: int | None
+    last_error: str | None
+    # When it was delivered or given up.
+    done_at: Timestamp | None
+    log: list[WebhookAttemptView]
+
+    @classmethod
+    def of(cls, delivery: WebhookDelivery) -> WebhookDeliveryView:
+        state = delivery.state
+        pending = state.status is DeliveryStatus.PENDING
+        return cls(
+            id=delivery.id,
+            endpoint_id=delivery.endpoint_id,
+            webhook_id=delivery.message_id,
+            event_type=delivery.event_type.value,
+            order_id=delivery.order_id,
+            status=state.status.value,
+            attempts=state.attempts,
+            created_at=ms_to_datetime(state.created_ms),
+            next_attempt_at=ms_to_datetime(state.next_attempt_ms) if pending else None,
+            last_attempt_at=at(state.last_attempt_ms),
+            last_status_code=delivery.last_status_code,
+            last_error=state.last_error,
+            done_at=at(state.done_ms),
+            log=[WebhookAttemptView.of(attempt) for attempt in delivery.attempt_log],
         )

@@ -1,4 +1,5 @@
-"""The `khqrpay worker` process: the verifier, the expiry sweep and the outbox relay."""
+"""The `khqrpay worker` process: the verifier, the expiry sweep, the outbox relay, and sending
+webhooks and Telegram alerts."""
 
 from khqrpay.worker.runtime import Worker, new_worker_id, run_worker
 

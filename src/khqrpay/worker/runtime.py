@@ -1,5 +1,7 @@
 """The `khqrpay worker` runtime: one asyncio loop running the verifier, the expiry sweep and the
-outbox relay, with metrics, until told to stop.
+outbox relay, with metrics, until told to stop; beside them, as tasks of their own, the outbound
+jobs (`webhooks`, and `telegram` when configured), which never hold up the verifier
+(`khqrpay.services.dispatch`).
 
 Shutdown: once `stop` is set no new cycle starts; a Bakong call in flight gets
 `worker_shutdown_grace_s` to answer (its batch is then applied), after which it is cancelled and
@@ -15,13 +17,15 @@ import re
 import secrets
 import socket
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from khqrpay.bakong.port import BakongPort
 from khqrpay.bootstrap import App, BakongServices
 from khqrpay.events import EventBus
 from khqrpay.logging import get_logger
 from khqrpay.orders.model import AttemptOutcome
+from khqrpay.services.alerts import warn_token_expiry
+from khqrpay.services.dispatch import Dispatcher
 from khqrpay.services.expiry import sweep_expired_orders
 from khqrpay.services.orders import pending_payments_by_age
 from khqrpay.services.outbox import RELAY_BATCH, relay_outbox
@@ -88,39 +92,59 @@ def new_worker_id() -> str:
 
 
 class Worker:
-    """The verifier, the expiry sweep and the outbox relay on one loop."""
+    """The verifier, the expiry sweep and the outbox relay on one loop; the outbound jobs
+    beside it."""
 
     def __init__(
         self, *, app: App, bakong: BakongServices, bus: EventBus, worker_id: str | None = None
     ) -> None:
         self.worker_id = worker_id or new_worker_id()
+        self._app = app
         self._settings = app.settings
         self._database = app.database
         self._bus = bus
         self._clock = app.clock
+        self._bakong = bakong.client
         self.verifier = app.verifier(bakong, worker_id=self.worker_id)
         self._sweep_interval_ms = round(app.settings.worker_sweep_interval_s * 1000)
         self._next_sweep_ms = 0
+        self._dispatchers: list[Dispatcher[Any]] = []
 
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
-        """Cycle until `stop` is set (or once: one cycle, one sweep, one relay)."""
+        """Cycle until `stop` is set (or once: one cycle, one sweep, one relay, one pass of
+        each outbound job)."""
         abandon = asyncio.Event()
         grace = asyncio.create_task(self._abandon_after_grace(stop, abandon))
+        outbound_stop = asyncio.Event()
         _log.info("worker started", worker_id=self.worker_id, once=once)
-        try:
-            while True:
-                report = await self._guarded("verifier cycle", self._cycle(abandon))
-                await self._guarded("expiry sweep", self._sweep(force=once))
-                await self._guarded("outbox relay", self._relay())
-                if once or stop.is_set():
-                    break
-                # A full batch means more is due: go on at once; otherwise wait for the next poll.
-                if report is None or report.claimed < self._settings.worker_batch_size:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self._settings.worker_poll_interval_s)
-        finally:
-            grace.cancel()
-            _log.info("worker stopped", worker_id=self.worker_id)
+        async with self._app.dispatchers(owner=self.worker_id) as self._dispatchers:
+            outbound = [
+                asyncio.create_task(dispatcher.run(outbound_stop), name=dispatcher.channel.name)
+                for dispatcher in ([] if once else self._dispatchers)
+            ]
+            try:
+                while True:
+                    report = await self._guarded("verifier cycle", self._cycle(abandon))
+                    await self._guarded("expiry sweep", self._sweep(force=once))
+                    await self._guarded("outbox relay", self._relay())
+                    if once or stop.is_set():
+                        break
+                    # A full batch means more is due: go on at once; otherwise wait for the
+                    # next poll.
+                    if report is None or report.claimed < self._settings.worker_batch_size:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(
+                                stop.wait(), self._settings.worker_poll_interval_s
+                            )
+                if once:
+                    for dispatcher in self._dispatchers:
+                        await self._guarded(dispatcher.channel.name, dispatcher.run_once())
+                        await dispatcher.close()
+            finally:
+                outbound_stop.set()
+                await asyncio.gather(*outbound, return_exceptions=True)
+                grace.cancel()
+                _log.info("worker stopped", worker_id=self.worker_id)
 
     async def _abandon_after_grace(self, stop: asyncio.Event, abandon: asyncio.Event) -> None:
         await stop.wait()
@@ -160,11 +184,22 @@ class Worker:
         )
         for band, count in ages.items():
             metrics.PENDING_PAYMENTS.labels(age_band=band).set(count)
+        await asyncio.to_thread(
+            warn_token_expiry,
+            self._database,
+            expires_at_ms=self._bakong.token_expires_at_ms(),
+            now_ms=now_ms,
+            warn_ms=round(self._settings.bakong_token_warn_days * _DAY_MS),
+            worker=self.worker_id,
+        )
 
     async def _relay(self) -> None:
         # Drain the backlog (a burst of completions) rather than one batch per poll.
         while (published := await relay_outbox(self._database, self._bus, self._clock)) > 0:
             metrics.OUTBOX_RELAYED.inc(published)
+            # New events may have queued messages: look now rather than at the next poll.
+            for dispatcher in self._dispatchers:
+                dispatcher.wake()
             if published < RELAY_BATCH:
                 break
 

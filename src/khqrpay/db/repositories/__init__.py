@@ -22,6 +22,8 @@ from khqrpay.db.repositories.staff_users import (
     LoginFailureRepository,
     StaffUserRepository,
 )
+from khqrpay.db.repositories.telegram import TelegramRepository
+from khqrpay.db.repositories.webhooks import WebhookRepository
 
 __all__ = [
     "ActiveKeyExists",
@@ -42,4 +44,6 @@ __all__ = [
     "PaymentRepository",
     "ProductRepository",
     "StaffUserRepository",
+    "TelegramRepository",
+    "WebhookRepository",
 ]

@@ -1,4 +1,5 @@
-"""Events written with the changes they announce: `outbox`."""
+"""Events written with the changes they announce: `outbox`, and in the same transaction what
+each event sends out: a webhook delivery per subscribed endpoint, a Telegram alert."""
 
 from __future__ import annotations
 
@@ -9,24 +10,46 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from khqrpay.db import tables as t
+from khqrpay.db.repositories.telegram import TelegramRepository
+from khqrpay.db.repositories.webhooks import WebhookRepository
 from khqrpay.orders.events import DomainEvent
 from khqrpay.orders.model import OutboxEvent
+from khqrpay.orders.notices import alert_for, webhook_event_type
 
 
 class OutboxRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(
+        self, connection: Connection, webhooks: WebhookRepository, telegram: TelegramRepository
+    ) -> None:
         self._connection = connection
+        self._webhooks = webhooks
+        self._telegram = telegram
 
-    def add_event(self, event: DomainEvent, *, now_ms: int) -> None:
-        """Write `event` (its topic, order and payload) to be relayed after commit."""
-        self._connection.execute(
-            t.outbox.insert().values(
+    def add_event(self, event: DomainEvent, *, now_ms: int) -> int:
+        """Write `event` (its topic, order and payload) to be relayed after commit, with what it
+        sends out: a webhook delivery to each active endpoint subscribed to its public type, a
+        Telegram alert. Every change announces itself here, so none can skip either. Its id."""
+        outbox_id: int = self._connection.execute(
+            t.outbox.insert()
+            .values(
                 created_ms=now_ms,
                 topic=event.TOPIC,
                 order_id=event.order_id,
                 payload=dict(event.to_payload()),
             )
-        )
+            .returning(t.outbox.c.id)
+        ).scalar_one()
+        event_type = webhook_event_type(event)
+        if event_type is not None and event.order_id is not None:
+            self._webhooks.fan_out(
+                outbox_id=outbox_id, event_type=event_type, order_id=event.order_id, now_ms=now_ms
+            )
+        alert = alert_for(event)
+        if alert is not None:
+            self._telegram.add_alert(
+                alert, outbox_id=outbox_id, order_id=event.order_id, now_ms=now_ms
+            )
+        return outbox_id
 
     def unpublished(self, limit: int) -> list[OutboxEvent]:
         """The oldest events not yet relayed, in the order they were written."""
