@@ -109,6 +109,20 @@ MUTATIONS = (
         (*PARTIAL_ANSWERS, *STATE_MACHINE),
     ),
     Mutation(
+        "cancel-reads-the-order-unlocked",
+        "a staff cancel reads the order without locking it",
+        "src/khqrpay/services/staff.py",
+        (
+            (
+                "        order = uow.orders.lock(order_id)\n"
+                "        target = staff_target(StaffAction.CANCEL",
+                "        order = uow.orders.get(order_id)\n"
+                "        target = staff_target(StaffAction.CANCEL",
+            ),
+        ),
+        ("tests/integration/test_same_order_races.py", "-k", "postgresql and cancel"),
+    ),
+    Mutation(
         "sqlite-writes-begin-deferred",
         "SQLite write transactions start DEFERRED (the write lock taken late)",
         "src/khqrpay/db/engine.py",

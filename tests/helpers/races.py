@@ -8,8 +8,7 @@ reach `SELECT ... FOR UPDATE` together; on SQLite, where `BEGIN IMMEDIATE` is th
 for the write lock together. A round counts as a race only if each side asked for its decisive
 transaction before the other's ended, so a test cannot pass on calls that never overlapped.
 
-The actions are a table (`ACTIONS`): one more action is one more entry, e.g. a staff cancel is
-`RaceAction("cancel", <run cancel_order on the order>, closes=True)`.
+The actions are a table (`ACTIONS`): one more action is one more entry.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from khqrpay.db.repositories import OrderRepository
 from khqrpay.orders.model import Order, OrderError, OrderStatus
 from khqrpay.services.expiry import expire_order_if_unpaid
 from khqrpay.services.manual import ManualActions
+from khqrpay.services.staff import cancel_order
 from khqrpay.services.verification import Verifier
 from khqrpay.settings import Settings
 
@@ -119,6 +119,17 @@ async def _expiry(side: Side, order: RaceOrder) -> None:
     )
 
 
+async def _cancel(side: Side, order: RaceOrder) -> None:
+    await asyncio.to_thread(
+        cancel_order,
+        side.database,
+        order.order_id,
+        actor="staff:race-cancel",
+        reason="the customer asked",
+        clock=side.clock,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RaceAction:
     """An action on one order. `completes`: run alone on a `RaceOrder`, it completes it;
@@ -143,6 +154,7 @@ ACTIONS = {
         ),
         RaceAction("mark_paid_without_hash", _mark_paid_without_hash, completes=True),
         RaceAction("expiry", _expiry),
+        RaceAction("cancel", _cancel, closes=True),
     )
 }
 
