@@ -8,8 +8,10 @@ import asyncio
 import functools
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from khqrpay.bakong import BakongClient
 from khqrpay.bootstrap import App
@@ -18,6 +20,7 @@ from khqrpay.db import Database
 from khqrpay.services.manual import ManualActions
 from khqrpay.services.verification import Verifier
 from khqrpay.settings import Settings
+from khqrpay.simulator.server import RunningSimulator
 
 
 def new_verifier(
@@ -56,3 +59,21 @@ def in_own_loop(
             await work(client)
 
     asyncio.run(main())
+
+
+def engine_settings(base: Settings, simulator: RunningSimulator, **changes: Any) -> Settings:
+    """Settings pointing at the simulator, with waits short enough for tests."""
+    return base.model_copy(
+        update={
+            "bakong_url": simulator.url,
+            "bakong_token": SecretStr(simulator.token),
+            "bakong_timeout_s": 0.5,
+            "bakong_max_retries": 1,
+            "bakong_backoff_base_s": 0.01,
+            "bakong_backoff_max_s": 0.02,
+            "bakong_rate_limit_per_s": 10_000.0,
+            "bakong_breaker_reset_s": 0.05,
+            "worker_unauthorized_pause_s": 60.0,
+            **changes,
+        }
+    )

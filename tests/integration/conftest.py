@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from helpers.engine import new_staff_actions, new_verifier
+from helpers.engine import engine_settings, new_staff_actions, new_verifier
 from helpers.web import Web
 from khqrpay.bakong import BakongClient
 from khqrpay.bootstrap import App
@@ -40,24 +40,6 @@ from khqrpay.simulator.server import RunningSimulator
 from khqrpay.worker import Worker
 
 SIMULATOR_TOKEN = "simulator-test-token-0123456789"
-
-
-def engine_settings(base: Settings, simulator: RunningSimulator, **changes: Any) -> Settings:
-    """Settings pointing at the simulator, with waits short enough for tests."""
-    return base.model_copy(
-        update={
-            "bakong_url": simulator.url,
-            "bakong_token": SecretStr(simulator.token),
-            "bakong_timeout_s": 0.5,
-            "bakong_max_retries": 1,
-            "bakong_backoff_base_s": 0.01,
-            "bakong_backoff_max_s": 0.02,
-            "bakong_rate_limit_per_s": 10_000.0,
-            "bakong_breaker_reset_s": 0.05,
-            "worker_unauthorized_pause_s": 60.0,
-            **changes,
-        }
-    )
 
 
 @pytest.fixture

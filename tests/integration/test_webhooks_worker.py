@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from conftest import engine_settings
+from helpers.engine import engine_settings
 from helpers.receivers import WebhookReceiver, serve
 from khqrpay.bakong import BakongClient
 from khqrpay.bootstrap import App
