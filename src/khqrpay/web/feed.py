@@ -136,7 +136,7 @@ class EventFeed:
                 replay = await asyncio.to_thread(
                     events_after, self._database, after_id, order_id=order_id
                 )
-            yield _stream(replay, subscriber.queue)
+            yield _stream(replay, subscriber.queue, after_id or 0)
         finally:
             self._subscribers.discard(subscriber)
 
@@ -146,11 +146,13 @@ class EventFeed:
 
 
 async def _stream(
-    replay: list[OutboxEvent], queue: asyncio.Queue[OutboxEvent | None]
+    replay: list[OutboxEvent], queue: asyncio.Queue[OutboxEvent | None], after_id: int
 ) -> AsyncIterator[OutboxEvent]:
     replayed = {event.id for event in replay}
     for event in replay:
         yield event
     while (live := await queue.get()) is not None:
-        if live.id not in replayed:
+        # The feed may hand out an event the reader already had (written before its
+        # Last-Event-ID, read by the feed only now): never twice.
+        if live.id > after_id and live.id not in replayed:
             yield live
