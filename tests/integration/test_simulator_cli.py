@@ -64,3 +64,16 @@ def test_fault_fractions_over_one_are_refused() -> None:
     )
     assert result.returncode == 2
     assert "add up to more than 1" in result.stderr
+
+
+def test_a_port_in_use_is_one_error_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-c", _RUN_CLI, "simulator", "--port", str(port)]
+        result = subprocess.run(
+            [*command, "--token", "t"], capture_output=True, text=True, timeout=60, check=False
+        )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "error: Address already in use\n"

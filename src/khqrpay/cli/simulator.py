@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Annotated
 
 import typer
@@ -103,8 +104,20 @@ def run(
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or "options"
         raise typer.BadParameter(f"{where}: {error['msg']}") from exc
+    _check_address(host, port)
     typer.echo(
         f"Bakong simulator ({profile.value} profile) on http://{host}:{port} "
         "(banking app: /_sim/app)"
     )
     serve(config, host, port)
+
+
+def _check_address(host: str, port: int) -> None:
+    """Bind the address once first: uvicorn logs an unknown host or a port in use and exits 3;
+    here the OSError becomes the command's one error line."""
+    family, kind, protocol, _name, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    )[0]
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
