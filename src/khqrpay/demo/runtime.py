@@ -283,7 +283,9 @@ class DemoRun:
         duration_s = self._prepared.options.duration_s
         while not self._stop.is_set():
             out.update(await self._snapshot())
-            if worker.done():
+            # Ctrl-C may stop the worker during the snapshot: only a worker ending by itself is
+            # unexpected.
+            if worker.done() and not self._stop.is_set():
                 worker.result()  # the worker never ends by itself: surface what ended it
                 raise DemoError("the worker stopped unexpectedly")
             wait_s = SNAPSHOT_INTERVAL_S
