@@ -109,6 +109,8 @@ class Worker:
         self._sweep_interval_ms = round(app.settings.worker_sweep_interval_s * 1000)
         self._next_sweep_ms = 0
         self._dispatchers: list[Dispatcher[Any]] = []
+        # The last cycle claimed a full batch: payments are waiting (outbound sending defers).
+        self._backlog = False
 
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
         """Cycle until `stop` is set (or once: one cycle, one sweep, one relay, one pass of
@@ -117,7 +119,9 @@ class Worker:
         grace = asyncio.create_task(self._abandon_after_grace(stop, abandon))
         outbound_stop = asyncio.Event()
         _log.info("worker started", worker_id=self.worker_id, once=once)
-        async with self._app.dispatchers(owner=self.worker_id) as self._dispatchers:
+        async with self._app.dispatchers(
+            owner=self.worker_id, verifier_busy=lambda: self._backlog
+        ) as self._dispatchers:
             outbound = [
                 asyncio.create_task(dispatcher.run(outbound_stop), name=dispatcher.channel.name)
                 for dispatcher in ([] if once else self._dispatchers)
@@ -125,13 +129,16 @@ class Worker:
             try:
                 while True:
                     report = await self._guarded("verifier cycle", self._cycle(abandon))
+                    self._backlog = (
+                        report is not None and report.claimed >= self._settings.worker_batch_size
+                    )
                     await self._guarded("expiry sweep", self._sweep(force=once))
                     await self._guarded("outbox relay", self._relay())
                     if once or stop.is_set():
                         break
                     # A full batch means more is due: go on at once; otherwise wait for the
                     # next poll.
-                    if report is None or report.claimed < self._settings.worker_batch_size:
+                    if not self._backlog:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(
                                 stop.wait(), self._settings.worker_poll_interval_s
