@@ -110,7 +110,7 @@ def next_attempt_ms(
 # send ending starts the next at once rather than after a trip to the database; claims are made
 # when what a recipient holds falls to its concurrency (a batch, not a row at a time).
 PREFETCH = 2
-# While the verifier has a backlog (a burst of payments), a channel claims at most this often.
+# While the verifier works through a burst of payments, a channel claims at most this often.
 DEFER_WHILE_BUSY_MS = 2_000
 
 
@@ -203,8 +203,8 @@ class Dispatcher(Generic[JobT]):
                 await self._db(partial(self.channel.release, waiting))
             return 0
         if self._verifier_busy() and now_ms - self._last_claim_ms < DEFER_WHILE_BUSY_MS:
-            # Payments first: while the verifier works through a backlog, claim at most once a
-            # while (the messages already claimed go on being sent).
+            # Payments first: while the verifier records a burst of payments, claim at most once
+            # a while (the messages already claimed go on being sent).
             return 0
         self._last_claim_ms = now_ms
         channel = self.channel

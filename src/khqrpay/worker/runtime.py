@@ -109,8 +109,10 @@ class Worker:
         self._sweep_interval_ms = round(app.settings.worker_sweep_interval_s * 1000)
         self._next_sweep_ms = 0
         self._dispatchers: list[Dispatcher[Any]] = []
-        # The last cycle claimed a full batch: payments are waiting (outbound sending defers).
+        # The last cycle claimed a full batch: more checks are due at once.
         self._backlog = False
+        # The last cycle found many payments paid (a burst): outbound sending holds back.
+        self._burst = False
 
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
         """Cycle until `stop` is set (or once: one cycle, one sweep, one relay, one pass of
@@ -120,7 +122,7 @@ class Worker:
         outbound_stop = asyncio.Event()
         _log.info("worker started", worker_id=self.worker_id, once=once)
         async with self._app.dispatchers(
-            owner=self.worker_id, verifier_busy=lambda: self._backlog
+            owner=self.worker_id, verifier_busy=lambda: self._burst
         ) as self._dispatchers:
             outbound = [
                 asyncio.create_task(dispatcher.run(outbound_stop), name=dispatcher.channel.name)
@@ -129,9 +131,9 @@ class Worker:
             try:
                 while True:
                     report = await self._guarded("verifier cycle", self._cycle(abandon))
-                    self._backlog = (
-                        report is not None and report.claimed >= self._settings.worker_batch_size
-                    )
+                    batch = self._settings.worker_batch_size
+                    self._backlog = report is not None and report.claimed >= batch
+                    self._burst = report is not None and _completions(report) >= batch // 2
                     await self._guarded("expiry sweep", self._sweep(force=once))
                     await self._guarded("outbox relay", self._relay())
                     if once or stop.is_set():
@@ -237,3 +239,8 @@ def observe(report: CycleReport) -> None:
         if completion.completed and paid is not None:  # no creation time: no latency to tell
             latency_ms = max(0, record.at_ms - paid)
             metrics.DETECTION_LATENCY.observe(latency_ms / 1000)
+
+
+def _completions(report: CycleReport) -> int:
+    """Payments a cycle recorded (their completions are the verifier's heavy work)."""
+    return sum(1 for record in report.records if record.completion is not None)
