@@ -15,7 +15,7 @@ and Telegram alerts through `app.dispatchers(owner=...)`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -96,11 +96,16 @@ class App:
 
     @asynccontextmanager
     async def dispatchers(
-        self, *, owner: str, resolver: Resolver | None = None
+        self,
+        *,
+        owner: str,
+        resolver: Resolver | None = None,
+        verifier_busy: Callable[[], bool] = lambda: False,
     ) -> AsyncIterator[list[Dispatcher[Any]]]:
         """The worker's outbound senders, their connections closed on exit: webhooks always,
         Telegram alerts when a bot token and chats are set. `resolver`: how webhook hosts are
-        resolved (default: the system's)."""
+        resolved (default: the system's); `verifier_busy`: whether payments are waiting, when
+        sending holds back."""
         settings, clock = self.settings, self.clock
         schedule, jitter = settings.retry_schedule(), jitter_source()
 
@@ -121,6 +126,7 @@ class App:
                 concurrency=concurrency,
                 poll_interval_s=settings.worker_poll_interval_s,
                 shutdown_grace_s=settings.worker_shutdown_grace_s,
+                verifier_busy=verifier_busy,
             )
 
         async with AsyncExitStack() as stack:

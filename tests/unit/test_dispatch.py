@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from khqrpay.clock import FakeClock
 from khqrpay.outbound.port import SendOutcome
-from khqrpay.services.dispatch import PREFETCH, Dispatcher, Finished
+from khqrpay.services.dispatch import DEFER_WHILE_BUSY_MS, PREFETCH, Dispatcher, Finished
 
 
 @dataclass(frozen=True)
@@ -150,4 +150,29 @@ async def test_a_round_claims_for_a_recipient_only_when_it_runs_low() -> None:
     await dispatcher.round()  # holds 4 (2 sending, 2 waiting): no new claim
     assert channel.claims == 1
     channel.gates["a"].set()
+    await dispatcher.close()
+
+
+async def test_while_the_verifier_has_a_backlog_claims_are_spaced_out() -> None:
+    clock = FakeClock()
+    busy = True
+    channel = FakeChannel(rows={"a": list(range(1, 30))}, per_target=1)
+    dispatcher = Dispatcher(
+        channel,
+        clock=clock,
+        concurrency=3,
+        poll_interval_s=0.01,
+        shutdown_grace_s=0.05,
+        verifier_busy=lambda: busy,
+    )
+    await dispatcher.run_once()
+    assert channel.claims == 1  # it claims once even then: sending never stops altogether
+    await dispatcher.run_once()
+    assert channel.claims == 1
+    clock.advance(ms=DEFER_WHILE_BUSY_MS)
+    await dispatcher.run_once()
+    assert channel.claims == 2
+    busy = False
+    await dispatcher.run_once()
+    assert channel.claims == 3
     await dispatcher.close()

@@ -110,6 +110,8 @@ def next_attempt_ms(
 # send ending starts the next at once rather than after a trip to the database; claims are made
 # when what a recipient holds falls to its concurrency (a batch, not a row at a time).
 PREFETCH = 2
+# While the verifier works through a burst of payments, a channel claims at most this often.
+DEFER_WHILE_BUSY_MS = 2_000
 
 
 def lease_ms(timeout_s: float, margin_s: float) -> int:
@@ -132,9 +134,12 @@ class Dispatcher(Generic[JobT]):
         concurrency: int,
         poll_interval_s: float,
         shutdown_grace_s: float,
+        verifier_busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self.channel = channel
         self._clock = clock
+        self._verifier_busy = verifier_busy
+        self._last_claim_ms = 0
         self._concurrency = concurrency
         self._poll_interval_s = poll_interval_s
         self._shutdown_grace_s = shutdown_grace_s
@@ -197,6 +202,11 @@ class Dispatcher(Generic[JobT]):
             if waiting:
                 await self._db(partial(self.channel.release, waiting))
             return 0
+        if self._verifier_busy() and now_ms - self._last_claim_ms < DEFER_WHILE_BUSY_MS:
+            # Payments first: while the verifier records a burst of payments, claim at most once
+            # a while (the messages already claimed go on being sent).
+            return 0
+        self._last_claim_ms = now_ms
         channel = self.channel
         await self._db(partial(channel.prepare, now_ms))
         room = PREFETCH * self._concurrency - sum(map(self._held, list(self._queued)))

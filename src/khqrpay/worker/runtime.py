@@ -109,6 +109,10 @@ class Worker:
         self._sweep_interval_ms = round(app.settings.worker_sweep_interval_s * 1000)
         self._next_sweep_ms = 0
         self._dispatchers: list[Dispatcher[Any]] = []
+        # The last cycle claimed a full batch: more checks are due at once.
+        self._backlog = False
+        # The last cycle found many payments paid (a burst): outbound sending holds back.
+        self._burst = False
 
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
         """Cycle until `stop` is set (or once: one cycle, one sweep, one relay, one pass of
@@ -117,7 +121,9 @@ class Worker:
         grace = asyncio.create_task(self._abandon_after_grace(stop, abandon))
         outbound_stop = asyncio.Event()
         _log.info("worker started", worker_id=self.worker_id, once=once)
-        async with self._app.dispatchers(owner=self.worker_id) as self._dispatchers:
+        async with self._app.dispatchers(
+            owner=self.worker_id, verifier_busy=lambda: self._burst
+        ) as self._dispatchers:
             outbound = [
                 asyncio.create_task(dispatcher.run(outbound_stop), name=dispatcher.channel.name)
                 for dispatcher in ([] if once else self._dispatchers)
@@ -125,13 +131,16 @@ class Worker:
             try:
                 while True:
                     report = await self._guarded("verifier cycle", self._cycle(abandon))
+                    batch = self._settings.worker_batch_size
+                    self._backlog = report is not None and report.claimed >= batch
+                    self._burst = report is not None and _completions(report) >= batch // 2
                     await self._guarded("expiry sweep", self._sweep(force=once))
                     await self._guarded("outbox relay", self._relay())
                     if once or stop.is_set():
                         break
                     # A full batch means more is due: go on at once; otherwise wait for the
                     # next poll.
-                    if report is None or report.claimed < self._settings.worker_batch_size:
+                    if not self._backlog:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(
                                 stop.wait(), self._settings.worker_poll_interval_s
@@ -230,3 +239,8 @@ def observe(report: CycleReport) -> None:
         if completion.completed and paid is not None:  # no creation time: no latency to tell
             latency_ms = max(0, record.at_ms - paid)
             metrics.DETECTION_LATENCY.observe(latency_ms / 1000)
+
+
+def _completions(report: CycleReport) -> int:
+    """Payments a cycle recorded (their completions are the verifier's heavy work)."""
+    return sum(1 for record in report.records if record.completion is not None)
