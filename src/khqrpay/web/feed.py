@@ -140,10 +140,6 @@ class EventFeed:
         finally:
             self._subscribers.discard(subscriber)
 
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscribers)
-
 
 async def _stream(
     replay: list[OutboxEvent], queue: asyncio.Queue[OutboxEvent | None], after_id: int
