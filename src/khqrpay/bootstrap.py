@@ -18,25 +18,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from khqrpay.bakong import BakongClient, BakongMetrics
 from khqrpay.clock import Clock, SystemClock
 from khqrpay.db import Database, migrate
-from khqrpay.events import EventBus, create_event_bus
 from khqrpay.orders.schedule import SchedulePolicy
-from khqrpay.outbound.addresses import Resolver
-from khqrpay.outbound.telegram_bot import TelegramBotSender
-from khqrpay.outbound.webhook_http import HttpWebhookSender
-from khqrpay.services.alerts import TelegramChannel
-from khqrpay.services.checking import PaymentChecker
-from khqrpay.services.dispatch import Dispatcher, QueueChannel, jitter_source, lease_ms
-from khqrpay.services.manual import ManualActions
-from khqrpay.services.verification import Verifier
-from khqrpay.services.webhooks import WebhookChannel
 from khqrpay.settings import Settings, load_settings
+
+# The parts for Bakong, the event bus and the outbound senders are imported by the methods that
+# build them: a command that only reads the database (`khqrpay orders show`) starts without them.
+if TYPE_CHECKING:
+    import httpx
+
+    from khqrpay.bakong import BakongClient, BakongMetrics
+    from khqrpay.events import EventBus
+    from khqrpay.outbound.addresses import Resolver
+    from khqrpay.services.checking import PaymentChecker
+    from khqrpay.services.dispatch import Dispatcher
+    from khqrpay.services.manual import ManualActions
+    from khqrpay.services.verification import Verifier
 
 # Claimed webhooks and alerts stay a worker's for their tries and this long more.
 LEASE_MARGIN_S = 30.0
@@ -72,6 +72,8 @@ class App:
     ) -> AsyncIterator[BakongServices]:
         """The Bakong client (closed on exit) and the services built on it. `metrics`: count
         this client's calls in a registry of their own (default: the process's)."""
+        from khqrpay.bakong import BakongClient
+
         async with BakongClient(
             settings=self.settings, clock=self.clock, transport=transport, metrics=metrics
         ) as client:
@@ -79,6 +81,9 @@ class App:
 
     def services_on(self, client: BakongClient) -> BakongServices:
         """The Bakong services on a client the caller opened (and closes)."""
+        from khqrpay.services.checking import PaymentChecker
+        from khqrpay.services.manual import ManualActions
+
         checker = PaymentChecker.configured(self.database, client, self.settings, self.clock)
         staff = ManualActions(
             database=self.database, client=client, checker=checker, clock=self.clock
@@ -86,6 +91,8 @@ class App:
         return BakongServices(client, checker, staff)
 
     def verifier(self, bakong: BakongServices, *, worker_id: str) -> Verifier:
+        from khqrpay.services.verification import Verifier
+
         return Verifier(
             database=self.database,
             client=bakong.client,
@@ -106,6 +113,12 @@ class App:
         Telegram alerts when a bot token and chats are set. `resolver`: how webhook hosts are
         resolved (default: the system's); `verifier_busy`: whether payments are waiting, when
         sending holds back."""
+        from khqrpay.outbound.telegram_bot import TelegramBotSender
+        from khqrpay.outbound.webhook_http import HttpWebhookSender
+        from khqrpay.services.alerts import TelegramChannel
+        from khqrpay.services.dispatch import Dispatcher, QueueChannel, jitter_source, lease_ms
+        from khqrpay.services.webhooks import WebhookChannel
+
         settings, clock = self.settings, self.clock
         schedule, jitter = settings.retry_schedule(), jitter_source()
 
@@ -170,6 +183,8 @@ class App:
 
     def event_bus(self) -> EventBus:
         """A new bus for this process: publish and subscribe on it, close it on exit."""
+        from khqrpay.events import create_event_bus
+
         return create_event_bus(self.settings.database_url)
 
 

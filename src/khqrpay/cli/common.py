@@ -12,20 +12,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 
-from khqrpay.accounts import AccountError
-from khqrpay.db import DatabaseError
-from khqrpay.khqr import KHQRError
-from khqrpay.money import MoneyError
 from khqrpay.orders.model import MAX_ID, OrderError
 from khqrpay.orders.model import staff_actor as actor_of_staff
-from khqrpay.settings import SettingsError
 
 if TYPE_CHECKING:
     from khqrpay.bootstrap import App
-from khqrpay.services.webhooks import WebhookError
 
 USAGE_ERROR = 2
 
@@ -207,24 +200,40 @@ class LogLevel(enum.StrEnum):
 LogLevelOption = Annotated[LogLevel, typer.Option(case_sensitive=False, help="How much to log.")]
 
 
+# The errors a command refuses with one line, as (module, class): looked up only among the modules
+# the command has imported (an exception of a class never imported cannot be raised), so this file
+# imports neither the database, the settings nor the services, and `--help` stays light.
+_REFUSED = (
+    ("khqrpay.orders.model", "OrderError"),
+    ("khqrpay.accounts", "AccountError"),
+    ("khqrpay.money", "MoneyError"),
+    ("khqrpay.khqr.errors", "KHQRError"),
+    ("khqrpay.db.engine", "DatabaseError"),
+    ("khqrpay.settings", "SettingsError"),
+    ("khqrpay.services.webhooks", "WebhookError"),
+)
+_DRIVER_REFUSED = (("sqlalchemy.exc", "OperationalError"),)
+
+
+def _imported(classes: Sequence[tuple[str, str]]) -> tuple[type[BaseException], ...]:
+    return tuple(
+        getattr(sys.modules[module], name) for module, name in classes if module in sys.modules
+    )
+
+
 @contextmanager
 def reported_errors() -> Iterator[None]:
     """Input or state the command refuses becomes `error: ...` on stderr and exit code 2."""
     try:
         yield
-    except (
-        OrderError,
-        AccountError,
-        MoneyError,
-        KHQRError,
-        DatabaseError,
-        SettingsError,
-        WebhookError,
-    ) as exc:
-        fail(str(exc))
-    except OperationalError as exc:
-        # The driver's message names the problem; the statement and parameters are left out.
-        fail(f"database error: {str(exc.orig).strip().splitlines()[0]}")
+    except Exception as exc:
+        if isinstance(exc, _imported(_REFUSED)):
+            fail(str(exc))
+        if isinstance(exc, _imported(_DRIVER_REFUSED)):
+            # The driver's message names the problem; the statement and parameters are left out.
+            orig = getattr(exc, "orig", exc)
+            fail(f"database error: {str(orig).strip().splitlines()[0]}")
+        raise
 
 
 @contextmanager

@@ -1,8 +1,8 @@
 """The `khqrpay` entry point: assembles the command groups.
 
-Commands import what they run on when they run, so `khqrpay --help` and the database commands
-start in a fraction of a second; `demo`, `serve` and `simulator` are even loaded only when they
-run, because their modules import the web stack (FastAPI, uvicorn) or the simulator.
+Every command's module is imported only when the command runs (or shows its own help), so
+`khqrpay --help` imports no database, web or Bakong library, and a command imports only what it
+runs on.
 """
 
 from __future__ import annotations
@@ -11,35 +11,27 @@ import importlib
 from typing import Any
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
-from khqrpay.cli import (
-    admin,
-    apikeys,
-    db,
-    doctor,
-    order_actions,
-    orders,
-    products,
-    qr,
-    webhooks,
-    worker,
-)
 from khqrpay.cli.common import OneLineErrorsGroup
 
 
 class LazyCommand(TyperCommand):
-    """Stands for the command `target` (`module:function`) in its group's help; the module is
-    imported only when the command runs or shows its own help."""
+    """Stands for the command or group `target` in its parent's help: `module:function` (a
+    command) or `module:app` (a `typer.Typer`, a group). The module is imported only when the
+    command runs or shows its own help."""
 
     def __init__(self, name: str, target: str, *, short_help: str) -> None:
         super().__init__(name, short_help=short_help)
         self.target = target
 
-    def load(self) -> TyperCommand:
-        module, function = self.target.split(":")
+    def load(self) -> TyperCommand | TyperGroup:
+        module, attribute = self.target.split(":")
+        loaded = getattr(importlib.import_module(module), attribute)
+        if isinstance(loaded, typer.Typer):
+            return typer.main.get_group(loaded)
         alone = typer.Typer(add_completion=False)
-        alone.command(self.name)(getattr(importlib.import_module(module), function))
+        alone.command(self.name)(loaded)
         command = typer.main.get_command(alone)
         assert isinstance(command, TyperCommand)
         return command
@@ -50,34 +42,62 @@ class LazyCommand(TyperCommand):
         return self.load().make_context(info_name, args, parent=parent, **extra)
 
 
-LAZY_COMMANDS: dict[str, LazyCommand] = {
-    "serve": LazyCommand(
-        "serve",
-        "khqrpay.cli.serve:run",
-        short_help="Serve the shop, the staff console and the API (with the worker).",
-    ),
-    "simulator": LazyCommand(
-        "simulator",
-        "khqrpay.cli.simulator:run",
-        short_help="Serve a simulated Bakong Open API for development and the demo.",
-    ),
-    "demo": LazyCommand(
-        "demo",
-        "khqrpay.cli.demo:run",
-        short_help="Show the whole thing working: simulator, shop, customers, verifier, live "
-        "dashboard.",
-    ),
-}
+def _lazy(name: str, target: str, short_help: str) -> tuple[str, LazyCommand]:
+    return name, LazyCommand(name, target, short_help=short_help)
+
+
+# In the order `khqrpay --help` lists them; each short help is the command's own (a test checks).
+LAZY_COMMANDS: dict[str, LazyCommand] = dict(
+    [
+        _lazy("qr", "khqrpay.cli.qr:app", "Encode, decode, verify and draw KHQR strings."),
+        _lazy("db", "khqrpay.cli.db:app", "Create and upgrade the database."),
+        _lazy("products", "khqrpay.cli.products:app", "Add, list and edit products."),
+        _lazy("apikey", "khqrpay.cli.apikeys:app", "Make, list and revoke JSON API keys."),
+        _lazy(
+            "orders",
+            "khqrpay.cli.orders:app",
+            "Create, show and list orders; staff actions on one.",
+        ),
+        _lazy(
+            "webhooks",
+            "khqrpay.cli.webhooks:app",
+            "Signed webhooks (Standard Webhooks) to other software: add, list, remove, the "
+            "delivery log, replay.",
+        ),
+        _lazy("worker", "khqrpay.cli.worker:run", "Run the payment verifier worker."),
+        _lazy("admin", "khqrpay.cli.admin:app", "Staff console accounts."),
+        _lazy(
+            "doctor",
+            "khqrpay.cli.doctor:run",
+            "Check the settings, the database, Bakong, the receiving account and the clock.",
+        ),
+        _lazy(
+            "serve",
+            "khqrpay.cli.serve:run",
+            "Serve the shop, the staff console and the API (with the worker).",
+        ),
+        _lazy(
+            "simulator",
+            "khqrpay.cli.simulator:run",
+            "Serve a simulated Bakong Open API, with its control API and banking page under /_sim/.",
+        ),
+        _lazy(
+            "demo",
+            "khqrpay.cli.demo:run",
+            "Show the whole thing working: simulator, shop, customers, verifier, live dashboard.",
+        ),
+    ]
+)
 
 
 class CommandGroups(OneLineErrorsGroup):
-    """The command groups, with the lazily loaded commands after them; refusals are one line."""
+    """The commands, every one loaded when it runs; refusals are one line."""
 
-    def list_commands(self, ctx: Any) -> list[str]:
-        return [*super().list_commands(ctx), *LAZY_COMMANDS]
+    def list_commands(self, ctx: Any) -> list[str]:  # noqa: ARG002 (click's signature)
+        return list(LAZY_COMMANDS)
 
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        return LAZY_COMMANDS.get(cmd_name) or super().get_command(ctx, cmd_name)
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:  # noqa: ARG002
+        return LAZY_COMMANDS.get(cmd_name)
 
 
 app = typer.Typer(
@@ -87,13 +107,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(qr.app, name="qr")
-app.add_typer(db.app, name="db")
-app.add_typer(products.app, name="products")
-app.add_typer(apikeys.app, name="apikey")
-order_actions.register(orders.app)
-app.add_typer(orders.app, name="orders")
-app.add_typer(webhooks.app, name="webhooks")
-app.command("worker")(worker.run)
-app.add_typer(admin.app, name="admin")
-app.command("doctor")(doctor.run)
+
+
+@app.callback()
+def khqrpay() -> None:
+    """Automatic KHQR (Bakong) payment verification."""

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from khqrpay.cli.common import OrderId, Staff, open_app, print_json, staff_actor
-from khqrpay.services.manual import ManualActions
 from khqrpay.services.schemas import MarkPaidView, PaymentStatusView, VerifyView
 
 if TYPE_CHECKING:
     from khqrpay.bootstrap import App
+    from khqrpay.services.manual import ManualActions
 
 _T = TypeVar("_T")
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from khqrpay.cli import order_actions
 from khqrpay.cli.common import OrderId, Reason, Staff, fail, open_app, print_json, staff_actor
 from khqrpay.orders.model import LineRequest, OrderStatus, StaffAction
 from khqrpay.services.checkout import create_order
@@ -122,3 +123,6 @@ def clear_refund_flag_command(
             clock=app.clock,
         )
     print_json(StaffActionView.of(result).json_dict())
+
+
+order_actions.register(app)

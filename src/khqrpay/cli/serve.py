@@ -26,7 +26,7 @@ def run(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
     json_logs: Annotated[bool, typer.Option("--json-logs", help="One JSON object a line.")] = False,
 ) -> None:
-    """Serve the shop, the staff console and the API."""
+    """Serve the shop, the staff console and the API (with the worker)."""
     from khqrpay.web.app import create_web_app
     from khqrpay.worker import run_worker
 

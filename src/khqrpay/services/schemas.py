@@ -9,7 +9,7 @@ milliseconds (`"2026-11-26T00:00:00.000Z"`).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
@@ -37,12 +37,16 @@ from khqrpay.orders.notices import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from khqrpay.services.checking import CheckRecord
-from khqrpay.services.checkout import CreatedOrder
-from khqrpay.services.completion import CompletionResult
-from khqrpay.services.manual import MarkPaidResult, PaymentStatusReport, QrStatus, VerifyResult
-from khqrpay.services.orders import OrderDetails
-from khqrpay.services.staff import StaffActionResult
+
+# The services' results are only read by the views' constructors: not importing them here keeps
+# a command that prints one view (`khqrpay orders show`) from loading the Bakong services.
+if TYPE_CHECKING:
+    from khqrpay.services.checking import CheckRecord
+    from khqrpay.services.checkout import CreatedOrder
+    from khqrpay.services.completion import CompletionResult
+    from khqrpay.services.manual import MarkPaidResult, PaymentStatusReport, QrStatus, VerifyResult
+    from khqrpay.services.orders import OrderDetails
+    from khqrpay.services.staff import StaffActionResult
 
 
 def iso_ms(moment: datetime) -> str:
