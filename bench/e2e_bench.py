@@ -326,9 +326,12 @@ async def pay_while_watched(
         opening = asyncio.Semaphore(SETUP_CONCURRENCY)
 
         async def open_page(order: Order, event: asyncio.Event) -> None:
-            async with opening:
+            async with opening:  # a few pages at a time open, as customers arrive
                 task = asyncio.create_task(_page(http, order, event))
-                await asyncio.wait_for(event.wait(), 60)
+                subscribed = asyncio.create_task(event.wait())
+                await asyncio.wait({task, subscribed}, return_when=asyncio.FIRST_COMPLETED)
+                subscribed.cancel()
+                event.set()  # subscribed, or failed: counted unheard, its error shown below
             await task
 
         pages = [
@@ -345,9 +348,12 @@ async def pay_while_watched(
         window_end = time.monotonic()
         during = await _bakong_requests(bank)
         # Every page gets a minute after the last payment (more with faults: timeouts hang 30 s).
-        _, unheard = await asyncio.wait(pages, timeout=180 if faults else 60)
+        heard, unheard = await asyncio.wait(pages, timeout=180 if faults else 60)
         for page in unheard:
             page.cancel()
+        for page in heard:
+            if page.exception() is not None:
+                print(f"  a page failed: {page.exception()!r}", flush=True)
         after = await _bakong_requests(bank)
         if faults:
             (await bank.post("/_sim/faults", json={})).raise_for_status()
@@ -508,6 +514,8 @@ def main() -> None:
     if options.quick:
         options.orders, options.paid, options.window = 100, 30, 10.0
     options.postgres = options.postgres or DEFAULT_POSTGRES
+    # A SIGTERM stops the bench like Ctrl-C: through the `finally` that stops every process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"End to end. Machine: {_machine()}; load average {os.getloadavg()}", flush=True)
     if options.set:
         print(f"Settings: {' '.join(options.set)}", flush=True)
