@@ -20,12 +20,16 @@ PostgreSQL database of its own, dropped at the end):
    over the payment window (counted by the simulator, `GET /_sim/requests`, retries included).
 3. Checks, in the database and through the API at the end: every paid order COMPLETED once (one
    audit row to COMPLETED, one evidence row), every unpaid order still PENDING; "missed" counts
-   paid orders not COMPLETED or not heard by their page, "doubled" orders with more than one.
+   paid orders not COMPLETED, "unheard" those whose page did not hear it, "doubled" orders with
+   more than one completion or evidence row. Any of them makes the bench exit non-zero.
 
 The runs: SQLite (one web process with its worker), PostgreSQL with 2 web processes and 1, then 4
-workers, and SQLite again with 20% of the Bakong calls failing (timeouts, 500s, 429s).
+workers, and SQLite again with 20% of the Bakong calls failing (timeouts, 500s, 429s); on request
+`faults-no-timeouts` and `faults-pg4`. `--set KHQRPAY_NAME=VALUE` gives every process a setting
+(to try one), `--logs DIR` keeps each run's logs and database.
 
-    .venv/bin/python bench/e2e_bench.py [--quick] [--runs sqlite,pg1,pg4,faults] [--postgres URL]
+    nice -n 10 .venv/bin/python bench/e2e_bench.py [--quick] [--runs sqlite,pg1,pg4,faults]
+        [--postgres URL] [--set KHQRPAY_NAME=VALUE ...] [--logs DIR]
 """
 
 from __future__ import annotations
@@ -158,18 +162,23 @@ class Processes:
                 raise SystemExit(f"{name} exited ({child.returncode}): see {log}")
 
     def stop(self) -> None:
-        # The simulator last: a worker stopping mid-call gets its answer.
-        self.children.reverse()
-        for _name, child in self.children:
-            _signal_group(child, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for _name, child in self.children:
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(child, signal.SIGKILL)
-                child.wait(5)
+        # The simulator (started first) stops last: a worker stopping mid-call gets its answer.
+        children = [child for _name, child in self.children]
+        _stop_together(children[1:])
+        _stop_together(children[:1])
         self.children.clear()
+
+
+def _stop_together(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        _signal_group(child, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(child, signal.SIGKILL)
+            child.wait(5)
 
 
 def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
