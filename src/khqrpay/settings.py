@@ -214,8 +214,15 @@ class Settings(BaseSettings):
     schedule_fast_interval_s: float = Field(
         default=2.0,
         gt=0,
+        description="Checks come this often while a QR is fresh.",
+    )
+    schedule_watched_interval_s: float = Field(
+        default=1.0,
+        gt=0,
         description=(
-            "Checks come this often while a QR is fresh or a customer is watching its page."
+            "Checks come this often while a customer is watching the QR's page (hot), or the "
+            "fast interval if that is shorter: the page turns into a receipt about a second "
+            "after the payment."
         ),
     )
     schedule_fresh_window_s: float = Field(
@@ -573,6 +580,7 @@ class Settings(BaseSettings):
         return SchedulePolicy(
             initial_delay_ms=_seconds_to_ms(self.schedule_initial_delay_s),
             fast_interval_ms=_seconds_to_ms(self.schedule_fast_interval_s),
+            watched_interval_ms=_seconds_to_ms(self.schedule_watched_interval_s),
             fresh_window_ms=_seconds_to_ms(self.schedule_fresh_window_s),
             hot_window_ms=_seconds_to_ms(self.schedule_hot_window_s),
             age_factor=self.schedule_age_factor,

@@ -184,7 +184,7 @@ async def test_watching_makes_payments_hot_and_pulls_their_next_check_forward(
     assert payment.next_check_ms == engine.clock.now_ms()
     assert payment.hot_until_ms == engine.clock.now_ms() + policy.hot_window_ms
     (record,) = (await verifier.run_cycle()).records
-    assert record.next_check_ms == engine.clock.now_ms() + policy.fast_interval_ms  # hot: 2 s
+    assert record.next_check_ms == engine.clock.now_ms() + policy.watched_interval_ms  # hot: 1 s
     assert engine.count(t.khqr_payments, t.khqr_payments.c.hot_until_ms.is_not(None)) == 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 
@@ -31,6 +32,7 @@ T0 = 1_795_651_200_000
 POLICY = SchedulePolicy(
     initial_delay_ms=5 * S,
     fast_interval_ms=2 * S,
+    watched_interval_ms=1 * S,
     fresh_window_ms=15 * MIN,
     hot_window_ms=10 * MIN,
     age_factor=0.1,
@@ -63,11 +65,13 @@ def test_from_settings_defaults_are_the_issues_figures(monkeypatch: pytest.Monke
 
 def test_from_settings_reads_the_environment_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KHQRPAY_SCHEDULE_FAST_INTERVAL_S", "3.5")
+    monkeypatch.setenv("KHQRPAY_SCHEDULE_WATCHED_INTERVAL_S", "0.75")
     monkeypatch.setenv("KHQRPAY_PAYMENT_WINDOW_S", "86400")
     monkeypatch.setenv("KHQRPAY_SCHEDULE_FINAL_GRACE_S", "0")
     monkeypatch.setenv("KHQRPAY_SCHEDULE_RIDE_ALONG_AFTER_S", "90")
     policy = Settings(_env_file=None).schedule_policy()
     assert policy.fast_interval_ms == 3_500
+    assert policy.watched_interval_ms == 750
     assert policy.payment_window_ms == DAY
     assert policy.final_grace_ms == 0
     assert policy.ride_along_after_ms == 90 * S
@@ -79,6 +83,7 @@ def test_from_settings_reads_the_environment_in_seconds(monkeypatch: pytest.Monk
         ({"initial_delay_ms": -1}, "initial_delay_ms"),
         ({"fresh_window_ms": -1}, "fresh_window_ms"),
         ({"fast_interval_ms": 0}, "fast_interval_ms"),
+        ({"watched_interval_ms": 0}, "watched_interval_ms"),
         ({"payment_window_ms": 0}, "payment_window_ms"),
         ({"max_interval_ms": 1_000}, "max_interval_ms"),
         ({"error_backoff_max_ms": 1_000}, "error_backoff_max_ms"),
@@ -118,11 +123,18 @@ def test_first_check_waits_the_initial_delay() -> None:
         (HOUR, False, 6 * MIN),
         (5 * HOUR, False, 30 * MIN),  # reaches the cap
         (20 * DAY, False, 30 * MIN),
-        (20 * DAY, True, 2 * S),  # a watching customer makes any age fast
+        (20 * DAY, True, 1 * S),  # a watching customer makes any age the watched pace
+        (0, True, 1 * S),  # fresh and watched: the watched pace, faster than fresh
     ],
 )
 def test_interval_by_age(age_ms: int, hot: bool, interval_ms: int) -> None:
     assert POLICY.interval_ms(age_ms=age_ms, hot=hot) == interval_ms
+
+
+def test_a_watched_interval_longer_than_the_fast_one_is_the_fast_one() -> None:
+    slow_watch = dataclasses.replace(POLICY, watched_interval_ms=5 * S)
+    assert slow_watch.interval_ms(age_ms=0, hot=True) == 2 * S
+    assert slow_watch.interval_ms(age_ms=20 * DAY, hot=True) == 2 * S
 
 
 def test_interval_refuses_a_negative_age() -> None:
@@ -139,7 +151,7 @@ def test_next_check_is_fast_while_fresh_then_grows_with_age() -> None:
 
 def test_next_check_is_fast_while_hot_and_not_after() -> None:
     now = T0 + 2 * DAY
-    assert next_check(now, hot_until=now + 1) == now + 2 * S
+    assert next_check(now, hot_until=now + 1) == now + 1 * S
     assert next_check(now, hot_until=now) == now + 30 * MIN  # hot until is exclusive
     assert next_check(now, hot_until=now - HOUR) == now + 30 * MIN
 
@@ -157,7 +169,7 @@ def test_the_last_regular_check_is_followed_by_exactly_one_final_check() -> None
 
 
 def test_a_hot_payment_stays_fast_up_to_the_final_check() -> None:
-    assert next_check(END - S, hot_until=END + HOUR) == END + S
+    assert next_check(END - S, hot_until=END + HOUR) == END
     assert next_check(FINAL - S, hot_until=END + HOUR) == FINAL
     assert next_check(FINAL, hot_until=END + HOUR) is None
 
@@ -234,11 +246,11 @@ def test_watching_makes_the_payment_hot_and_checks_now() -> None:
     assert result.earliest_check_ms == now - MIN  # already eligible: stays so
 
 
-def test_watching_right_after_a_check_waits_one_fast_interval() -> None:
+def test_watching_right_after_a_check_waits_one_watched_interval() -> None:
     now = T0 + 3 * DAY
-    result = watch(now, last=now - 500, next_ms=now + 30 * MIN, earliest=now + 15 * MIN)
-    assert result.next_check_ms == now + 1_500
-    assert result.earliest_check_ms == now + 1_500
+    result = watch(now, last=now - 300, next_ms=now + 30 * MIN, earliest=now + 15 * MIN)
+    assert result.next_check_ms == now + 700
+    assert result.earliest_check_ms == now + 700
 
 
 def test_watching_never_delays_a_check_or_precedes_the_first_one() -> None:

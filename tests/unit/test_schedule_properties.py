@@ -28,6 +28,7 @@ def policies(draw: st.DrawFn) -> SchedulePolicy:
     return SchedulePolicy(
         initial_delay_ms=draw(st.integers(0, 10 * fast)),
         fast_interval_ms=fast,
+        watched_interval_ms=draw(st.integers(1, 2 * fast)),
         fresh_window_ms=draw(st.integers(0, 50 * fast)),
         hot_window_ms=draw(st.integers(0, 50 * fast)),
         age_factor=draw(st.floats(0.01, 2.0)),
@@ -59,7 +60,7 @@ def test_next_check_is_after_now_and_never_past_the_final_check(
     assert now < following <= final
     hot = hot_until is not None and now < hot_until
     if hot:
-        assert following - now <= policy.fast_interval_ms
+        assert following - now <= policy.hot_interval_ms <= policy.fast_interval_ms
     elif following > end:
         assert following == final  # past the end there is only the final check
 
@@ -72,7 +73,8 @@ def test_interval_never_shrinks_with_age_and_stays_in_bounds(
     young_interval = policy.interval_ms(age_ms=younger, hot=False)
     old_interval = policy.interval_ms(age_ms=older, hot=False)
     assert policy.fast_interval_ms <= young_interval <= old_interval <= policy.max_interval_ms
-    assert policy.interval_ms(age_ms=older, hot=True) == policy.fast_interval_ms
+    hot_interval = min(policy.watched_interval_ms, policy.fast_interval_ms)
+    assert policy.interval_ms(age_ms=older, hot=True) == hot_interval
 
 
 # What happens before each check: whether a customer opens the page first (1 in 10), and where
@@ -180,9 +182,9 @@ def test_watching_pulls_the_next_check_forward_but_not_too_close(
     )
     assert watch.hot_until_ms == now + policy.hot_window_ms
     assert now <= watch.next_check_ms <= next_ms
-    assert watch.next_check_ms <= max(now + policy.fast_interval_ms, T0 + policy.initial_delay_ms)
-    if last is not None:  # a reloading page never makes checks closer than the fast interval
-        assert watch.next_check_ms >= min(next_ms, last + policy.fast_interval_ms)
+    assert watch.next_check_ms <= max(now + policy.hot_interval_ms, T0 + policy.initial_delay_ms)
+    if last is not None:  # a reloading page never makes checks closer than the hot interval
+        assert watch.next_check_ms >= min(next_ms, last + policy.hot_interval_ms)
     assert watch.earliest_check_ms <= watch.next_check_ms
 
 

@@ -552,6 +552,24 @@ async def test_faults_are_set_and_read_back(sim: httpx.AsyncClient) -> None:
     assert (await sim.get("/_sim/faults")).json()["faults"]["server_error"] == 0.25
 
 
+async def test_requests_are_counted_by_path_with_the_faults_they_met(
+    sim: httpx.AsyncClient,
+) -> None:
+    await bakong(sim, "check_transaction_by_md5", {"md5": "0" * 32})
+    await set_faults(sim, seed=3, server_error=0.5, rate_limited=0.5)
+    for _ in range(4):
+        await bakong(sim, "check_transaction_by_md5_list", ["0" * 32])
+    await sim.get("/_sim/faults")  # the control API is not counted
+    counted = (await sim.get("/_sim/requests")).json()
+    assert counted["total"] == 5
+    assert counted["by_path"] == {
+        "/v1/check_transaction_by_md5": 1,
+        "/v1/check_transaction_by_md5_list": 4,
+    }
+    assert sum(counted["faults"].values()) == 4
+    assert set(counted["faults"]) <= {"500", "429"}
+
+
 async def test_server_errors(sim: httpx.AsyncClient) -> None:
     await set_faults(sim, server_error=1)
     response = await bakong(sim, "check_transaction_by_md5", {"md5": "0" * 32})

@@ -7,8 +7,10 @@ move them after each check, error or customer visit.
 
 The rules, each figure a setting:
 - the first check comes `initial_delay` after creation (nobody pays faster);
-- every `fast_interval` while the payment is fresh (younger than `fresh_window`) or hot (a customer
-  is watching: hot for `hot_window` after each visit, and the next check is pulled forward);
+- every `fast_interval` while the payment is fresh (younger than `fresh_window`), and every
+  `watched_interval` (or `fast_interval` if shorter) while it is hot (a customer is watching: hot
+  for `hot_window` after each visit, and the next check is pulled forward): a customer looking at
+  the page waits about a second, and only watched payments cost the extra calls;
 - afterwards the interval is `age_factor` × age, between `fast_interval` and `max_interval`;
 - regular checks stay at or before the window end (hot ones keep their fast pace a little past it);
   then exactly one final check at window end + `final_grace` (a payment made just before the end
@@ -94,6 +96,7 @@ class SchedulePolicy:
 
     initial_delay_ms: int
     fast_interval_ms: int
+    watched_interval_ms: int
     fresh_window_ms: int
     hot_window_ms: int
     age_factor: float
@@ -110,6 +113,7 @@ class SchedulePolicy:
                 raise ValueError(f"{name} must not be negative")
         for name in (
             "fast_interval_ms",
+            "watched_interval_ms",
             "payment_window_ms",
             "error_backoff_max_ms",
             "ride_along_after_ms",
@@ -124,6 +128,11 @@ class SchedulePolicy:
             raise ValueError("age_factor must be a positive number")
         if not (math.isfinite(self.early_fraction) and 0 <= self.early_fraction < 1):
             raise ValueError("early_fraction must be in [0, 1)")
+
+    @property
+    def hot_interval_ms(self) -> int:
+        """The gap between two checks while a customer is watching."""
+        return min(self.watched_interval_ms, self.fast_interval_ms)
 
     def window_end_ms(self, created_ms: int) -> int:
         """When a payment created at `created_ms` stops being payable (the QR's tag 99 expiry)."""
@@ -144,7 +153,9 @@ class SchedulePolicy:
         """The gap between two checks of a payment `age_ms` old."""
         if age_ms < 0:
             raise ValueError("age_ms must not be negative")
-        if hot or age_ms < self.fresh_window_ms:
+        if hot:
+            return self.hot_interval_ms
+        if age_ms < self.fresh_window_ms:
             return self.fast_interval_ms
         proportional = round(age_ms * self.age_factor)
         return max(self.fast_interval_ms, min(self.max_interval_ms, proportional))
@@ -156,7 +167,7 @@ class SchedulePolicy:
 
         Regular checks never go past the window end; the one after the last regular check is the
         final check at window end + grace, and after it there is none. A hot payment keeps its
-        fast interval up to the final check: its customer is watching right now.
+        hot interval up to the final check: its customer is watching right now.
         """
         if now_ms < created_ms:
             raise ValueError("a check cannot happen before the payment was created")
@@ -194,7 +205,7 @@ class SchedulePolicy:
         """A customer is watching (payment or order page open, "I have paid" pressed).
 
         Hot for the next `hot_window`, and the next check is pulled forward to now, but never
-        sooner than one fast interval after the last check (a page reloaded in a loop must not
+        sooner than one hot interval after the last check (a page reloaded in a loop must not
         hammer Bakong) nor before the first check.
         """
         if now_ms < created_ms:
@@ -203,7 +214,7 @@ class SchedulePolicy:
             raise ValueError("earliest_check_ms must not be after next_check_ms")
         pulled = max(now_ms, created_ms + self.initial_delay_ms)
         if last_checked_ms is not None:
-            pulled = max(pulled, last_checked_ms + self.fast_interval_ms)
+            pulled = max(pulled, last_checked_ms + self.hot_interval_ms)
         next_ms = min(next_check_ms, pulled)
         return Watch(
             hot_until_ms=now_ms + self.hot_window_ms,

@@ -20,7 +20,8 @@ It serves the paths, bodies, envelopes, messages and HTTP statuses of
 - `delay_s` on a payment is Bakong's lag: `createdDateMs` is when the payer pressed Pay (the QR is
   checked then), and the transaction can be found `delay_s` later.
 - Faults apply to `/v1/` only, at most one per request from one seeded draw; the control API under
-  `/_sim/` (no token, JSON) is never faulted.
+  `/_sim/` (no token, JSON) is never faulted. `GET /_sim/requests` counts the `/v1/` requests by
+  path, and the faults they met.
 """
 
 from khqrpay.simulator.app import Simulator, create_app

@@ -7,6 +7,7 @@ customers, faults, and a banking-app page for people.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import threading
@@ -78,6 +79,10 @@ class Simulator:
         )
         # Set when the server stops, so requests hanging on a `timeout` fault end at once.
         self.stopping = threading.Event()
+        # Open API requests by path, and the faults they met: what a benchmark counts as the
+        # load on Bakong, whichever processes and retries made it (`GET /_sim/requests`).
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.faults_met: collections.Counter[str] = collections.Counter()
 
     def __repr__(self) -> str:
         return f"Simulator(seed={self.config.seed!r}, acceleration={self.config.acceleration!r})"
@@ -128,8 +133,12 @@ async def _fault_response(sim: Simulator, request: Request, path: str) -> Respon
     if config.latency_s and not await _wait(sim, request, config.latency_s):
         return _busy()
     if config.md5_list_blocked and path == MD5_LIST_PATH:
+        sim.faults_met["md5_list_blocked"] += 1
         return _blocked()
-    match sim.faults.decide():
+    fault = sim.faults.decide()
+    if fault is not Fault.NONE:
+        sim.faults_met[fault.value] += 1
+    match fault:
         case Fault.NONE:
             return None
         case Fault.SERVER_ERROR:
@@ -168,6 +177,7 @@ def _bakong_route(
     async def route(request: Request) -> Response:
         # Read the body first: watching for a disconnect while a fault waits consumes messages.
         raw = await request.body()
+        sim.requests[path] += 1
         if not request.headers.get("user-agent", "").strip():
             return _blocked()  # the service's firewall refuses requests without a User-Agent
         faulted = await _fault_response(sim, request, path)
@@ -307,6 +317,16 @@ def _add_control_routes(app: FastAPI, sim: Simulator) -> None:
         now_ms = sim.clock.now_ms()
         views = [_transaction_view(t, now_ms, sim.shape) for t in sim.state.transactions()]
         return JSONResponse({"transactions": views})
+
+    @app.get("/_sim/requests")
+    async def requests() -> Response:
+        return JSONResponse(
+            {
+                "total": sum(sim.requests.values()),
+                "by_path": dict(sim.requests),
+                "faults": dict(sim.faults_met),
+            }
+        )
 
     @app.post("/_sim/customers")
     async def schedule_customer(request: Request) -> Response:
