@@ -132,12 +132,16 @@ class Settings(BaseSettings):
             "rescheduled with a back-off."
         ),
     )
+    # Ten, not fewer: 20% of requests failing at random (a bad day, not an outage) would open a
+    # circuit of five every minute or so (measured in bench/e2e_bench.py), while ten in a row
+    # still tell an outage within a few seconds.
     bakong_breaker_failures: int = Field(
-        default=5,
+        default=10,
         ge=1,
         description=(
-            "After this many failed calls in a row (down, overloaded, garbled answers) the circuit "
-            "opens: no Bakong call is made until `KHQRPAY_BAKONG_BREAKER_RESET_S` has passed."
+            "After this many failed requests in a row, retries included (down, overloaded, garbled "
+            "answers), the circuit opens: no Bakong call is made until "
+            "`KHQRPAY_BAKONG_BREAKER_RESET_S` has passed."
         ),
     )
     bakong_breaker_reset_s: float = Field(
