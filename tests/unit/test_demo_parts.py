@@ -409,3 +409,13 @@ def test_once_nothing_is_pending_the_dashboard_says_so_instead_of_a_link() -> No
     text = console.export_text()
     assert "No order is waiting for its payment any more." in text
     assert "by hand" not in text.split("╰")[0]  # the header panel
+
+
+def test_a_damaged_simulator_journal_stops_the_demo_with_what_to_do(tmp_path: Path) -> None:
+    journal = tmp_path / "bakong-simulator.jsonl"
+    journal.write_text('{"hash": "ab')
+    with (
+        pytest.raises(DemoError, match="journal is damaged.*line 1.*--reset"),
+        serve_simulator(SimulatorConfig(journal=journal), 0),
+    ):
+        pass

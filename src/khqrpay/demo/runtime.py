@@ -61,6 +61,7 @@ from khqrpay.serving import serve_in_thread
 from khqrpay.settings import Settings
 from khqrpay.simulator import SimulatorConfig
 from khqrpay.simulator.server import run_simulator
+from khqrpay.simulator.state import JournalDamaged
 from khqrpay.web.app import create_web_app
 from khqrpay.worker import Worker
 
@@ -134,6 +135,8 @@ def serve_simulator(config: SimulatorConfig, port: int) -> Iterator[SimulatorEnd
             yield SimulatorEndpoint(
                 url=running.url, port=bound_port, token=running.token, port_note=note
             )
+    except JournalDamaged as exc:
+        raise DemoError(f"the simulator's journal is damaged ({exc}): start with --reset") from exc
     except RuntimeError as exc:
         raise DemoError(str(exc)) from exc
 

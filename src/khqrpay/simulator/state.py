@@ -103,6 +103,10 @@ class Lookup:
 _NOT_FOUND = Lookup(ItemStatus.NOT_FOUND)
 
 
+class JournalDamaged(ValueError):
+    """A journal line that is not a transaction (e.g. cut short by a crash); says where."""
+
+
 def _first(found: list[SimulatedTransaction]) -> Lookup:
     return Lookup(found[0].status, found[0]) if found else _NOT_FOUND
 
@@ -128,9 +132,12 @@ class SimulatorState:
         self._issued_tokens: dict[str, int] = {}
         if journal is not None and journal.exists():
             with journal.open(encoding="utf-8") as lines:
-                for line in lines:
+                for number, line in enumerate(lines, start=1):
                     if line.strip():
-                        self._index(SimulatedTransaction.from_journal(line))
+                        try:
+                            self._index(SimulatedTransaction.from_journal(line))
+                        except (ValueError, KeyError, TypeError) as exc:
+                            raise JournalDamaged(f"{journal}, line {number}: {exc}") from exc
 
     def record(self, transaction: SimulatedTransaction) -> None:
         with self._lock:
