@@ -415,7 +415,7 @@ def test_a_damaged_simulator_journal_stops_the_demo_with_what_to_do(tmp_path: Pa
     journal = tmp_path / "bakong-simulator.jsonl"
     journal.write_text('{"hash": "ab')
     with (
-        pytest.raises(DemoError, match="journal is damaged.*line 1.*--reset"),
+        pytest.raises(DemoError, match=r"journal is damaged.*line 1.*--reset"),
         serve_simulator(SimulatorConfig(journal=journal), 0),
     ):
         pass
