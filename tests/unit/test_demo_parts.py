@@ -242,6 +242,7 @@ def test_customer_notes_say_what_each_customer_does() -> None:
     wrong = order(2, CustomerKind.WRONG_AMOUNT, usd("4.50"))
     assert customer_note(wrong, None) == "pays $4.00 instead"
     assert "by hand" in customer_note(order(3, CustomerKind.BY_HAND), None)
+    assert screen(order(1, CustomerKind.PAY_LATER)).note(9) == "bought in the shop"
 
 
 def row(

@@ -73,7 +73,10 @@ class DemoScreen:
 
     def note(self, order_id: int) -> str:
         order = next((order for order in self.orders if order.id == order_id), None)
-        return "" if order is None else customer_note(order, self.delays.get(order_id))
+        # Not one of the simulated customers: someone bought in the shop while the demo ran.
+        if order is None:
+            return "bought in the shop"
+        return customer_note(order, self.delays.get(order_id))
 
     def orders_command(self, order_id: int) -> str:
         return (
