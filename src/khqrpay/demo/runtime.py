@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import logging
 import math
 import os
 import random
@@ -18,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter
@@ -62,7 +64,7 @@ from khqrpay.settings import Settings
 from khqrpay.simulator import SimulatorConfig
 from khqrpay.simulator.server import run_simulator
 from khqrpay.simulator.state import JournalDamaged
-from khqrpay.web.app import create_web_app
+from khqrpay.web.app import create_web_app, end_live_streams
 from khqrpay.worker import Worker
 
 # A month of the pay-later pattern in five minutes: one day every ten seconds.
@@ -148,10 +150,24 @@ def serve_web(app: App, port: int) -> Iterator[tuple[str, str | None]]:
     demo's worker runs on the demo's event loop, so the web app runs none of its own."""
     chosen, note = choose_port(port, "another web server?")
     try:
-        with serve_in_thread(create_web_app(app), name="the web app", port=chosen) as url:
+        with serve_in_thread(
+            create_web_app(app),
+            name="the web app",
+            port=chosen,
+            on_stop=end_live_streams,
+            own_log_handlers=False,
+        ) as url:
             yield url, note
     except RuntimeError as exc:
         raise DemoError(str(exc)) from exc
+
+
+def log_uvicorn_to(stream: TextIO) -> None:
+    """uvicorn's own messages (e.g. a page's stream cut short at Ctrl-C) into the demo's log,
+    never over the dashboard."""
+    uvicorn_logger = logging.getLogger("uvicorn")
+    uvicorn_logger.handlers = [logging.StreamHandler(stream)]
+    uvicorn_logger.propagate = False
 
 
 def demo_files(data_dir: Path) -> list[Path]:
@@ -285,6 +301,8 @@ def run_demo(options: DemoOptions, console: Console) -> Snapshot:
     with log_path.open("a", encoding="utf-8") as log_stream:
         configure_logging("INFO", stream=log_stream)
         with serve_simulator(simulator_config, options.sim_port) as simulator:
+            # Once the simulator's uvicorn has set its loggers up (the web app's leaves them).
+            log_uvicorn_to(log_stream)
             settings = demo_settings(url, simulator, demo_secrets)
             with bootstrap(settings, clock=clock, migrated=False) as app:
                 upgrade_database(app.database)
