@@ -6,11 +6,10 @@ import inspect
 import subprocess
 import sys
 
-import pytest
 from typer.testing import CliRunner
 
 from khqrpay.cli import demo
-from khqrpay.cli.main import LAZY_COMMANDS, LazyCommand, app
+from khqrpay.cli.main import LAZY_COMMANDS, app
 
 # What only the web stack, the simulator, the demo, the worker or a Bakong call need.
 HEAVY_MODULES = ("fastapi", "uvicorn", "khqrpay.simulator", "khqrpay.demo", "httpx")
@@ -50,17 +49,3 @@ def test_the_demo_is_listed_with_its_own_help_and_loaded_only_to_run() -> None:
     assert "--acceleration" in result.output
     refused = CliRunner().invoke(app, ["demo", "--orders", "2"])
     assert refused.exit_code == 2
-
-
-def test_ctrl_c_while_a_command_loads_exits_130_without_a_traceback(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
-) -> None:
-    def interrupted(self: LazyCommand) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(LazyCommand, "load", interrupted)
-    with pytest.raises(SystemExit) as exited:
-        app(["demo"])
-    # typer turns the KeyboardInterrupt into the shell's code for SIGINT, quietly.
-    assert exited.value.code == 130
-    assert "Traceback" not in capfd.readouterr().err

@@ -5,7 +5,7 @@ import sys
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 
 
-def main() -> None:
+def entry() -> None:
     """The `khqrpay` command. Ctrl-C while the command line itself is still loading ends as it
     does once a command runs: exit 130, no traceback."""
     try:

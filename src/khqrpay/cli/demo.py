@@ -63,7 +63,7 @@ def run(
         bool, typer.Option("--reset", help="Start from empty: forget every earlier run.")
     ] = False,
 ) -> None:
-    """Show the whole thing working: simulator, shop, staff console, customers, verifier."""
+    """Show the whole thing working: simulator, shop, customers, verifier, live dashboard."""
     try:
         options = DemoOptions(
             orders=orders,

@@ -64,8 +64,8 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
     "demo": LazyCommand(
         "demo",
         "khqrpay.cli.demo:run",
-        short_help="Show the whole thing working: simulator, shop, staff console, customers, "
-        "verifier.",
+        short_help="Show the whole thing working: simulator, shop, customers, verifier, live "
+        "dashboard.",
     ),
 }
 
