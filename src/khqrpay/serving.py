@@ -10,18 +10,23 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.config import LOGGING_CONFIG
 
 STARTUP_TIMEOUT_S = 10.0
 # In-flight requests get this long to finish at shutdown; hanging ones are released at once.
 GRACEFUL_SHUTDOWN_S = 1
 
 
-def uvicorn_config(app: ASGIApp, host: str, port: int, *, lifespan: str = "auto") -> uvicorn.Config:
+def uvicorn_config(
+    app: ASGIApp, host: str, port: int, *, lifespan: str = "auto", own_log_handlers: bool = True
+) -> uvicorn.Config:
+    """`own_log_handlers=False`: uvicorn leaves the `uvicorn` loggers' handlers to the caller."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level="warning",
+        log_config=LOGGING_CONFIG if own_log_handlers else None,
         access_log=False,
         lifespan=lifespan,  # type: ignore[arg-type]
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
@@ -36,12 +41,14 @@ def serve_in_thread(
     host: str = "127.0.0.1",
     port: int = 0,
     on_stop: Callable[[], None] | None = None,
+    own_log_handlers: bool = True,
 ) -> Iterator[str]:
     """Serve `app` in a background thread until the block ends; its base URL. Port 0: a free one
-    the system picks. `on_stop` runs first at shutdown (e.g. to end long-lived streams)."""
+    the system picks. `on_stop` runs first at shutdown (e.g. to end long-lived streams);
+    `own_log_handlers=False` leaves where uvicorn's messages go to the caller."""
     # uvicorn binds the socket itself: a socket handed to it loses TCP_NODELAY (~40 ms a
     # keep-alive request), so the port chosen for port 0 is read back once it listens.
-    server = uvicorn.Server(uvicorn_config(app, host, port))
+    server = uvicorn.Server(uvicorn_config(app, host, port, own_log_handlers=own_log_handlers))
     thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
     try:

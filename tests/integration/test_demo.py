@@ -43,7 +43,17 @@ def demo_env() -> dict[str, str]:
 
 
 def demo_command(data_dir: Path, *options: str) -> list[str]:
-    return [str(KHQRPAY), "demo", "--sim-port", "0", "--data-dir", str(data_dir), *options]
+    return [
+        str(KHQRPAY),
+        "demo",
+        "--port",
+        "0",
+        "--sim-port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        *options,
+    ]
 
 
 def assert_no_secret(*texts: str) -> None:

@@ -18,6 +18,7 @@ from khqrpay.demo import (
     MIN_ORDERS,
     CustomerKind,
     DemoError,
+    DemoLinks,
     DemoOptions,
     DemoOrder,
     DemoScreen,
@@ -27,11 +28,12 @@ from khqrpay.demo import (
     banking_app_url,
     choose_port,
     customer_note,
+    database_url,
     describe_delay,
     describe_event,
     draw_cart,
     draw_phone,
-    fresh_database_url,
+    load_secrets,
     plan_customers,
     render_dashboard,
     script_payments,
@@ -45,6 +47,7 @@ from khqrpay.simulator import SimulatorConfig
 
 START_MS = 1_795_651_200_000
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkZW1vIn0.c2lnbmF0dXJl"
+PASSWORD = "owner-password-1234"
 USD = Currency.USD
 KHR = Currency.KHR
 
@@ -164,13 +167,46 @@ def test_the_banking_app_link_carries_the_whole_qr() -> None:
     assert parse_qs(parts.query) == {"qr": [qr]}
 
 
-def test_fresh_database_removes_only_the_previous_database(tmp_path: Path) -> None:
-    for name in ("khqrpay.sqlite3", "khqrpay.sqlite3-wal", "khqrpay.sqlite3-shm"):
+def test_the_data_is_kept_and_reset_removes_only_the_demos_files(tmp_path: Path) -> None:
+    names = [
+        "khqrpay.sqlite3",
+        "khqrpay.sqlite3-wal",
+        "khqrpay.sqlite3-shm",
+        "demo-secrets.json",
+        "bakong-simulator.jsonl",
+        "demo.log",
+    ]
+    for name in names:
         (tmp_path / name).write_text("old")
     (tmp_path / "notes.txt").write_text("keep me")
-    url = fresh_database_url(tmp_path)
+    url = database_url(tmp_path, reset=False)
     assert url == f"sqlite:///{(tmp_path / 'khqrpay.sqlite3').resolve()}"
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([*names, "notes.txt"])
+    assert database_url(tmp_path, reset=True) == url
     assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_secrets_are_made_once_owner_only_and_read_back(tmp_path: Path) -> None:
+    made, new = load_secrets(tmp_path)
+    assert new
+    assert (tmp_path / "demo-secrets.json").stat().st_mode & 0o777 == 0o600
+    again, new_again = load_secrets(tmp_path)
+    assert (again, new_again) == (made, False)
+    assert again.owner_password == made.owner_password
+    assert made.owner_password not in repr(made)
+    (tmp_path / "demo-secrets.json").write_text("{")
+    with pytest.raises(DemoError, match="--reset"):
+        load_secrets(tmp_path)
+
+
+def test_the_links_are_three_lines_a_person_and_a_test_can_read() -> None:
+    links = screen(order(1, CustomerKind.BY_HAND)).links
+    assert links.lines() == [
+        "Shop: http://127.0.0.1:8000/",
+        f"Staff console: http://127.0.0.1:8000/admin (login owner, password {PASSWORD})",
+        "Banking app: http://127.0.0.1:8700/_sim/app",
+    ]
+    assert PASSWORD not in repr(links)
 
 
 LATTE = Money.parse("2.75", USD)
@@ -206,6 +242,7 @@ def test_customer_notes_say_what_each_customer_does() -> None:
     wrong = order(2, CustomerKind.WRONG_AMOUNT, usd("4.50"))
     assert customer_note(wrong, None) == "pays $4.00 instead"
     assert "by hand" in customer_note(order(3, CustomerKind.BY_HAND), None)
+    assert screen(order(1, CustomerKind.PAY_LATER)).note(9) == "bought in the shop"
 
 
 def row(
@@ -261,6 +298,13 @@ def test_snapshot_totals_detection_and_naive_count() -> None:
 def screen(*orders: DemoOrder) -> DemoScreen:
     return DemoScreen(
         simulator=SimulatorEndpoint("http://127.0.0.1:8700", 8700, TOKEN),
+        links=DemoLinks(
+            shop="http://127.0.0.1:8000/",
+            console="http://127.0.0.1:8000/admin",
+            owner="owner",
+            password=PASSWORD,
+            banking_app="http://127.0.0.1:8700/_sim/app",
+        ),
         database_url="sqlite:////tmp/demo data/khqrpay.sqlite3",
         acceleration=8640.0,
         initial_delay_s=5.0,
@@ -308,8 +352,11 @@ def test_the_dashboard_shows_orders_link_and_commands_but_never_the_token() -> N
     assert "khqrpay orders show 3" in text
     assert "2:00" in text  # both orders are two minutes old
     assert "Iced latte" in text
+    assert "Shop http://127.0.0.1:8000/" in text
+    assert "Staff console http://127.0.0.1:8000/admin (login owner, password above)" in text
     assert TOKEN not in text
     assert TOKEN not in html
+    assert PASSWORD not in text  # printed once above the dashboard, not kept on screen
     assert repr(shown.simulator).count(TOKEN) == 0
 
 
@@ -363,3 +410,13 @@ def test_once_nothing_is_pending_the_dashboard_says_so_instead_of_a_link() -> No
     text = console.export_text()
     assert "No order is waiting for its payment any more." in text
     assert "by hand" not in text.split("╰")[0]  # the header panel
+
+
+def test_a_damaged_simulator_journal_stops_the_demo_with_what_to_do(tmp_path: Path) -> None:
+    journal = tmp_path / "bakong-simulator.jsonl"
+    journal.write_text('{"hash": "ab')
+    with (
+        pytest.raises(DemoError, match=r"journal is damaged.*line 1.*--reset"),
+        serve_simulator(SimulatorConfig(journal=journal), 0),
+    ):
+        pass

@@ -505,6 +505,46 @@ async def test_deeplink(sim: httpx.AsyncClient, clock: FakeClock) -> None:
         assert answer == MISSING_FIELDS, body
 
 
+async def test_with_app_links_a_deep_link_opens_the_simulators_banking_app_on_the_code(
+    clock: FakeClock,
+) -> None:
+    qr = dynamic_qr(clock)
+    app = create_app(SimulatorConfig(token=SecretStr(TOKEN), app_links=True), clock=clock)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bakong.test") as sim:
+        answer = (await sim.post("/v1/generate_deeplink_by_qr", json={"qr": qr})).json()
+        assert answer["responseCode"] == 0
+        link = answer["data"]["shortLink"]
+        assert link.startswith("http://bakong.test/_sim/app?qr=000201")
+        page = await sim.get(link)
+        assert page.status_code == 200
+        assert "You are paying" in page.text
+        assert (await sim.post("/v1/generate_deeplink_by_qr", json={"qr": "x"})).json() == (
+            MISSING_FIELDS
+        )
+
+
+async def test_with_a_journal_a_new_simulator_knows_what_the_last_one_was_paid(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    qr = dynamic_qr(clock)
+    config = SimulatorConfig(token=SecretStr(TOKEN), journal=tmp_path / "journal.jsonl")
+    paid: dict[str, Any] = {}
+    for run in range(2):
+        transport = httpx.ASGITransport(app=create_app(config, clock=clock))
+        async with httpx.AsyncClient(transport=transport, base_url="http://bakong.test") as sim:
+            if run == 0:
+                paid = await pay(sim, qr, amount="4.00", description="first run")
+            answer = (await sim.get("/_sim/transactions")).json()["transactions"]
+            assert answer == [paid]
+            found = await sim.post(
+                "/v1/check_transaction_by_hash",
+                json={"hash": paid["transaction"]["hash"]},
+                headers=AUTH,
+            )
+            assert found.json()["data"]["description"] == "first run"
+
+
 # --- HTTP-level behaviour ---------------------------------------------------------------------
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from khqrpay.money import Currency, Money
 from khqrpay.simulator.profiles import OFTEN_ABSENT_KEYS, SHAPES, SimulatorProfile
 from khqrpay.simulator.protocol import ItemStatus
-from khqrpay.simulator.state import SimulatedTransaction, SimulatorState
+from khqrpay.simulator.state import JournalDamaged, SimulatedTransaction, SimulatorState
 
 NOW_MS = 1_795_651_200_000
 MD5 = "0123456789abcdef0123456789abcdef"
@@ -161,3 +162,21 @@ def test_production_writes_whole_dollars_as_integers_and_leaves_out_what_it_omit
     omitting = replace(PAID, omitted_keys=OFTEN_ABSENT_KEYS).to_bakong(production)
     assert OFTEN_ABSENT_KEYS.isdisjoint(omitting)
     assert set(omitting) | OFTEN_ABSENT_KEYS == set(PAID.to_bakong(production))
+
+
+def test_a_journal_keeps_transactions_between_states_and_a_damaged_line_says_where(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    odd = replace(PAID, hash="cd" * 32, failed=True, omitted_keys=OFTEN_ABSENT_KEYS)
+    first = SimulatorState(journal=journal)
+    first.record(PAID)
+    first.record(odd)
+    again = SimulatorState(journal=journal)
+    assert again.transactions() == [PAID, odd]
+    assert again.find_by_md5(MD5, NOW_MS).transaction == PAID
+    assert again.account_exists(PAID.from_account_id)
+    with journal.open("a", encoding="utf-8") as cut_short:
+        cut_short.write('{"hash": "ab')
+    with pytest.raises(JournalDamaged, match="line 3"):
+        SimulatorState(journal=journal)

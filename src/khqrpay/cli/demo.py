@@ -13,6 +13,7 @@ from khqrpay.demo.runtime import (
     DEFAULT_ACCELERATION,
     DEFAULT_DATA_DIR,
     DEFAULT_ORDERS,
+    DEFAULT_PORT,
     DEFAULT_SIM_PORT,
     MAX_ORDERS,
     DemoOptions,
@@ -40,6 +41,14 @@ def run(
         typer.Option(help="Stop after this many seconds (default: run until Ctrl-C)."),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Make the run repeatable.")] = None,
+    port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="The web app's port: shop, staff console, API (0: any free one; taken: another).",
+        ),
+    ] = DEFAULT_PORT,
     sim_port: Annotated[
         int,
         typer.Option(
@@ -48,8 +57,11 @@ def run(
     ] = DEFAULT_SIM_PORT,
     data_dir: Annotated[
         Path,
-        typer.Option(help="Where the demo database and log go (recreated each run)."),
+        typer.Option(help="Where the demo keeps its database, secrets and log between runs."),
     ] = DEFAULT_DATA_DIR,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Start from empty: forget every earlier run.")
+    ] = False,
 ) -> None:
     """Show the whole thing working: simulator, shop, customers, verifier, live dashboard."""
     try:
@@ -60,6 +72,8 @@ def run(
             seed=seed,
             sim_port=sim_port,
             data_dir=data_dir,
+            port=port,
+            reset=reset,
         )
         run_demo(options, Console())
     except DemoError as exc:

@@ -1,16 +1,18 @@
 """`khqrpay demo`: the whole thing working on one screen, on SQLite, with nothing to set up.
 
-A Bakong simulator on loopback, a demo café with a small catalogue, orders made through the real
-checkout service, pay-later customers (the simulator's, on the shops' reported pattern, their
-delays compressed by `acceleration`), a few customers who get it wrong (wrong amount; an old
-screenshot paid on top of the new code), and the real worker (verifier, expiry sweep, outbox
-relay) in this process, on the real clock. Status changes come from the event bus; the dashboard
-reads through the services. Nothing here decides anything about payments: that is the engine's.
+A Bakong simulator and the web app (shop, staff console, JSON API) on loopback, a demo café with a
+dozen products, orders bought through the web app's JSON API, pay-later customers (the
+simulator's, on the shops' reported pattern, their delays compressed by `acceleration`), a few
+customers who get it wrong (wrong amount; an old screenshot paid on top of the new code), and the
+real worker (verifier, expiry sweep, outbox relay) in this process, on the real clock. Everything
+stays in the data folder between runs. Status changes come from the event bus; the dashboard reads
+through the services. Nothing here decides anything about payments: that is the engine's.
 
 - `scenario`: the café, its catalogue and customers, what each does and when;
 - `read_model`: what the demo shows, read through the services;
 - `dashboard`: the terminal output;
-- `runtime`: the simulator, the database, the worker and the customers on one event loop.
+- `runtime`: the simulator, the web app, the database, the worker and the customers on one event
+  loop.
 """
 
 from khqrpay.demo.dashboard import DemoScreen, describe_event, render_dashboard
@@ -20,7 +22,8 @@ from khqrpay.demo.runtime import (
     LOG_FILE,
     DemoOptions,
     choose_port,
-    fresh_database_url,
+    database_url,
+    load_secrets,
     run_demo,
     serve_simulator,
 )
@@ -29,6 +32,7 @@ from khqrpay.demo.scenario import (
     MIN_ORDERS,
     CustomerKind,
     DemoError,
+    DemoLinks,
     DemoOrder,
     SimulatorEndpoint,
     banking_app_url,
@@ -48,6 +52,7 @@ __all__ = [
     "MIN_ORDERS",
     "CustomerKind",
     "DemoError",
+    "DemoLinks",
     "DemoOptions",
     "DemoOrder",
     "DemoScreen",
@@ -57,11 +62,12 @@ __all__ = [
     "banking_app_url",
     "choose_port",
     "customer_note",
+    "database_url",
     "describe_delay",
     "describe_event",
     "draw_cart",
     "draw_phone",
-    "fresh_database_url",
+    "load_secrets",
     "plan_customers",
     "render_dashboard",
     "run_demo",

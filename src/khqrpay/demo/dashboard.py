@@ -20,6 +20,7 @@ from khqrpay.demo.scenario import (
     DAY_S,
     SHOP,
     CustomerKind,
+    DemoLinks,
     DemoOrder,
     SimulatorEndpoint,
     banking_app_url,
@@ -51,6 +52,7 @@ class DemoScreen:
     """What stays the same during a run: how to reach things, and what each customer does."""
 
     simulator: SimulatorEndpoint
+    links: DemoLinks
     database_url: str
     acceleration: float
     initial_delay_s: float
@@ -71,7 +73,10 @@ class DemoScreen:
 
     def note(self, order_id: int) -> str:
         order = next((order for order in self.orders if order.id == order_id), None)
-        return "" if order is None else customer_note(order, self.delays.get(order_id))
+        # Not one of the simulated customers: someone bought in the shop while the demo ran.
+        if order is None:
+            return "bought in the shop"
+        return customer_note(order, self.delays.get(order_id))
 
     def orders_command(self, order_id: int) -> str:
         return (
@@ -91,6 +96,10 @@ def render_dashboard(screen: DemoScreen, snapshot: Snapshot, width: int) -> Rend
     """The live view: how to reach things, one row per order, the totals. Below `WIDE_SCREEN`
     columns the items are left out so that the customer and status stay readable."""
     header = Text()
+    header.append("Shop ", style="bold")
+    header.append(screen.links.shop)
+    header.append(" · Staff console ", style="bold")
+    header.append(f"{screen.links.console} (login {screen.links.owner}, password above)\n")
     header.append("Bakong simulator ", style="bold")
     header.append(screen.simulator.url)
     header.append(f" · running {format_duration(snapshot.elapsed_s)}")
@@ -221,12 +230,10 @@ class DemoOutput:
 
 
 def intro_lines(screen: DemoScreen, log_path: Path) -> list[str]:
-    simulator = screen.simulator
     lines = [f"khqrpay demo: {SHOP.name} ({SHOP.account})"]
-    if simulator.port_note:
-        lines.append(f"Note: {simulator.port_note}")
+    lines += [f"Note: {note}" for note in screen.links.port_notes]
+    lines += screen.links.lines()
     lines += [
-        f"Bakong simulator: {simulator.url} (banking app: {simulator.url}/_sim/app)",
         f"Database: {screen.database_url} · log: {log_path}",
         screen.pace_line(),
         f"{len(screen.orders)} orders created; their customers:",

@@ -56,9 +56,12 @@ def read_order(database: Database, order_id: int) -> OrderRow:
     )
 
 
-def read_orders(database: Database) -> tuple[OrderRow, ...]:
-    """Every order with its checks and first payment."""
-    orders = sorted(list_orders(database), key=lambda order: order.id)
+def read_orders(database: Database, *, since_ms: int = 0) -> tuple[OrderRow, ...]:
+    """Every order made from `since_ms` on, with its checks and first payment."""
+    orders = sorted(
+        (order for order in list_orders(database) if order.created_ms >= since_ms),
+        key=lambda order: order.id,
+    )
     return tuple(read_order(database, order.id) for order in orders)
 
 

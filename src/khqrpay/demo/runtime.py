@@ -1,28 +1,35 @@
-"""Running the demo: the simulator on loopback, the database under the data folder, the worker and
-the customers on one event loop, until Ctrl-C or the duration ends."""
+"""Running the demo: the simulator and the web app on loopback, the database and what must outlive
+a run under the data folder, the worker and the customers on one event loop, until Ctrl-C or the
+duration ends."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import errno
+import json
+import logging
 import math
+import os
 import random
+import secrets
 import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import SecretStr
 from rich.console import Console
 
+from khqrpay.accounts import Role
 from khqrpay.bakong import BakongMetrics
 from khqrpay.bootstrap import App, BakongServices, bootstrap
-from khqrpay.clock import SystemClock
+from khqrpay.clock import Clock, SystemClock
 from khqrpay.demo.dashboard import (
     DemoOutput,
     DemoScreen,
@@ -37,6 +44,7 @@ from khqrpay.demo.scenario import (
     SHOP,
     CustomerKind,
     DemoError,
+    DemoLinks,
     DemoOrder,
     ScriptedPayment,
     SimulatorEndpoint,
@@ -48,20 +56,34 @@ from khqrpay.demo.scenario import (
 from khqrpay.events import Event, EventBus
 from khqrpay.logging import configure_logging
 from khqrpay.orders.events import Topic
+from khqrpay.services.accounts import create_user, list_users, set_password
+from khqrpay.services.api_clients import create_api_key, list_api_keys, revoke_api_key
 from khqrpay.services.maintenance import upgrade_database
+from khqrpay.serving import serve_in_thread
 from khqrpay.settings import Settings
 from khqrpay.simulator import SimulatorConfig
 from khqrpay.simulator.server import run_simulator
+from khqrpay.simulator.state import JournalDamaged
+from khqrpay.web.app import create_web_app, end_live_streams
 from khqrpay.worker import Worker
 
 # A month of the pay-later pattern in five minutes: one day every ten seconds.
 DEFAULT_ACCELERATION = 8640.0
 DEFAULT_ORDERS = 12
 DEFAULT_SIM_PORT = 8700
+DEFAULT_PORT = 8000
 DEFAULT_DATA_DIR = Path("data/demo")
 MAX_ORDERS = 100
 DATABASE_FILE = "khqrpay.sqlite3"
 LOG_FILE = "demo.log"
+# The owner's password and the web app's signing key, kept so later runs print the same password
+# and browsers stay signed in; owner-only (0600), like any file holding a secret.
+SECRETS_FILE = "demo-secrets.json"
+# The simulator's transactions, so a restarted demo still knows which codes were paid.
+SIMULATOR_JOURNAL = "bakong-simulator.jsonl"
+OWNER = "owner"
+API_CLIENT = "demo-customers"
+ACTOR = "system"  # the demo sets itself up, as an install script would
 SNAPSHOT_INTERVAL_S = 0.5
 CONTROL_TIMEOUT_S = 10.0
 
@@ -74,6 +96,8 @@ class DemoOptions:
     seed: int | None = None
     sim_port: int = DEFAULT_SIM_PORT
     data_dir: Path = DEFAULT_DATA_DIR
+    port: int = DEFAULT_PORT
+    reset: bool = False
 
     def __post_init__(self) -> None:
         if not MIN_ORDERS <= self.orders <= MAX_ORDERS:
@@ -84,11 +108,12 @@ class DemoOptions:
             math.isfinite(self.duration_s) and self.duration_s > 0
         ):
             raise DemoError("--duration must be a positive number of seconds")
-        if not 0 <= self.sim_port <= 65535:
-            raise DemoError("--sim-port must be between 0 (any free port) and 65535")
+        for option, port in (("--sim-port", self.sim_port), ("--port", self.port)):
+            if not 0 <= port <= 65535:
+                raise DemoError(f"{option} must be between 0 (any free port) and 65535")
 
 
-def choose_port(port: int) -> tuple[int, str | None]:
+def choose_port(port: int, what: str = "another simulator?") -> tuple[int, str | None]:
     """`port` if it is free on 127.0.0.1, else 0 (a free one) with a note saying why."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -97,7 +122,7 @@ def choose_port(port: int) -> tuple[int, str | None]:
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise DemoError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from exc
-            return 0, f"port {port} is taken (another simulator?): using a free port instead"
+            return 0, f"port {port} is taken ({what}): using a free port instead"
     return port, None
 
 
@@ -112,23 +137,112 @@ def serve_simulator(config: SimulatorConfig, port: int) -> Iterator[SimulatorEnd
             yield SimulatorEndpoint(
                 url=running.url, port=bound_port, token=running.token, port_note=note
             )
+    except JournalDamaged as exc:
+        raise DemoError(f"the simulator's journal is damaged ({exc}): start with --reset") from exc
     except RuntimeError as exc:
         raise DemoError(str(exc)) from exc
 
 
-def fresh_database_url(data_dir: Path) -> str:
-    """The demo database's URL, its previous run's files removed (only those: the folder may be
-    anything the user named)."""
+@contextlib.contextmanager
+def serve_web(app: App, port: int) -> Iterator[tuple[str, str | None]]:
+    """The web app (shop, staff console, API) in a background thread on 127.0.0.1:`port` (or a
+    free one if taken), until the block ends; its URL and the note when the port was taken. The
+    demo's worker runs on the demo's event loop, so the web app runs none of its own."""
+    chosen, note = choose_port(port, "another web server?")
+    try:
+        with serve_in_thread(
+            create_web_app(app),
+            name="the web app",
+            port=chosen,
+            on_stop=end_live_streams,
+            own_log_handlers=False,
+        ) as url:
+            yield url, note
+    except RuntimeError as exc:
+        raise DemoError(str(exc)) from exc
+
+
+def log_uvicorn_to(stream: TextIO) -> None:
+    """uvicorn's own messages (e.g. a page's stream cut short at Ctrl-C) into the demo's log,
+    never over the dashboard."""
+    uvicorn_logger = logging.getLogger("uvicorn")
+    uvicorn_logger.handlers = [logging.StreamHandler(stream)]
+    uvicorn_logger.propagate = False
+
+
+def demo_files(data_dir: Path) -> list[Path]:
+    """What the demo keeps in its data folder (only those are removed by --reset: the folder may
+    be anything the user named)."""
+    database = data_dir / DATABASE_FILE
+    kept = [
+        database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")
+    ]
+    return [*kept, data_dir / SECRETS_FILE, data_dir / SIMULATOR_JOURNAL, data_dir / LOG_FILE]
+
+
+def database_url(data_dir: Path, *, reset: bool) -> str:
+    """The demo database's URL; with `reset`, everything an earlier run left is removed first."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    path = (data_dir / DATABASE_FILE).resolve()
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
-    return f"sqlite:///{path}"
+    if reset:
+        for path in demo_files(data_dir):
+            path.unlink(missing_ok=True)
+    return f"sqlite:///{(data_dir / DATABASE_FILE).resolve()}"
 
 
-def demo_settings(database_url: str, simulator: SimulatorEndpoint) -> Settings:
+@dataclass(frozen=True)
+class DemoSecrets:
+    owner_password: str = field(repr=False)
+    web_secret_key: str = field(repr=False)
+
+
+def load_secrets(data_dir: Path) -> tuple[DemoSecrets, bool]:
+    """The secrets an earlier run stored, or new ones stored now (owner-only); whether new."""
+    path = data_dir / SECRETS_FILE
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        return DemoSecrets(stored["owner_password"], stored["web_secret_key"]), False
+    except FileNotFoundError:
+        pass
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DemoError(f"{path} is damaged ({exc}): delete it, or start with --reset") from exc
+    made = DemoSecrets(secrets.token_urlsafe(12), secrets.token_urlsafe(32))
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        json.dump(
+            {"owner_password": made.owner_password, "web_secret_key": made.web_secret_key}, stream
+        )
+    return made, True
+
+
+def ensure_owner(app: App, password: str, *, new_password: bool) -> None:
+    """The owner account, made on the first run; given the stored password again only when the
+    secrets file was made anew (setting it ends the owner's sessions)."""
+    if not any(user.name == OWNER for user in list_users(app.database)):
+        create_user(
+            app.database,
+            name=OWNER,
+            role=Role.OWNER,
+            password=password,
+            clock=app.clock,
+            actor=ACTOR,
+        )
+    elif new_password:
+        set_password(app.database, OWNER, password=password, clock=app.clock, actor=ACTOR)
+
+
+def customers_api_key(app: App) -> str:
+    """A new key for the simulated customers; the one of an earlier run (its secret is not
+    stored) is revoked."""
+    if any(key.client == API_CLIENT and key.active for key in list_api_keys(app.database)):
+        revoke_api_key(app.database, API_CLIENT, clock=app.clock, actor=ACTOR)
+    return create_api_key(app.database, API_CLIENT, clock=app.clock, actor=ACTOR).secret
+
+
+def demo_settings(
+    database_url: str, simulator: SimulatorEndpoint, demo_secrets: DemoSecrets
+) -> Settings:
     """The settings of the environment (schedule, worker figures), pointed at the demo shop,
-    database and simulator."""
+    database and simulator; cookies over plain HTTP, as the demo serves on loopback."""
     return Settings(
         database_url=database_url,
         bakong_url=simulator.url,
@@ -136,6 +250,8 @@ def demo_settings(database_url: str, simulator: SimulatorEndpoint) -> Settings:
         merchant_account=SHOP.account,
         merchant_name=SHOP.name,
         merchant_city=SHOP.city,
+        web_secret_key=SecretStr(demo_secrets.web_secret_key),
+        web_secure_cookies=False,
     )
 
 
@@ -158,44 +274,54 @@ class _Prepared:
     options: DemoOptions
     app: App
     simulator: SimulatorEndpoint
-    orders: tuple[DemoOrder, ...]
-    script: tuple[ScriptedPayment, ...]
+    links: DemoLinks
+    api_key: str = field(repr=False)
+    rng: random.Random
     log_path: Path
 
 
 def run_demo(options: DemoOptions, console: Console) -> Snapshot:
     """Run the demo until Ctrl-C (or SIGTERM) or `options.duration_s`; the final snapshot.
 
-    Logs (structured, token redacted) go to `data_dir/demo.log`, so they never mix with the
-    dashboard.
+    Everything is kept in `data_dir` between runs (`reset`: start from empty). Logs (structured,
+    token redacted) go to `data_dir/demo.log`, so they never mix with the dashboard.
     """
     rng = random.Random(options.seed)  # noqa: S311 - a repeatable demo, not security
-    clock = SystemClock()
-    database_url = fresh_database_url(options.data_dir)
+    clock: Clock = SystemClock()
+    url = database_url(options.data_dir, reset=options.reset)
+    demo_secrets, new_secrets = load_secrets(options.data_dir)
     log_path = (options.data_dir / LOG_FILE).resolve()
     simulator_config = SimulatorConfig(
         known_accounts=frozenset({SHOP.account}),
         seed=options.seed,
         acceleration=options.acceleration,
+        journal=(options.data_dir / SIMULATOR_JOURNAL).resolve(),
+        app_links=True,
     )
-    with log_path.open("w", encoding="utf-8") as log_stream:
+    with log_path.open("a", encoding="utf-8") as log_stream:
         configure_logging("INFO", stream=log_stream)
         with serve_simulator(simulator_config, options.sim_port) as simulator:
-            settings = demo_settings(database_url, simulator)
+            # Once the simulator's uvicorn has set its loggers up (the web app's leaves them).
+            log_uvicorn_to(log_stream)
+            settings = demo_settings(url, simulator, demo_secrets)
             with bootstrap(settings, clock=clock, migrated=False) as app:
                 upgrade_database(app.database)
                 seed_catalogue(app.database, clock)
-                kinds = plan_customers(options.orders, rng)
-                orders = tuple(create_demo_orders(app.database, settings, clock, kinds, rng))
-                prepared = _Prepared(
-                    options,
-                    app,
-                    simulator,
-                    orders,
-                    tuple(script_payments(orders, rng)),
-                    log_path,
-                )
-                return asyncio.run(DemoRun(prepared, console).run())
+                ensure_owner(app, demo_secrets.owner_password, new_password=new_secrets)
+                api_key = customers_api_key(app)
+                with serve_web(app, options.port) as (web_url, web_note):
+                    links = DemoLinks(
+                        shop=f"{web_url}/",
+                        console=f"{web_url}/admin",
+                        owner=OWNER,
+                        password=demo_secrets.owner_password,
+                        banking_app=f"{simulator.url}/_sim/app",
+                        port_notes=tuple(
+                            note for note in (web_note, simulator.port_note) if note is not None
+                        ),
+                    )
+                    prepared = _Prepared(options, app, simulator, links, api_key, rng, log_path)
+                    return asyncio.run(DemoRun(prepared, console).run())
 
 
 class DemoRun:
@@ -207,6 +333,8 @@ class DemoRun:
         self._console = console
         self._started = time.monotonic()
         self._stop = asyncio.Event()
+        self._started_ms = self._clock.now_ms()
+        self._script: tuple[ScriptedPayment, ...] = ()
         # A registry of its own: the demo counts its client's calls, not the process's.
         self._metrics = BakongMetrics(CollectorRegistry())
 
@@ -222,16 +350,35 @@ class DemoRun:
                 httpx.AsyncClient(
                     base_url=prepared.simulator.url, timeout=CONTROL_TIMEOUT_S
                 ) as control,
+                httpx.AsyncClient(
+                    base_url=prepared.links.shop,
+                    headers={"authorization": f"Bearer {prepared.api_key}"},
+                    timeout=CONTROL_TIMEOUT_S,
+                ) as api,
             ):
+                settings = prepared.app.settings
+                kinds = plan_customers(prepared.options.orders, prepared.rng)
+                orders = tuple(
+                    await create_demo_orders(
+                        api,
+                        database=prepared.app.database,
+                        settings=settings,
+                        clock=self._clock,
+                        kinds=kinds,
+                        rng=prepared.rng,
+                    )
+                )
+                self._script = tuple(script_payments(orders, prepared.rng))
                 screen = DemoScreen(
                     simulator=prepared.simulator,
-                    database_url=prepared.app.settings.database_url,
+                    links=prepared.links,
+                    database_url=settings.database_url,
                     acceleration=prepared.options.acceleration,
-                    initial_delay_s=prepared.app.settings.schedule_initial_delay_s,
-                    fast_interval_s=prepared.app.settings.schedule_fast_interval_s,
+                    initial_delay_s=settings.schedule_initial_delay_s,
+                    fast_interval_s=settings.schedule_fast_interval_s,
                     duration_s=prepared.options.duration_s,
-                    orders=prepared.orders,
-                    delays=await hand_to_customers(control, prepared.orders),
+                    orders=orders,
+                    delays=await hand_to_customers(control, orders),
                 )
                 with DemoOutput(self._console, screen) as out:
                     for text in intro_lines(screen, prepared.log_path):
@@ -269,7 +416,9 @@ class DemoRun:
         return final
 
     async def _snapshot(self) -> Snapshot:
-        rows = await asyncio.to_thread(read_orders, self._prepared.app.database)
+        rows = await asyncio.to_thread(
+            read_orders, self._prepared.app.database, since_ms=self._started_ms
+        )
         return Snapshot(
             at_ms=self._clock.now_ms(),
             elapsed_s=time.monotonic() - self._started,
@@ -298,7 +447,7 @@ class DemoRun:
                 await asyncio.wait_for(self._stop.wait(), wait_s)
 
     async def _play_script(self, control: httpx.AsyncClient, out: DemoOutput) -> None:
-        for payment in self._prepared.script:
+        for payment in self._script:
             await asyncio.sleep(max(0.0, self._started + payment.at_s - time.monotonic()))
             body = {"qr": payment.qr}
             if payment.amount is not None:

@@ -1,6 +1,6 @@
 """The demo's story: the café and its catalogue, the customers (pay-later ones, wrong amounts, an
-old screenshot, you) and what each does, scripted from a seed. Orders go through the real
-checkout service."""
+old screenshot, you) and what each does, scripted from a seed. The customers buy through the web
+app's JSON API over HTTP, as any client of the shop would."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 from urllib.parse import quote
+
+import httpx
 
 from khqrpay.clock import Clock
 from khqrpay.db import Database
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import LineRequest
-from khqrpay.services.checkout import create_order, new_qr_for_order
-from khqrpay.services.products import add_product
+from khqrpay.services.checkout import new_qr_for_order
+from khqrpay.services.products import add_product, list_products
 from khqrpay.settings import Settings
 
 DAY_S = 24 * 3600
@@ -46,26 +49,43 @@ class DemoError(ValueError):
 @dataclass(frozen=True, slots=True)
 class CatalogueItem:
     sku: str
-    name: str
+    english: str
+    khmer: str
     price: Money
     stock: int
 
+    @property
+    def name(self) -> str:
+        """Both names in the product's one name (products have no per-language name): the
+        shop shows them together in either language."""
+        return f"{self.english} · {self.khmer}"
 
-def _item(sku: str, name: str, price: str, currency: Currency, stock: int) -> CatalogueItem:
-    return CatalogueItem(sku, name, Money.parse(price, currency), stock)
+
+def _item(sku: str, english: str, khmer: str, price: str, stock: int) -> CatalogueItem:
+    """`price`: the amount and the currency, `"6000 KHR"`."""
+    amount, currency = price.split()
+    return CatalogueItem(sku, english, khmer, Money.parse(amount, Currency(currency)), stock)
 
 
 CATALOGUE: tuple[CatalogueItem, ...] = (
-    _item("ICED-COFFEE", "Iced coffee with condensed milk", "6000", Currency.KHR, 300),
-    _item("NUM-PANG", "Num pang pâté sandwich", "8000", Currency.KHR, 120),
-    _item("NOM-BANH-CHOK", "Nom banh chok", "7000", Currency.KHR, 80),
-    _item("SUGARCANE", "Fresh sugarcane juice", "3000", Currency.KHR, 200),
-    _item("NUM-AKAO", "Num akao palm-sugar cake", "2000", Currency.KHR, 150),
-    _item("ICED-LATTE", "Iced latte", "2.75", Currency.USD, 250),
-    _item("AMOK-SET", "Fish amok lunch set", "4.50", Currency.USD, 60),
-    _item("KAMPOT-PEPPER", "Kampot red pepper, 100 g", "6.50", Currency.USD, 40),
-    _item("MONDULKIRI-BEANS", "Mondulkiri coffee beans, 250 g", "8.00", Currency.USD, 40),
-    _item("KRAMA", "Cotton krama scarf", "5.00", Currency.USD, 30),
+    _item("ICED-COFFEE", "Iced coffee", "កាហ្វេទឹកដោះគោទឹកកក", "6000 KHR", 300),
+    _item("NUM-PANG", "Num pang pâté sandwich", "នំបុ័ងប៉ាតេ", "8000 KHR", 120),
+    _item("NOM-BANH-CHOK", "Nom banh chok", "នំបញ្ចុក", "7000 KHR", 80),
+    _item("SUGARCANE", "Sugarcane juice", "ទឹកអំពៅ", "3000 KHR", 200),
+    _item("NUM-AKAO", "Num akao cake", "នំអាកោ", "2000 KHR", 150),
+    _item("LEMON-TEA", "Iced lemon tea", "តែក្រូចឆ្មាទឹកកក", "4000 KHR", 200),
+    _item("ICED-LATTE", "Iced latte", "ឡាតេទឹកកក", "2.75 USD", 250),
+    _item("AMOK-SET", "Fish amok lunch set", "អាម៉ុកត្រី", "4.50 USD", 60),
+    _item("MANGO-RICE", "Mango sticky rice", "បាយដំណើបស្វាយ", "3.50 USD", 80),
+    _item("KAMPOT-PEPPER", "Kampot pepper, 100 g", "ម្រេចកំពត ១០០ ក្រាម", "6.50 USD", 40),
+    _item(
+        "MONDULKIRI-BEANS",
+        "Mondulkiri coffee beans, 250 g",
+        "កាហ្វេមណ្ឌលគិរី ២៥០ ក្រាម",
+        "8.00 USD",
+        40,
+    ),
+    _item("KRAMA", "Cotton krama scarf", "ក្រមាកប្បាស", "5.00 USD", 30),
 )
 
 
@@ -163,12 +183,37 @@ class SimulatorEndpoint:
     port_note: str | None = None
 
 
+@dataclass(frozen=True)
+class DemoLinks:
+    """Where a person goes: the shop, the staff console with the owner's login, the simulator's
+    banking-app page; and why a port other than the one asked for is used."""
+
+    shop: str
+    console: str
+    owner: str
+    password: str = field(repr=False)
+    banking_app: str
+    port_notes: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        """The three lines the README describes, each on its own line."""
+        return [
+            f"Shop: {self.shop}",
+            f"Staff console: {self.console} (login {self.owner}, password {self.password})",
+            f"Banking app: {self.banking_app}",
+        ]
+
+
 def banking_app_url(simulator_url: str, qr: str) -> str:
     return f"{simulator_url}/_sim/app?qr={quote(qr, safe='')}"
 
 
-def seed_catalogue(database: Database, clock: Clock) -> None:
-    for item in CATALOGUE:
+def seed_catalogue(database: Database, clock: Clock) -> int:
+    """Add the catalogue's products the shop does not have yet (a product staff changed stays as
+    they left it); how many were added."""
+    known = {product.sku for product in list_products(database)}
+    missing = [item for item in CATALOGUE if item.sku not in known]
+    for item in missing:
         add_product(
             database,
             sku=item.sku,
@@ -177,34 +222,52 @@ def seed_catalogue(database: Database, clock: Clock) -> None:
             stock=item.stock,
             now_ms=clock.now_ms(),
         )
+    return len(missing)
 
 
-def create_demo_orders(
+async def buy(api: httpx.AsyncClient, rng: random.Random) -> dict[str, Any]:
+    """A customer's order through the JSON API (`api`: its base URL and key); the order as the
+    API shows it."""
+    body: dict[str, Any] = {
+        "lines": [{"sku": line.sku, "quantity": line.quantity} for line in draw_cart(rng)]
+    }
+    phone = draw_phone(rng)
+    if phone is not None:
+        body["customer"] = {"phone": phone}
+    response = await api.post("/api/v1/orders", json=body)
+    if response.status_code != httpx.codes.CREATED:
+        raise DemoError(f"the shop refused a customer's order: {response.text}")
+    order: dict[str, Any] = response.json()
+    return order
+
+
+async def create_demo_orders(
+    api: httpx.AsyncClient,
+    *,
     database: Database,
     settings: Settings,
     clock: Clock,
     kinds: Sequence[CustomerKind],
     rng: random.Random,
 ) -> list[DemoOrder]:
-    """One order per customer, each through the real checkout; the old-screenshot customer's
+    """One order per customer, each bought through the API; the old-screenshot customer's
     order gets a second, fresh code (as when the payment page is reloaded)."""
     orders = []
     for kind in kinds:
-        created = create_order(
-            database, lines=draw_cart(rng), phone=draw_phone(rng), settings=settings, clock=clock
-        )
+        bought = await buy(api, rng)
         first_qr = None
-        qr = created.payment.qr
+        qr = bought["qr"]
         if kind is CustomerKind.OLD_SCREENSHOT:
             first_qr = qr
             qr = new_qr_for_order(
-                database, order_id=created.order.id, settings=settings, clock=clock
+                database, order_id=bought["id"], settings=settings, clock=clock
             ).qr
         items = ", ".join(
-            f"{line.name} ×{line.quantity}" if line.quantity > 1 else line.name
-            for line in created.lines
+            f"{line['name']} ×{line['quantity']}" if line["quantity"] > 1 else line["name"]
+            for line in bought["lines"]
         )
-        orders.append(DemoOrder(created.order.id, created.order.total, items, qr, kind, first_qr))
+        total = Money.parse(bought["amount"], Currency(bought["currency"]))
+        orders.append(DemoOrder(bought["id"], total, items, qr, kind, first_qr))
     return orders
 
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from khqrpay.clock import Clock, SystemClock, ms_to_datetime
 from khqrpay.khqr import DecodedKHQR
 from khqrpay.money import Currency
-from khqrpay.simulator.bakong_api import BakongApi, Endpoint, TokenVerdict
+from khqrpay.simulator.bakong_api import DEEPLINK_PATH, BakongApi, Endpoint, TokenVerdict
 from khqrpay.simulator.config import SimulatorConfig
 from khqrpay.simulator.customers import Customer, CustomerScheduler
 from khqrpay.simulator.faults import Fault, FaultConfig, FaultInjector
@@ -51,7 +51,7 @@ class Simulator:
     def __init__(self, config: SimulatorConfig, clock: Clock) -> None:
         self.config = config
         self.clock = clock
-        self.state = SimulatorState(config.known_accounts)
+        self.state = SimulatorState(config.known_accounts, journal=config.journal)
         issuer = TokenIssuer()
         self.token = (
             config.token.get_secret_value()
@@ -196,6 +196,9 @@ def _bakong_route(
         except (ValueError, RecursionError):
             # Not JSON at all is a protocol error (400), unlike a JSON body of the wrong shape.
             return _reply(failure(ErrorCode.MISSING_FIELDS, status=400))
+        if path == DEEPLINK_PATH and sim.config.app_links:
+            app_page = f"{str(request.base_url).rstrip('/')}/_sim/app"
+            return _reply(sim.api.generate_deeplink(payload, app_page=app_page))
         return _reply(endpoint.handler(payload))
 
     return route

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote
 
 from khqrpay.clock import Clock
 from khqrpay.hashes import SHORT_HASH_LENGTH
@@ -46,6 +47,7 @@ MAX_ACCOUNT_LENGTH = 32
 ACCOUNT_ID = re.compile(r"^[a-z0-9_.]+@[a-z0-9]+$")
 SOURCE_INFO_FIELDS = ("appIconUrl", "appName", "appDeepLinkCallback")
 SHORT_LINK_BASE = "https://bakong.page.link/"
+DEEPLINK_PATH = "/v1/generate_deeplink_by_qr"
 
 Handler = Callable[[Any], Reply]
 
@@ -129,7 +131,7 @@ class BakongApi:
             "/v1/check_transaction_by_hash_list": Endpoint(self.check_hash_list, needs_token=True),
             # The reference says the account check "may work without" a token: we do not ask.
             "/v1/check_bakong_account": Endpoint(self.check_account, needs_token=False),
-            "/v1/generate_deeplink_by_qr": Endpoint(self.generate_deeplink, needs_token=False),
+            DEEPLINK_PATH: Endpoint(self.generate_deeplink, needs_token=False),
             "/v1/renew_token": Endpoint(self.renew_token, needs_token=False),
         }
 
@@ -258,7 +260,9 @@ class BakongApi:
         }
         return success(details, ACCOUNT_EXISTS)
 
-    def generate_deeplink(self, payload: Any) -> Reply:
+    def generate_deeplink(self, payload: Any, *, app_page: str | None = None) -> Reply:
+        """Bakong's short link for a QR; with `app_page`, a link to that banking-app page
+        opened on the QR instead."""
         qr = _text(payload, "qr", 1000)
         source_info = payload.get("sourceInfo") if isinstance(payload, Mapping) else None
         if qr is None or (
@@ -270,6 +274,8 @@ class BakongApi:
             decode(qr)
         except KHQRError:
             return failure(ErrorCode.MISSING_FIELDS)
+        if app_page is not None:
+            return success({"shortLink": f"{app_page}?qr={quote(qr, safe='')}"}, DEEPLINK_MADE)
         alphabet = string.ascii_letters + string.digits
         with self._rng_lock:
             suffix = "".join(self._rng.choice(alphabet) for _ in range(17))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from khqrpay.simulator.faults import FaultConfig
@@ -15,7 +17,9 @@ class SimulatorConfig(BaseModel):
     cannot receive (production profile). `seed`: makes hashes, references, faults and customers'
     delays repeatable. `acceleration`: a customer's drawn delay of D seconds happens after
     D / acceleration real seconds. `profile`: answers shaped as production (default) or SIT
-    answers them (`khqrpay.simulator.profiles`)."""
+    answers them (`khqrpay.simulator.profiles`). `journal`: a file keeping the transactions
+    between runs (None: in memory only). `app_links`: deep links open this simulator's
+    banking-app page on the code instead of Bakong's short links (the demo's shop)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -27,3 +31,5 @@ class SimulatorConfig(BaseModel):
     seed: int | None = None
     acceleration: float = Field(default=1.0, gt=0)
     profile: SimulatorProfile = SimulatorProfile.PRODUCTION
+    journal: Path | None = None
+    app_links: bool = False

@@ -1,18 +1,21 @@
 """The simulator's memory: transactions, what it has learnt about QRs, accounts and tokens.
 
 Thread-safe (one lock): the server's event loop writes, and tests or the demo may read from other
-threads through `run_simulator`.
+threads through `run_simulator`. With a journal file, every transaction is also appended to it (a
+JSON object a line) and read back at start, so a restarted simulator still knows what was paid.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from khqrpay.hashes import SHORT_HASH_LENGTH
-from khqrpay.money import Money
+from khqrpay.money import Currency, Money
 from khqrpay.simulator.profiles import WireShape
 from khqrpay.simulator.protocol import ItemStatus, amount_json
 
@@ -69,6 +72,25 @@ class SimulatedTransaction:
             del data[key]
         return data
 
+    def to_journal(self) -> str:
+        """One journal line: every field, the amount as an exact string."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields["money"] = {"amount": str(self.money.amount), "currency": self.money.currency.value}
+        fields["omitted_keys"] = sorted(self.omitted_keys)
+        return json.dumps(fields, separators=(",", ":"))
+
+    @classmethod
+    def from_journal(cls, line: str) -> SimulatedTransaction:
+        fields = json.loads(line)
+        money = fields.pop("money")
+        return cls(
+            **fields
+            | {
+                "money": Money.parse(money["amount"], Currency(money["currency"])),
+                "omitted_keys": frozenset(fields["omitted_keys"]),
+            }
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
@@ -81,6 +103,10 @@ class Lookup:
 _NOT_FOUND = Lookup(ItemStatus.NOT_FOUND)
 
 
+class JournalDamaged(ValueError):
+    """A journal line that is not a transaction (e.g. cut short by a crash); says where."""
+
+
 def _first(found: list[SimulatedTransaction]) -> Lookup:
     return Lookup(found[0].status, found[0]) if found else _NOT_FOUND
 
@@ -89,8 +115,9 @@ class SimulatorState:
     """In-memory store, indexed by every key a check uses; every method takes the lock, so
     callers never see a half-made change."""
 
-    def __init__(self, known_accounts: Iterable[str] = ()) -> None:
+    def __init__(self, known_accounts: Iterable[str] = (), *, journal: Path | None = None) -> None:
         self._lock = threading.Lock()
+        self._journal = journal
         self._transactions: list[SimulatedTransaction] = []
         # Each index keeps its transactions in payment order.
         self._indexes: dict[str, dict[str, list[SimulatedTransaction]]] = {
@@ -103,13 +130,28 @@ class SimulatorState:
         self._static_md5s: set[str] = set()
         self._accounts: set[str] = set(known_accounts)
         self._issued_tokens: dict[str, int] = {}
+        if journal is not None and journal.exists():
+            with journal.open(encoding="utf-8") as lines:
+                for number, line in enumerate(lines, start=1):
+                    if line.strip():
+                        try:
+                            self._index(SimulatedTransaction.from_journal(line))
+                        except (ValueError, KeyError, TypeError) as exc:
+                            raise JournalDamaged(f"{journal}, line {number}: {exc}") from exc
 
     def record(self, transaction: SimulatedTransaction) -> None:
         with self._lock:
-            self._transactions.append(transaction)
-            for key_name, index in self._indexes.items():
-                index.setdefault(getattr(transaction, key_name), []).append(transaction)
-            self._accounts.update((transaction.to_account_id, transaction.from_account_id))
+            if self._journal is not None:
+                with self._journal.open("a", encoding="utf-8") as journal:
+                    journal.write(transaction.to_journal() + "\n")
+            self._index(transaction)
+
+    def _index(self, transaction: SimulatedTransaction) -> None:
+        """Into memory; the caller holds the lock (or is the constructor)."""
+        self._transactions.append(transaction)
+        for key_name, index in self._indexes.items():
+            index.setdefault(getattr(transaction, key_name), []).append(transaction)
+        self._accounts.update((transaction.to_account_id, transaction.from_account_id))
 
     def learn_qr(self, md5: str, *, static: bool, account_id: str) -> None:
         """Remember what a banking app saw in a QR: whether it is static, and its payee account."""

@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sse_starlette.sse import AppStatus
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import Scope, Send
@@ -126,6 +127,13 @@ def create_web_app(
     web.add_middleware(BodyLimit, max_bytes=settings.web_max_body_bytes)
     web.add_middleware(SecurityHeaders, hsts=settings.web_secure_cookies)
     return web
+
+
+def end_live_streams() -> None:
+    """End every open event stream of this process (they close within half a second), for a
+    server stopping in a thread: sse-starlette learns of a shutdown from uvicorn's signal
+    handler, which a server off the main thread does not install. Process-wide and final."""
+    AppStatus.should_exit = True
 
 
 def _areas() -> list[Any]:

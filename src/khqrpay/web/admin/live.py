@@ -79,8 +79,12 @@ async def live_region(
 async def _changed(changed: asyncio.Event, listening: asyncio.Task[None], wait_s: float) -> bool:
     """Whether an event came within `wait_s` (False also when the feed dropped this reader)."""
     waiting = asyncio.create_task(changed.wait())
-    done, _ = await asyncio.wait(
-        {waiting, listening}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
-    )
-    waiting.cancel()
+    try:
+        done, _ = await asyncio.wait(
+            {waiting, listening}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        # Also when the stream is cancelled (a server shutting down): a waiter left pending is
+        # destroyed with its page ("Task was destroyed but it is pending!").
+        waiting.cancel()
     return waiting in done
