@@ -79,7 +79,8 @@ LAZY_COMMANDS: dict[str, LazyCommand] = dict(
         _lazy(
             "simulator",
             "khqrpay.cli.simulator:run",
-            "Serve a simulated Bakong Open API, with its control API and banking page under /_sim/.",
+            "Serve a simulated Bakong Open API, with its control API and banking page under "
+            "/_sim/.",
         ),
         _lazy(
             "demo",
