@@ -8,7 +8,6 @@ import random
 import re
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from datetime import UTC
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
@@ -18,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from khqrpay.bakong.budget import CallGate, current_priority
+from khqrpay.bakong.budget import CallGate, current_priority, prepaid, take_prepaid
 from khqrpay.bakong.deeplink import DeeplinkSource, require_url
 from khqrpay.bakong.envelope import (
     Envelope,
@@ -81,9 +80,6 @@ _ACCOUNT_ID = re.compile(r"^[^@\s]+@[^@\s]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # The Open API document's limit on the e-mail a token is registered (and renewed) with.
 MAX_EMAIL_LENGTH = 30
-# Set in the task of a single check whose first request was already taken from the budget (the
-# fallback takes a whole chunk's at once).
-_PREPAID: ContextVar[bool] = ContextVar("bakong_call_prepaid", default=False)
 
 
 class Endpoint(enum.StrEnum):
@@ -309,6 +305,12 @@ class BakongClient:
         until = self._list_blocked_until_ms.get(Endpoint.MD5_LIST, 0)
         return until if until > self._clock.now_ms() else None
 
+    def list_refused_elsewhere(self, until_ms: int) -> None:
+        """Another process found the md5 list refused until `until_ms` (the shared budget's
+        record): check one by one until then, without spending a call to learn it again."""
+        blocked = self._list_blocked_until_ms
+        blocked[Endpoint.MD5_LIST] = max(blocked.get(Endpoint.MD5_LIST, 0), until_ms)
+
     # Token --------------------------------------------------------------------------------------
 
     def _use_token(self, token: BakongToken) -> None:
@@ -463,7 +465,7 @@ class BakongClient:
                 )
             if auth is not _Auth.NONE:
                 self.token_expiring_soon()
-            if budgeted and not (attempts == 1 and _PREPAID.get()):
+            if budgeted:
                 await self._take_budget(endpoint)
             try:
                 guarded = self._breaker.guard()
@@ -499,7 +501,7 @@ class BakongClient:
         return result
 
     async def _take_budget(self, endpoint: Endpoint) -> None:
-        if self._gate is None:
+        if self._gate is None or take_prepaid(1):
             return
         priority = current_priority()
         if await self._gate.acquire(1, priority=priority) < 1:
@@ -713,15 +715,19 @@ class BakongClient:
         # are deferred (OverBudget), never dropped.
         granted = len(chunk)
         if self._gate is not None:
-            granted = await self._gate.acquire(len(chunk), priority=current_priority())
+            granted = take_prepaid(len(chunk))
+            if granted < len(chunk):
+                granted += await self._gate.acquire(
+                    len(chunk) - granted, priority=current_priority()
+                )
 
-        async def prepaid(key: str) -> CheckResult:
-            _PREPAID.set(True)  # in this key's own task (gather wraps each in one)
-            return await check_one(key)
+        async def paid_for(key: str) -> CheckResult:
+            with prepaid(1):  # in this key's own task (gather wraps each in one)
+                return await check_one(key)
 
         # Concurrent, but still paced by the rate limiter and guarded by the breaker.
         answers = await asyncio.gather(
-            *(prepaid(key) for key in chunk[:granted]), return_exceptions=True
+            *(paid_for(key) for key in chunk[:granted]), return_exceptions=True
         )
         results: dict[str, CheckResult | BakongError] = dict.fromkeys(
             chunk[granted:],

@@ -2,8 +2,9 @@
 payment-check call passes (`khqrpay.bakong.budget.CallGate`), and what the verifier plans with.
 
 Each grant is one short write transaction: lock the budget, count the last minute's calls, add the
-granted ones (`khqrpay.orders.budget` does the arithmetic). No transaction is held across a
-Bakong call: the calls are taken first, then made.
+granted ones (`khqrpay.orders.budget` does the arithmetic); the verifier does the same inside the
+transaction of its claim (`lock_use`, `spend`), so it claims exactly what its calls can carry. No
+transaction is held across a Bakong call: the calls are taken first, then made.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import asyncio
 from dataclasses import dataclass
 
 from khqrpay.clock import Clock
-from khqrpay.db import Database
+from khqrpay.db import Database, UnitOfWork
 from khqrpay.db.retry import run_retried
 from khqrpay.orders.budget import CallBudget, CallPriority, counted_since_ms, slot_of
 from khqrpay.orders.schedule import MD5_LIST_LIMIT
+
+# A QR whose check is this late is behind schedule (what staff, logs and metrics are told).
+BEHIND_MS = 30_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,55 @@ class BudgetUse:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """The budget and the orders with a QR behind schedule: what staff, `khqrpay doctor`, the
+    worker's log and metrics say."""
+
+    use: BudgetUse
+    behind_orders: int
+
+    def describe(self) -> str:
+        limit = self.use.budget.calls_per_min
+        behind = f"{self.behind_orders} order{'' if self.behind_orders == 1 else 's'}"
+        if self.use.single_checks:
+            return (
+                f"md5 list refused by Bakong: checking one QR per call, within {limit} calls a "
+                f"minute; {behind} {'is' if self.behind_orders == 1 else 'are'} behind schedule"
+            )
+        return (
+            f"checking with the md5 list (50 QRs a call), within {limit} calls a minute "
+            f"({self.use.used} used in the last minute); {behind} behind schedule"
+        )
+
+
+def lock_use(uow: UnitOfWork, budget: CallBudget, now_ms: int) -> BudgetUse:
+    """The budget, locked until `uow` ends: no other process takes a call meanwhile."""
+    refused_until_ms = uow.budget.lock()
+    used = uow.budget.calls_since(counted_since_ms(now_ms))
+    return BudgetUse(now_ms, budget, used, refused_until_ms)
+
+
+def spend(uow: UnitOfWork, use: BudgetUse, calls: int) -> None:
+    """Count `calls` made now, in the transaction that locked `use`."""
+    if calls:
+        uow.budget.add_calls(slot_of(use.at_ms), calls, prune_before_ms=counted_since_ms(use.at_ms))
+
+
+def read_use(uow: UnitOfWork, budget: CallBudget, now_ms: int) -> BudgetUse:
+    used = uow.budget.calls_since(counted_since_ms(now_ms))
+    return BudgetUse(now_ms, budget, used, uow.budget.list_refused_until_ms())
+
+
+def budget_status(database: Database, budget: CallBudget, *, now_ms: int) -> BudgetStatus:
+    """The budget and how far behind the checks are, in one snapshot."""
+    with database.read() as uow:
+        return BudgetStatus(
+            read_use(uow, budget, now_ms),
+            uow.payments.count_orders_behind(due_before_ms=now_ms - BEHIND_MS),
+        )
+
+
 class SharedCallBudget:
     """`budget` shared through `database` by every process; implements the client's gate."""
 
@@ -63,25 +116,18 @@ class SharedCallBudget:
             return 0
 
         def grant() -> int:
-            now_ms = self._clock.now_ms()
             with self._database.write() as uow:
-                uow.budget.lock()
-                since_ms = counted_since_ms(now_ms)
-                used = uow.budget.calls_since(since_ms)
-                granted = self.budget.grant(calls, used=used, priority=priority)
-                if granted:
-                    uow.budget.add_calls(slot_of(now_ms), granted, prune_before_ms=since_ms)
+                use = lock_use(uow, self.budget, self._clock.now_ms())
+                granted = self.budget.grant(calls, used=use.used, priority=priority)
+                spend(uow, use, granted)
                 return granted
 
         return run_retried(grant)
 
     def use(self) -> BudgetUse:
         """The budget now (a read: the figures may move right after)."""
-        now_ms = self._clock.now_ms()
         with self._database.read() as uow:
-            used = uow.budget.calls_since(counted_since_ms(now_ms))
-            refused_until_ms = uow.budget.list_refused_until_ms()
-        return BudgetUse(now_ms, self.budget, used, refused_until_ms)
+            return read_use(uow, self.budget, self._clock.now_ms())
 
     def _note_list_refused(self, until_ms: int) -> None:
         def note() -> None:

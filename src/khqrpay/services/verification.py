@@ -8,11 +8,12 @@
   this verifier's leases released as each QR is rescheduled.
 - What is the verifier's own: its worker id and leases, and the pause of every Bakong call when
   Bakong asks for one (token refused, rate limited, circuit open).
-- The request budget (`SharedCallBudget`, shared by every process): a cycle claims no more QRs
-  than the calls left this minute can check (50 a call with the md5 list, 1 when Bakong refuses
-  it), watched and fresh QRs first, then the most overdue. A QR the budget had no call for after
-  all (another process took it meanwhile) is handed back untouched: deferred, never dropped, and
-  never expired without its final check.
+- The request budget (`SharedCallBudget`, shared by every process): in the claim's transaction
+  the budget is locked, the cycle claims no more QRs than the calls left this minute can check
+  (50 a call with the md5 list, 1 when Bakong refuses it), watched and fresh QRs first, then the
+  most overdue, and takes exactly the calls its plan makes. A QR the budget had no call for after
+  all (the list refused during the call: one call per QR) is handed back untouched: deferred,
+  never dropped, and never expired without its final check.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from khqrpay.bakong.budget import calling_as
+from khqrpay.bakong.budget import calling_as, prepaid
 from khqrpay.bakong.errors import OverBudget
 from khqrpay.bakong.port import BakongPort
 from khqrpay.clock import Clock
@@ -29,7 +30,7 @@ from khqrpay.db import Database
 from khqrpay.orders.budget import CallPriority
 from khqrpay.orders.model import EvidenceSource, KhqrPayment, validate_actor
 from khqrpay.orders.schedule import MD5_LIST_LIMIT, Candidate, SchedulePolicy, plan_batches
-from khqrpay.services.budget import BudgetUse, SharedCallBudget
+from khqrpay.services.budget import BudgetUse, SharedCallBudget, lock_use, spend
 from khqrpay.services.checking import CheckRecord, CheckTarget, PaymentChecker
 from khqrpay.settings import Settings
 
@@ -67,6 +68,7 @@ class Verifier:
         budget: SharedCallBudget | None = None,
     ) -> None:
         self._database = database
+        self._client = client
         self._budget = budget
         self._clock = clock
         self._checker = PaymentChecker.configured(database, client, settings, clock)
@@ -96,18 +98,14 @@ class Verifier:
         now_ms = self._clock.now_ms()
         if now_ms < self._paused_until_ms:
             return CycleReport(now_ms, paused=True)
-        use = None if self._budget is None else await asyncio.to_thread(self._budget.use)
-        limit, per_call = self._batch_size, MD5_LIST_LIMIT
-        if use is not None:
-            limit = min(limit, use.md5s_affordable(CallPriority.VERIFIER))
-            per_call = use.per_call
-        if limit == 0:
-            return CycleReport(now_ms, budget=use)
-        batches = await asyncio.to_thread(self._claim, now_ms, limit, per_call)
+        batches, use = await asyncio.to_thread(self._claim, now_ms)
+        if use is not None and use.list_refused_until_ms is not None and use.single_checks:
+            self._client.list_refused_elsewhere(use.list_refused_until_ms)
         if not batches:
             return CycleReport(now_ms, budget=use)
         sizes = tuple(len(batch) for batch in batches)
-        with calling_as(CallPriority.VERIFIER):
+        # The claim took the calls of its batches from the budget.
+        with calling_as(CallPriority.VERIFIER), prepaid(len(batches) if use else 0):
             checked = await self._checker.ask(batches, abandon=abandon)
         if checked is None:
             await asyncio.to_thread(self._release, [t for batch in batches for t in batch])
@@ -122,8 +120,17 @@ class Verifier:
         self._paused_until_ms = max(self._paused_until_ms, run.pause_until_ms)
         return CycleReport(now_ms, sizes, run.records, budget=use, deferred=len(deferred))
 
-    def _claim(self, now_ms: int, limit: int, per_call: int) -> list[tuple[CheckTarget, ...]]:
+    def _claim(self, now_ms: int) -> tuple[list[tuple[CheckTarget, ...]], BudgetUse | None]:
+        """The batches to ask Bakong about now, and the budget as the claim found it (None:
+        no budget); with a budget, their calls are taken from it in the same transaction."""
         with self._database.write() as uow:
+            limit, per_call, use = self._batch_size, MD5_LIST_LIMIT, None
+            if self._budget is not None:
+                use = lock_use(uow, self._budget.budget, now_ms)
+                limit = min(limit, use.md5s_affordable(CallPriority.VERIFIER))
+                per_call = use.per_call
+                if limit == 0:
+                    return [], use
             riders_after_ms = self._checker.policy.ride_along_after_ms
             due = uow.payments.lock_due(
                 now_ms=now_ms,
@@ -141,8 +148,10 @@ class Verifier:
             chosen = [candidate.payment_id for batch in plan for candidate in batch]
             if chosen:
                 uow.payments.lease(chosen, owner=self._worker_id, until_ms=now_ms + self._lease_ms)
+            if use is not None:
+                spend(uow, use, len(plan))
         targets = {payment.id: CheckTarget.of(payment) for payment in due}
-        return [tuple(targets[c.payment_id] for c in batch) for batch in plan]
+        return [tuple(targets[c.payment_id] for c in batch) for batch in plan], use
 
     def _release(self, targets: Iterable[CheckTarget]) -> None:
         with self._database.write() as uow:

@@ -275,6 +275,19 @@ class PaymentRepository:
         )
         return result.rowcount == 1
 
+    def count_orders_behind(self, *, due_before_ms: int) -> int:
+        """Orders with a pending QR whose check was due before `due_before_ms` (a range of the
+        due index)."""
+        payments = t.khqr_payments.c
+        return int(
+            self._connection.execute(
+                sa.select(sa.func.count(sa.distinct(payments.order_id))).where(
+                    payments.status == PaymentStatus.PENDING.value,
+                    payments.next_check_ms < due_before_ms,
+                )
+            ).scalar_one()
+        )
+
     def count_pending_by_age(
         self, *, now_ms: int, bands: Sequence[tuple[str, int]]
     ) -> dict[str, int]:
