@@ -1,4 +1,4 @@
-""""I have paid" pressed again and again, in many tabs, on many orders: the presses never take more
+""" "I have paid" pressed again and again, in many tabs, on many orders: the presses never take more
 of the Bakong request budget than the customers' share, and the customer is told plainly that the
 payment is checked next (the order is watched: the verifier checks it first)."""
 
