@@ -178,7 +178,7 @@ class Settings(BaseSettings):
     bakong_max_calls_per_min: int = Field(
         default=60,
         ge=1,
-        le=6000,
+        le=100_000,
         description=(
             "The request budget: at most this many payment-check calls to Bakong a minute (md5 "
             "list, single md5 and hash checks), shared by every worker and web process using the "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from khqrpay.clock import Clock
 from khqrpay.db import Database, UnitOfWork
 from khqrpay.db.retry import run_retried
-from khqrpay.orders.budget import CallBudget, CallPriority, counted_since_ms, slot_of
+from khqrpay.orders.budget import PACE_MS, CallBudget, CallPriority, counted_since_ms, slot_of
 from khqrpay.orders.schedule import MD5_LIST_LIMIT
 
 # A QR whose check is this late is behind schedule (what staff, logs and metrics are told).
@@ -24,13 +24,15 @@ BEHIND_MS = 30_000
 
 @dataclass(frozen=True, slots=True)
 class BudgetUse:
-    """The budget at one moment: its limit, the calls of the last minute, and whether Bakong
-    refuses the md5 list (every QR is then a call of its own)."""
+    """The budget at one moment: its limit, the calls of the last minute (`recent` of them in
+    the last 10 s), and whether Bakong refuses the md5 list (every QR is then a call of its
+    own)."""
 
     at_ms: int
     budget: CallBudget
     used: int
     list_refused_until_ms: int | None
+    recent: int = 0
 
     @property
     def single_checks(self) -> bool:
@@ -43,8 +45,11 @@ class BudgetUse:
 
     def md5s_affordable(self, priority: CallPriority) -> int:
         return self.budget.md5s_affordable(
-            used=self.used, per_call=self.per_call, priority=priority
+            used=self.used, recent=self.recent, per_call=self.per_call, priority=priority
         )
+
+    def grant(self, calls: int, priority: CallPriority) -> int:
+        return self.budget.grant(calls, used=self.used, recent=self.recent, priority=priority)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +77,7 @@ class BudgetStatus:
 def lock_use(uow: UnitOfWork, budget: CallBudget, now_ms: int) -> BudgetUse:
     """The budget, locked until `uow` ends: no other process takes a call meanwhile."""
     refused_until_ms = uow.budget.lock()
-    used = uow.budget.calls_since(counted_since_ms(now_ms))
-    return BudgetUse(now_ms, budget, used, refused_until_ms)
+    return _use(uow, budget, now_ms, refused_until_ms)
 
 
 def spend(uow: UnitOfWork, use: BudgetUse, calls: int) -> None:
@@ -83,8 +87,15 @@ def spend(uow: UnitOfWork, use: BudgetUse, calls: int) -> None:
 
 
 def read_use(uow: UnitOfWork, budget: CallBudget, now_ms: int) -> BudgetUse:
+    return _use(uow, budget, now_ms, uow.budget.list_refused_until_ms())
+
+
+def _use(
+    uow: UnitOfWork, budget: CallBudget, now_ms: int, refused_until_ms: int | None
+) -> BudgetUse:
     used = uow.budget.calls_since(counted_since_ms(now_ms))
-    return BudgetUse(now_ms, budget, used, uow.budget.list_refused_until_ms())
+    recent = uow.budget.calls_since(counted_since_ms(now_ms, PACE_MS)) if used else 0
+    return BudgetUse(now_ms, budget, used, refused_until_ms, recent)
 
 
 def budget_status(database: Database, budget: CallBudget, *, now_ms: int) -> BudgetStatus:
@@ -118,7 +129,7 @@ class SharedCallBudget:
         def grant() -> int:
             with self._database.write() as uow:
                 use = lock_use(uow, self.budget, self._clock.now_ms())
-                granted = self.budget.grant(calls, used=use.used, priority=priority)
+                granted = use.grant(calls, priority)
                 spend(uow, use, granted)
                 return granted
 
