@@ -868,6 +868,12 @@ async def test_renew_token_returns_it_and_can_switch_to_it(
     assert bakong.body() == {"email": "owner@shop.test"}
     assert "Authorization" not in bakong.requests[-1].headers
     assert client.token_expires_at_ms() == START_MS + 30 * DAY_MS  # not switched
+    thirty = "owner.of.the.shop@kampot.test"
+    assert len(f"{thirty}h") == 30  # the Open API's longest e-mail is sent
+    await client.renew_token(f" {thirty}h ")
+    assert bakong.body() == {"email": f"{thirty}h"}
+    with pytest.raises(BakongInputError, match="at most 30"):
+        await client.renew_token(f"{thirty}hh")
 
     assert await client.renew_token("owner@shop.test", switch=True) == new_token
     assert client.token_expires_at_ms() == 1803427200000
