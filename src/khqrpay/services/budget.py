@@ -135,11 +135,6 @@ class SharedCallBudget:
 
         return run_retried(grant)
 
-    def use(self) -> BudgetUse:
-        """The budget now (a read: the figures may move right after)."""
-        with self._database.read() as uow:
-            return read_use(uow, self.budget, self._clock.now_ms())
-
     def _note_list_refused(self, until_ms: int) -> None:
         def note() -> None:
             with self._database.write() as uow:
