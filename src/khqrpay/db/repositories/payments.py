@@ -126,17 +126,22 @@ class PaymentRepository:
         a live lease holds are left out; on PostgreSQL so are rows another transaction has locked
         (`FOR UPDATE SKIP LOCKED`), so concurrent workers never claim the same ones."""
         payments = t.khqr_payments.c
-        # The first tier reads the few rows at the top of the hot and fresh indexes.
-        watched_or_fresh = payments.hot_until_ms > now_ms
+        # The first tier reads the few rows of the hot and the fresh index, one query each; `+ 0`
+        # keeps both databases off the due index, which would walk the whole backlog instead.
+        tiers = [payments.hot_until_ms > now_ms]
         if fresh_since_ms is not None:
-            watched_or_fresh = sa.or_(watched_or_fresh, payments.created_ms > fresh_since_ms)
-        first = self._lock_pending(
-            payments.next_check_ms <= now_ms,
-            watched_or_fresh,
-            order_by=payments.next_check_ms,
-            now_ms=now_ms,
-            limit=limit,
-        )
+            tiers.append(payments.created_ms > fresh_since_ms)
+        first: list[KhqrPayment] = []
+        for tier in tiers:
+            first += self._lock_pending(
+                payments.next_check_ms + 0 <= now_ms,
+                tier,
+                payments.id.not_in([payment.id for payment in first]),
+                order_by=payments.next_check_ms + 0,
+                now_ms=now_ms,
+                limit=limit,
+            )
+        first = sorted(first, key=lambda payment: payment.next_check_ms or 0)[:limit]
         rest = self._lock_pending(
             payments.next_check_ms <= now_ms,
             payments.id.not_in([payment.id for payment in first]),
