@@ -4,12 +4,13 @@ list (50 QRs a call) and without it (Bakong refusing the list: one QR a call), s
 The model, the orders and the schedule are `bench/schedule_bench.py`'s (imported, same seeds): ours,
 with ride-alongs. What this adds is the worker's claim under a budget, as `Verifier._claim` does
 it: the calls left in the last minute (`CallBudget`, the verifier's share: all but the staff's
-reserve) bound the QRs claimed, `per_call` a call; watched and fresh QRs first, the earliest due
-first, then the rest, the most overdue first; then early ones and ride-alongs fill the free places
-of the calls (none with single checks). Calls are counted in one-second slots as the database
-does (`khqrpay.orders.budget`), so no 60 s stretch holds more than the budget. A QR the budget
-cannot check yet stays due: deferred, never dropped, and it expires only after its final check
-(so "missed", a payment made in the window and never found, stays 0 by construction; counted).
+reserve) bound the QRs claimed, `per_call` a call; watched QRs first, then fresh ones, the
+earliest due first, then the rest, the most overdue first; then early ones and ride-alongs fill
+the free places of the calls (none with single checks). Calls are counted in one-second slots as
+the database does (`khqrpay.orders.budget`), so no 60 s stretch holds more than the budget, nor
+any 10 s more than its pace. A QR the budget cannot check yet stays due: deferred, never dropped,
+and it expires only after its final check (so "missed", a payment made in the window and never
+found, stays 0 by construction; counted).
 Customers' "I have paid" presses and staff buttons are not modelled: their shares are kept apart.
 
 Run: .venv/bin/python bench/budget_bench.py [--orders 1000,10000] [--calls-per-min 60]
@@ -66,9 +67,10 @@ class BudgetRun(ScheduleRun):
         self.fresh_window_ms = ours.policy.fresh_window_ms
         self.slots: deque[list[int]] = deque()  # [slot start, calls], oldest first
         self.used = 0
-        # Watched and fresh payments by next check (the claim's first tier); entries are checked
-        # against the order's version and whether it is still watched or fresh.
-        self.first_tier: list[tuple[int, int, int]] = []
+        # Watched, then fresh payments by next check (the claim's first tiers); entries are
+        # checked against the order's version and whether it is still watched, or fresh.
+        self.watched: list[tuple[int, int, int]] = []
+        self.fresh: list[tuple[int, int, int]] = []
         self.last_tick_ms = 0
         self.most_calls_in_a_minute = 0
         self.most_calls_in_10_s = 0
@@ -105,19 +107,25 @@ class BudgetRun(ScheduleRun):
             wake_ms = -(-min(freed) // self.tick_ms) * self.tick_ms
         return wake_ms
 
-    def first_tier_at(self, order: Order, now: int) -> bool:
-        watched = order.hot_until_ms is not None and now < order.hot_until_ms
-        return watched or order.created_ms > now - self.fresh_window_ms
+    def is_watched(self, order: Order, now: int) -> bool:
+        return order.hot_until_ms is not None and now < order.hot_until_ms
+
+    def is_fresh(self, order: Order, now: int) -> bool:
+        return order.created_ms > now - self.fresh_window_ms
 
     def schedule(self, index: int) -> None:
         super().schedule(index)  # an arrival (fresh) or a customer starting to watch (hot)
         order = self.orders[index]
-        heapq.heappush(self.first_tier, (order.next_ms, index, order.version))
+        entry = (order.next_ms, index, order.version)
+        heapq.heappush(self.watched if order.hot_until_ms is not None else self.fresh, entry)
 
     def reschedule(self, index: int, now_ms: int) -> None:
         order = self.orders[index]
-        if self.first_tier_at(order, now_ms):
-            heapq.heappush(self.first_tier, (order.next_ms, index, order.version))
+        entry = (order.next_ms, index, order.version)
+        if self.is_watched(order, now_ms):
+            heapq.heappush(self.watched, entry)
+        elif self.is_fresh(order, now_ms):
+            heapq.heappush(self.fresh, entry)
 
     def claim(self, now: int) -> list[Candidate[int]]:
         capacity = self.calls_left(now) * self.max_per_call
@@ -126,14 +134,19 @@ class BudgetRun(ScheduleRun):
         orders, heappop = self.orders, heapq.heappop
         chosen: list[Candidate[int]] = []
         taken: set[int] = set()
-        for heap, tiered in ((self.first_tier, True), (self.by_next, False)):
+        tiers = ((self.watched, self.is_watched), (self.fresh, self.is_fresh), (self.by_next, None))
+        for heap, belongs in tiers:
             while heap and heap[0][0] <= now and len(chosen) < capacity:
                 next_ms, index, version = heappop(heap)
                 order = orders[index]
                 if order.version != version or index in taken:
                     continue
-                if tiered and not self.first_tier_at(order, now):
-                    continue  # no longer watched nor fresh: its entry by next check stays
+                if belongs is not None and not belongs(order, now):
+                    # No longer watched: a fresh one moves to the next tier; every one keeps its
+                    # entry by next check.
+                    if belongs == self.is_watched and self.is_fresh(order, now):
+                        heapq.heappush(self.fresh, (next_ms, index, version))
+                    continue
                 chosen.append(Candidate(index, next_ms, order.earliest_ms, order.last_checked_ms))
                 taken.add(index)
         # The rest of the due QRs stay in `by_next` (deferred); the free places are filled.

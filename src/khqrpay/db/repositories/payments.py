@@ -116,8 +116,8 @@ class PaymentRepository:
         per_call: int = MD5_LIST_LIMIT,
     ) -> list[KhqrPayment]:
         """The payments to check now, locked until the transaction ends: due ones (at most
-        `limit`) in two tiers, first those a customer is watching (hot) or created after
-        `fresh_since_ms` (None: watched ones only), the earliest due first, then the rest, the
+        `limit`) in tiers, first those a customer is watching (hot), then those created after
+        `fresh_since_ms` (None: no such tier), each the earliest due first, then the rest, the
         most overdue first; so when the budget or `limit` cannot take every due QR, a fresh
         payment is never stuck behind the backlog. Then as many as the calls those need can
         carry, `per_call` a call (`ride_along_slots`), ranked as `plan_batches` ranks them: the
@@ -126,7 +126,7 @@ class PaymentRepository:
         a live lease holds are left out; on PostgreSQL so are rows another transaction has locked
         (`FOR UPDATE SKIP LOCKED`), so concurrent workers never claim the same ones."""
         payments = t.khqr_payments.c
-        # The first tier reads the few rows of the hot and the fresh index, one query each; `+ 0`
+        # The first tiers read the few rows of the hot and the fresh index, one query each; `+ 0`
         # keeps both databases off the due index, which would walk the whole backlog instead.
         tiers = [payments.hot_until_ms > now_ms]
         if fresh_since_ms is not None:
@@ -139,9 +139,8 @@ class PaymentRepository:
                 payments.id.not_in([payment.id for payment in first]),
                 order_by=payments.next_check_ms + 0,
                 now_ms=now_ms,
-                limit=limit,
+                limit=limit - len(first),
             )
-        first = sorted(first, key=lambda payment: payment.next_check_ms or 0)[:limit]
         rest = self._lock_pending(
             payments.next_check_ms <= now_ms,
             payments.id.not_in([payment.id for payment in first]),
