@@ -168,6 +168,9 @@ def run_setup(
             "KHQRPAY_DATABASE_URL": database_url,
             "KHQRPAY_BAKONG_URL": simulator.url,
             "KHQRPAY_BAKONG_TOKEN": simulator.token,
+            # The engine's throughput, not Bakong's request budget (60 calls a minute would
+            # stretch 5,000 payments, 100 md5-list calls, over two minutes).
+            "KHQRPAY_BAKONG_MAX_CALLS_PER_MIN": "100000",
         }
         with tempfile.TemporaryDirectory() as cwd:
             launched = time.monotonic()

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from khqrpay.orders.schedule import (
+    MD5_LIST_LIMIT,
     Candidate,
     NaiveSchedule,
     SchedulePolicy,
@@ -183,7 +184,11 @@ class ScheduleRun:
     ride-alongs, the longest unchecked first). Entries carry the order's `version` (its schedule)
     or `check_version` (its last check); bumping one makes the older entries stale, skipped when
     met. The claim and the check loop run tens of millions of times: they are written for speed.
+    `bench/budget_bench.py` runs the same model within a request budget: it overrides `claim`,
+    `next_wake` and `reschedule`, and checks `max_per_call` md5s a call.
     """
+
+    max_per_call = MD5_LIST_LIMIT
 
     def __init__(self, orders: Sequence[Order], variant: Variant, tick_ms: int) -> None:
         self.orders = orders
@@ -208,7 +213,7 @@ class ScheduleRun:
         while True:
             while by_next and orders[by_next[0][1]].version != by_next[0][2]:
                 heapq.heappop(by_next)
-            wake = -(-by_next[0][0] // tick_ms) * tick_ms if by_next else None
+            wake = self.next_wake(-(-by_next[0][0] // tick_ms) * tick_ms) if by_next else None
             if event_at < len(events) and (wake is None or events[event_at][0] <= wake):
                 moment, kind, index = events[event_at]
                 event_at += 1
@@ -220,6 +225,10 @@ class ScheduleRun:
                 return self.outcome
             else:
                 self.tick(wake)
+
+    def next_wake(self, wake_ms: int) -> int:
+        """When the verifier wakes, given that a payment is due at `wake_ms` (on a tick)."""
+        return wake_ms
 
     def schedule(self, index: int) -> None:
         order = self.orders[index]
@@ -282,7 +291,12 @@ class ScheduleRun:
     def tick(self, now: int) -> None:
         """The worker wakes at `now`: claim, plan the calls, check, reschedule."""
         candidates = self.claim(now)
-        batches = plan_batches(candidates, now_ms=now, ride_along_after_ms=self.ride_along_after_ms)
+        batches = plan_batches(
+            candidates,
+            now_ms=now,
+            ride_along_after_ms=self.ride_along_after_ms,
+            max_per_call=self.max_per_call,
+        )
         assert sum(map(len, batches)) == len(candidates), "every claimed payment is checked"
         outcome = self.outcome
         outcome.requests += len(batches)
@@ -323,6 +337,10 @@ class ScheduleRun:
             checked.append((now, index, order.check_version))
             heappush(by_next, (next_ms, index, order.version))
             heappush(by_earliest, (earliest_ms, index, order.version))
+            self.reschedule(index, now)
+
+    def reschedule(self, index: int, now_ms: int) -> None:
+        """After a check at `now_ms` moved the payment's schedule (a hook: nothing here)."""
 
 
 def run_naive(orders: Sequence[Order], window_ms: int) -> Outcome:

@@ -77,6 +77,8 @@ def serve(database_url: str, simulator_url: str, log: Path, *, worker: bool) -> 
         "KHQRPAY_BAKONG_URL": simulator_url,
         "KHQRPAY_BAKONG_TOKEN": TOKEN,
         "KHQRPAY_BAKONG_RATE_LIMIT_PER_S": "1000",
+        # The web app's figures, not Bakong's request budget (budget_bench.py measures that).
+        "KHQRPAY_BAKONG_MAX_CALLS_PER_MIN": "100000",
         "KHQRPAY_MERCHANT_ACCOUNT": MERCHANT,
         "KHQRPAY_WEB_SECRET_KEY": "bench-secret-key-0123456789abcdef",
         "KHQRPAY_WEB_SECURE_COOKIES": "false",

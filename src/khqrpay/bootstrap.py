@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from khqrpay.bakong import BakongClient, BakongMetrics
     from khqrpay.events import EventBus
     from khqrpay.outbound.addresses import Resolver
+    from khqrpay.services.budget import SharedCallBudget
     from khqrpay.services.checking import PaymentChecker
     from khqrpay.services.dispatch import Dispatcher
     from khqrpay.services.manual import ManualActions
@@ -44,11 +45,13 @@ LEASE_MARGIN_S = 30.0
 
 @dataclass(frozen=True, slots=True)
 class BakongServices:
-    """The services that talk to Bakong, sharing one client (its rate limit, breaker, token)."""
+    """The services that talk to Bakong, sharing one client (its rate limit, breaker, token)
+    and the request budget every process shares (None on a client opened without it)."""
 
     client: BakongClient
     checker: PaymentChecker
     staff: ManualActions
+    budget: SharedCallBudget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,12 @@ class App:
     def policy(self) -> SchedulePolicy:
         return self.settings.schedule_policy()
 
+    def call_budget(self) -> SharedCallBudget:
+        """The Bakong request budget, shared through the database with every other process."""
+        from khqrpay.services.budget import SharedCallBudget
+
+        return SharedCallBudget(self.database, self.settings.call_budget(), self.clock)
+
     @asynccontextmanager
     async def bakong(
         self,
@@ -71,16 +80,25 @@ class App:
         metrics: BakongMetrics | None = None,
     ) -> AsyncIterator[BakongServices]:
         """The Bakong client (closed on exit) and the services built on it. `metrics`: count
-        this client's calls in a registry of their own (default: the process's)."""
+        this client's calls in a registry of their own (default: the process's). Every payment
+        check takes from the request budget all processes share."""
         from khqrpay.bakong import BakongClient
 
+        budget = self.call_budget()
         async with BakongClient(
-            settings=self.settings, clock=self.clock, transport=transport, metrics=metrics
+            settings=self.settings,
+            clock=self.clock,
+            transport=transport,
+            metrics=metrics,
+            gate=budget,
         ) as client:
-            yield self.services_on(client)
+            yield self.services_on(client, budget=budget)
 
-    def services_on(self, client: BakongClient) -> BakongServices:
-        """The Bakong services on a client the caller opened (and closes)."""
+    def services_on(
+        self, client: BakongClient, *, budget: SharedCallBudget | None = None
+    ) -> BakongServices:
+        """The Bakong services on a client the caller opened (and closes); `budget`: the one
+        that client's gate is (the verifier plans with it)."""
         from khqrpay.services.checking import PaymentChecker
         from khqrpay.services.manual import ManualActions
 
@@ -88,7 +106,7 @@ class App:
         staff = ManualActions(
             database=self.database, client=client, checker=checker, clock=self.clock
         )
-        return BakongServices(client, checker, staff)
+        return BakongServices(client, checker, staff, budget)
 
     def verifier(self, bakong: BakongServices, *, worker_id: str) -> Verifier:
         from khqrpay.services.verification import Verifier
@@ -99,6 +117,7 @@ class App:
             settings=self.settings,
             clock=self.clock,
             worker_id=worker_id,
+            budget=bakong.budget,
         )
 
     @asynccontextmanager

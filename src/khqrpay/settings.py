@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from khqrpay.khqr import KHQRInput
+from khqrpay.orders.budget import CallBudget
 from khqrpay.orders.notices import RetrySchedule
 from khqrpay.orders.schedule import SchedulePolicy
 
@@ -176,6 +177,26 @@ class Settings(BaseSettings):
         description=(
             "After the md5/hash list endpoint answers 403, use single checks this long before "
             "retrying it."
+        ),
+    )
+    bakong_max_calls_per_min: int = Field(
+        default=60,
+        ge=1,
+        le=100_000,
+        description=(
+            "The request budget: at most this many payment-check calls to Bakong a minute (md5 "
+            "list, single md5 and hash checks), shared by every worker and web process using the "
+            "same database. With the md5 list one call checks 50 QRs; when Bakong refuses the "
+            "list, each QR is a call and the schedule stretches to stay within it."
+        ),
+    )
+    bakong_staff_reserved_calls_per_min: int = Field(
+        default=6,
+        ge=0,
+        description=(
+            "Calls of the budget kept for staff buttons (Verify Instantly, Check Payment Status, "
+            "a hash check), so a staff click is never refused because of the verifier or "
+            "customers' presses (a budget smaller than this keeps all but one call for staff)."
         ),
     )
 
@@ -577,6 +598,15 @@ class Settings(BaseSettings):
             first_ms=_seconds_to_ms(self.delivery_retry_base_s),
             max_interval_ms=_seconds_to_ms(self.delivery_retry_max_interval_s),
             window_ms=_seconds_to_ms(self.delivery_retry_window_s),
+        )
+
+    def call_budget(self) -> CallBudget:
+        """The Bakong request budget these settings describe."""
+        return CallBudget(
+            calls_per_min=self.bakong_max_calls_per_min,
+            staff_reserved=min(
+                self.bakong_staff_reserved_calls_per_min, self.bakong_max_calls_per_min - 1
+            ),
         )
 
     def schedule_policy(self) -> SchedulePolicy:

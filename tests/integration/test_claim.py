@@ -90,3 +90,40 @@ def test_without_a_due_payment_nothing_is_claimed(
     with database.write() as uow:
         claimed = uow.payments.lock_due(now_ms=now + S, limit=200, ride_along_after_ms=None)
     assert [payment.id for payment in claimed] == [due.id, early.id]
+
+
+def test_watched_and_fresh_qrs_are_claimed_before_a_more_overdue_backlog(
+    shop: Shop, database: Database, clock: FakeClock
+) -> None:
+    """When the limit (the budget) cannot take every due QR, a customer watching and a QR just
+    made go first; the backlog follows, the most overdue first."""
+    product = shop.product(stock=1_000)
+    backlog = [shop.order((product, 1)).payment.id for _ in range(6)]
+    clock.advance(seconds=30 * 60)  # the backlog is no longer fresh (15 minutes)
+    now = clock.now_ms()
+    for rank, payment_id in enumerate(backlog):
+        schedule(database, payment_id, next_ms=now - 600 * S + rank, earliest_ms=0, last_ms=None)
+    watched = backlog[5]  # the least overdue of the backlog, but its customer is watching
+    with database.write() as uow:
+        uow.connection.execute(
+            t.khqr_payments.update()
+            .where(t.khqr_payments.c.id == watched)
+            .values(hot_until_ms=now + MIN)
+        )
+    fresh = shop.order((product, 1)).payment.id
+    schedule(database, fresh, next_ms=now, earliest_ms=now, last_ms=None)
+
+    def claim(limit: int) -> list[int]:
+        with database.write() as uow:
+            claimed = uow.payments.lock_due(
+                now_ms=now,
+                limit=limit,
+                ride_along_after_ms=None,
+                fresh_since_ms=now - 15 * MIN,
+                per_call=1,
+            )
+        return [payment.id for payment in claimed]
+
+    assert claim(2) == [watched, fresh]  # the earliest due of the first tier first
+    assert claim(4) == [watched, fresh, backlog[0], backlog[1]]
+    assert len(claim(200)) == 7  # per_call 1 (single checks): no place for a ride-along

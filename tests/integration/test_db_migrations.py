@@ -36,6 +36,8 @@ TABLES = {
     "webhook_attempts",
     "telegram_alerts",
     "telegram_messages",
+    "bakong_calls",
+    "bakong_budget",
 }
 
 

@@ -39,6 +39,7 @@ from khqrpay.bakong import (
     Failed,
     MalformedTransaction,
     NotFound,
+    OverBudget,
     Paid,
     RateLimited,
     Rejected,
@@ -46,10 +47,12 @@ from khqrpay.bakong import (
     Unauthorized,
     Unavailable,
 )
+from khqrpay.bakong.budget import calling_as
 from khqrpay.bakong.client import parse_retry_after
 from khqrpay.clock import FakeClock, ms_to_datetime
 from khqrpay.logging import configure_logging
 from khqrpay.money import Currency
+from khqrpay.orders.budget import CallPriority
 from khqrpay.settings import Settings
 
 DATA = Path(__file__).parent.parent / "data" / "bakong"
@@ -165,7 +168,7 @@ def make_client(
 ) -> Callable[..., BakongClient]:
     metrics = BakongMetrics(registry)  # one set per registry, shared by this test's clients
 
-    def make(**overrides: object) -> BakongClient:
+    def make(gate: BudgetGate | None = None, **overrides: object) -> BakongClient:
         values: dict[str, object] = {
             "bakong_url": "https://bakong.test",
             "bakong_token": SecretStr(TOKEN),
@@ -180,6 +183,7 @@ def make_client(
             sleep=sleep,
             rng=random.Random(3),
             metrics=metrics,
+            gate=gate,
         )
 
     return make
@@ -864,6 +868,12 @@ async def test_renew_token_returns_it_and_can_switch_to_it(
     assert bakong.body() == {"email": "owner@shop.test"}
     assert "Authorization" not in bakong.requests[-1].headers
     assert client.token_expires_at_ms() == START_MS + 30 * DAY_MS  # not switched
+    thirty = "owner.of.the.shop@kampot.test"
+    assert len(f"{thirty}h") == 30  # the Open API's longest e-mail is sent
+    await client.renew_token(f" {thirty}h ")
+    assert bakong.body() == {"email": f"{thirty}h"}
+    with pytest.raises(BakongInputError, match="at most 30"):
+        await client.renew_token(f"{thirty}hh")
 
     assert await client.renew_token("owner@shop.test", switch=True) == new_token
     assert client.token_expires_at_ms() == 1803427200000
@@ -1081,3 +1091,74 @@ async def test_every_call_is_logged_and_counted(
         metric(registry, "khqrpay_bakong_token_expiry_timestamp_seconds")
         == (START_MS + 30 * DAY_MS) / 1000
     )
+
+
+# The request budget ------------------------------------------------------------------------------
+
+
+class BudgetGate:
+    """A budget of `left` calls, recording who asked for how many and the list refusals."""
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+        self.asked: list[tuple[int, CallPriority]] = []
+        self.list_refused_until: list[int] = []
+
+    async def acquire(self, calls: int, *, priority: CallPriority) -> int:
+        self.asked.append((calls, priority))
+        granted = min(calls, self.left)
+        self.left -= granted
+        return granted
+
+    async def list_refused(self, *, until_ms: int) -> None:
+        self.list_refused_until.append(until_ms)
+
+
+async def test_every_attempt_of_a_payment_check_takes_a_call_and_none_goes_out_without_one(
+    make_client: Callable[..., BakongClient], bakong: FakeBakong
+) -> None:
+    gate = BudgetGate(left=3)
+    client = make_client(gate=gate, bakong_max_retries=3, bakong_breaker_failures=10)
+    bakong.on("/v1/check_transaction_by_md5_list", answer(503, b""), list_answer())
+    await client.check_md5_list(md5s(2))  # a failed attempt and its retry: two calls
+    assert len(bakong.requests) == 2
+    bakong.on("/v1/check_transaction_by_hash", recorded("check_not_found.json"))
+    with calling_as(CallPriority.STAFF):
+        await client.check_hash("a" * 64)
+    with pytest.raises(OverBudget):
+        await client.check_md5(md5s(1)[0])
+    assert len(bakong.requests) == 3  # the refused check sent nothing
+    assert gate.asked == [
+        (1, CallPriority.VERIFIER),
+        (1, CallPriority.VERIFIER),
+        (1, CallPriority.STAFF),
+        (1, CallPriority.VERIFIER),
+    ]
+
+
+async def test_an_over_budget_list_call_gives_each_key_the_refusal_and_the_breaker_stays_shut(
+    make_client: Callable[..., BakongClient], bakong: FakeBakong
+) -> None:
+    client = make_client(gate=BudgetGate(left=1), bakong_breaker_failures=1)
+    bakong.on("/v1/check_transaction_by_md5_list", list_answer())
+    results = await client.check_md5_list(md5s(60))  # two chunks, one call left
+    assert [type(results[key]).__name__ for key in md5s(60)] == ["NotFound"] * 50 + [
+        "OverBudget"
+    ] * 10
+    assert client.circuit_state is CircuitState.CLOSED
+
+
+async def test_single_checks_take_the_chunks_calls_at_once_and_defer_the_keys_left_over(
+    make_client: Callable[..., BakongClient], bakong: FakeBakong, clock: FakeClock
+) -> None:
+    gate = BudgetGate(left=4)
+    client = make_client(gate=gate, bakong_list_fallback_s=600)
+    bakong.on("/v1/check_transaction_by_md5_list", recorded("blocked.html", 403))
+    bakong.on("/v1/check_transaction_by_md5", recorded("check_not_found.json"))
+    with calling_as(CallPriority.CUSTOMER):
+        results = await client.check_md5_list(md5s(5))
+    # The refused list call took one; the three left went to the first three keys.
+    assert bakong.paths().count("check_transaction_by_md5") == 3
+    assert [type(results[key]).__name__ for key in md5s(5)] == ["NotFound"] * 3 + ["OverBudget"] * 2
+    assert gate.asked == [(1, CallPriority.CUSTOMER), (5, CallPriority.CUSTOMER)]
+    assert gate.list_refused_until == [clock.now_ms() + 600_000]

@@ -1,5 +1,6 @@
 """The console's pure helpers: what a search may mean, percentiles, the chart's scale, phone
-numbers as people write them, and a session cookie's staff part read defensively."""
+numbers as people write them, a session cookie's staff part read defensively, and Verify
+Instantly's sentence when the request budget deferred it."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import pytest
 
 from khqrpay.db import OrderSearch
 from khqrpay.services.console import percentile, read_search
+from khqrpay.services.schemas import VerifyView
 from khqrpay.web.admin.access import StaffSession
 from khqrpay.web.admin.charts import nice_ceiling
-from khqrpay.web.admin.wording import phone
+from khqrpay.web.admin.wording import phone, verify_summary
 
 HASH = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
@@ -77,3 +79,11 @@ def test_a_session_in_a_shape_this_code_never_wrote_is_no_session(data: object) 
 def test_a_staff_session_reads_back_what_it_wrote() -> None:
     session = StaffSession(user_id=3, signed_in_ms=10, seen_ms=20)
     assert StaffSession.read(session.written()) == session
+
+
+def test_verify_instantly_deferred_by_the_budget_says_so_not_that_nothing_waits() -> None:
+    view = VerifyView(order_id=7, previous_status="PENDING", status="PENDING", checked=[])
+    assert "No QR code" in verify_summary(view).text
+    deferred = verify_summary(view.model_copy(update={"deferred": 1}))
+    assert deferred.kind == "warn"
+    assert "request budget has no call left" in deferred.text

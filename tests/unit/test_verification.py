@@ -22,6 +22,7 @@ from khqrpay.bakong import (
     Unauthorized,
     Unavailable,
 )
+from khqrpay.orders.budget import CallBudget
 from khqrpay.orders.model import (
     Action,
     AttemptOutcome,
@@ -32,6 +33,7 @@ from khqrpay.orders.model import (
 )
 from khqrpay.orders.schedule import ErrorKind
 from khqrpay.services.bakong_answers import describe_answer, error_kind, evidence_of, outcome_of
+from khqrpay.services.budget import BudgetUse
 from khqrpay.services.checking import CheckRecord, CheckTarget
 from khqrpay.services.completion import CompletionResult
 from khqrpay.services.verification import CycleReport
@@ -194,3 +196,20 @@ def test_a_cycle_report_becomes_metrics() -> None:
     assert _sample("khqrpay_worker_bakong_paused") == 0
     observe(CycleReport(now_ms=30_000, paused=True))
     assert _sample("khqrpay_worker_bakong_paused") == 1
+
+
+def test_the_budget_a_cycle_planned_with_becomes_metrics() -> None:
+    budget = CallBudget(calls_per_min=60, staff_reserved=6)
+    deferred_before = _sample("khqrpay_verifier_deferred_total")
+    refused = BudgetUse(at_ms=30_000, budget=budget, used=42, list_refused_until_ms=90_000)
+    observe(CycleReport(now_ms=30_000, budget=refused, deferred=7))
+    assert _sample("khqrpay_bakong_budget_calls_per_minute") == 60
+    assert _sample("khqrpay_bakong_budget_calls_used") == 42
+    assert _sample("khqrpay_bakong_check_mode", {"mode": "single"}) == 1
+    assert _sample("khqrpay_bakong_check_mode", {"mode": "list"}) == 0
+    assert _sample("khqrpay_verifier_deferred_total") == deferred_before + 7
+    listed = BudgetUse(at_ms=100_000, budget=budget, used=1, list_refused_until_ms=90_000)
+    assert (listed.single_checks, listed.per_call) == (False, 50)
+    observe(CycleReport(now_ms=100_000, budget=listed))
+    assert _sample("khqrpay_bakong_check_mode", {"mode": "single"}) == 0
+    assert _sample("khqrpay_bakong_check_mode", {"mode": "list"}) == 1

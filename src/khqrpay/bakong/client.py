@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from khqrpay.bakong.budget import CallGate, current_priority, prepaid, take_prepaid
 from khqrpay.bakong.deeplink import DeeplinkSource, require_url
 from khqrpay.bakong.envelope import (
     Envelope,
@@ -35,6 +36,7 @@ from khqrpay.bakong.errors import (
     Blocked,
     CircuitOpen,
     MalformedTransaction,
+    OverBudget,
     RateLimited,
     Rejected,
     Unauthorized,
@@ -221,12 +223,15 @@ class BakongClient:
         sleep: Sleeper = asyncio.sleep,
         rng: random.Random | None = None,
         metrics: BakongMetrics | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         self._base_url = require_url("bakong_url", settings.bakong_url)
         if settings.bakong_backoff_max_s < settings.bakong_backoff_base_s:
             raise BakongInputError("bakong_backoff_max_s", "must be at least bakong_backoff_base_s")
         self._settings = settings
         self._clock = clock
+        # The request budget every payment check takes from (None: unlimited, as in unit tests).
+        self._gate = gate
         self._metrics = metrics or default_metrics()
         self._log = get_logger(__name__)
         self._http = httpx.AsyncClient(
@@ -299,6 +304,12 @@ class BakongClient:
         (None: the list endpoint is in use)."""
         until = self._list_blocked_until_ms.get(Endpoint.MD5_LIST, 0)
         return until if until > self._clock.now_ms() else None
+
+    def list_refused_elsewhere(self, until_ms: int) -> None:
+        """Another process found the md5 list refused until `until_ms` (the shared budget's
+        record): check one by one until then, without spending a call to learn it again."""
+        blocked = self._list_blocked_until_ms
+        blocked[Endpoint.MD5_LIST] = max(blocked.get(Endpoint.MD5_LIST, 0), until_ms)
 
     # Token --------------------------------------------------------------------------------------
 
@@ -437,8 +448,10 @@ class BakongClient:
         keys: Sequence[str],
         outcome: Callable[[T], str],
         retry: bool = True,
+        budgeted: bool = False,
     ) -> T:
-        """One logical call: rate limit, breaker, HTTP, interpretation, retries, log and metrics."""
+        """One logical call: rate limit, breaker, HTTP, interpretation, retries, log and metrics.
+        `budgeted`: a payment check, each attempt of which takes a call from the budget."""
         body = encode_json(payload)
         started = time.perf_counter()
         attempts = 0
@@ -452,6 +465,8 @@ class BakongClient:
                 )
             if auth is not _Auth.NONE:
                 self.token_expiring_soon()
+            if budgeted:
+                await self._take_budget(endpoint)
             try:
                 guarded = self._breaker.guard()
             except CircuitOpenError as exc:
@@ -484,6 +499,17 @@ class BakongClient:
             raise
         self._finish(endpoint, keys, outcome(result), started, attempts)
         return result
+
+    async def _take_budget(self, endpoint: Endpoint) -> None:
+        if self._gate is None or take_prepaid(1):
+            return
+        priority = current_priority()
+        if await self._gate.acquire(1, priority=priority) < 1:
+            self._metrics.calls.labels(endpoint.label, OverBudget.kind).inc()
+            raise OverBudget(
+                f"no call left in the request budget for the {priority.value} this minute",
+                endpoint=endpoint.value,
+            )
 
     def _finish(
         self,
@@ -551,7 +577,13 @@ class BakongClient:
             raise _error_for(envelope, endpoint, status)
 
         return await self._call(
-            endpoint, payload, interpret, auth=_Auth.REQUIRED, keys=[key], outcome=_kind_of
+            endpoint,
+            payload,
+            interpret,
+            auth=_Auth.REQUIRED,
+            keys=[key],
+            outcome=_kind_of,
+            budgeted=True,
         )
 
     async def check_md5(self, md5: str) -> CheckResult:
@@ -662,10 +694,13 @@ class BakongClient:
                 auth=_Auth.REQUIRED,
                 keys=chunk,
                 outcome=lambda _answers: "ok",
+                budgeted=True,
             )
         except Blocked:
             until_ms = self._clock.now_ms() + round(self._settings.bakong_list_fallback_s * 1000)
             self._list_blocked_until_ms[endpoint] = until_ms
+            if self._gate is not None:
+                await self._gate.list_refused(until_ms=until_ms)
             self._log.warning(
                 "bakong list endpoint blocked, using single checks",
                 endpoint=endpoint.label,
@@ -676,10 +711,32 @@ class BakongClient:
     async def _check_singly(
         self, chunk: list[str], check_one: Callable[[str], Coroutine[object, object, CheckResult]]
     ) -> dict[str, CheckResult | BakongError]:
+        # One call per key, all taken from the budget at once; the keys it has no call left for
+        # are deferred (OverBudget), never dropped.
+        granted = len(chunk)
+        if self._gate is not None:
+            granted = take_prepaid(len(chunk))
+            if granted < len(chunk):
+                granted += await self._gate.acquire(
+                    len(chunk) - granted, priority=current_priority()
+                )
+
+        async def paid_for(key: str) -> CheckResult:
+            with prepaid(1):  # in this key's own task (gather wraps each in one)
+                return await check_one(key)
+
         # Concurrent, but still paced by the rate limiter and guarded by the breaker.
-        answers = await asyncio.gather(*(check_one(key) for key in chunk), return_exceptions=True)
-        results: dict[str, CheckResult | BakongError] = {}
-        for key, answer in zip(chunk, answers, strict=True):
+        answers = await asyncio.gather(
+            *(paid_for(key) for key in chunk[:granted]), return_exceptions=True
+        )
+        results: dict[str, CheckResult | BakongError] = dict.fromkeys(
+            chunk[granted:],
+            OverBudget(
+                f"single checks: no call left in the request budget for {len(chunk) - granted} "
+                "QRs this minute"
+            ),
+        )
+        for key, answer in zip(chunk[:granted], answers, strict=True):
             if isinstance(answer, Unauthorized) or (
                 isinstance(answer, BaseException) and not isinstance(answer, BakongError)
             ):

@@ -121,3 +121,11 @@ class Rejected(BakongError):
     """A well-formed refusal (e.g. errorCode 5 missing fields, 10 e-mail not registered)."""
 
     kind = "rejected"
+
+
+class OverBudget(BakongError):
+    """Refused locally, nothing sent: the request budget shared by every process
+    (`KHQRPAY_BAKONG_MAX_CALLS_PER_MIN`) has no call left for this caller this minute. The check
+    is deferred, never dropped: the verifier asks again when the budget allows."""
+
+    kind = "over_budget"

@@ -25,6 +25,16 @@ class BakongPort(Protocol):
 
     async def check_hash(self, tx_hash: str) -> CheckResult: ...
 
+    def list_fallback_until_ms(self) -> int | None:
+        """Until when this client checks md5s one by one (the list was refused); None: it uses
+        the list."""
+        ...
+
+    def list_refused_elsewhere(self, until_ms: int) -> None:
+        """Another process found the md5 list refused until `until_ms`: check one by one until
+        then, without spending a call on the list to learn it again."""
+        ...
+
     async def check_short_hash(
         self, short_hash: str, amount: Decimal, currency: Currency
     ) -> CheckResult: ...

@@ -182,6 +182,20 @@ khqr_payments = sa.Table(
         sqlite_where=sa.text("status = 'PENDING'"),
         postgresql_where=sa.text("status = 'PENDING'"),
     ),
+    # The claim's first tier, watched and fresh QRs (migration 0007): a few rows at the top of
+    # each, however large the backlog.
+    sa.Index(
+        "ix_khqr_payments_hot",
+        "hot_until_ms",
+        sqlite_where=sa.text("status = 'PENDING'"),
+        postgresql_where=sa.text("status = 'PENDING'"),
+    ),
+    sa.Index(
+        "ix_khqr_payments_fresh",
+        "created_ms",
+        sqlite_where=sa.text("status = 'PENDING'"),
+        postgresql_where=sa.text("status = 'PENDING'"),
+    ),
 )
 
 payment_evidence = sa.Table(
@@ -487,4 +501,24 @@ telegram_messages = sa.Table(
     sa.UniqueConstraint("alert_id", "chat_id"),
     _pending_index("telegram_messages", "next_attempt_ms"),
     _pending_index("telegram_messages", "chat_id", "id"),
+)
+
+# The Bakong request budget shared by every process (migration 0007): payment-check calls counted
+# in one-second slots (`khqrpay.orders.budget`), pruned after a minute.
+bakong_calls = sa.Table(
+    "bakong_calls",
+    metadata,
+    sa.Column("slot_ms", EpochMs, primary_key=True, autoincrement=False),
+    sa.Column("calls", sa.Integer, nullable=False),
+    sa.CheckConstraint("calls > 0", name="calls_positive"),
+)
+
+# One row: locked by each grant so that two processes never both take the last call, and the
+# md5-list refusal every process should know of.
+bakong_budget = sa.Table(
+    "bakong_budget",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("list_refused_until_ms", EpochMs),
+    sa.CheckConstraint("id = 1", name="one_row"),
 )

@@ -8,6 +8,7 @@ from khqrpay.db.repositories import (
     ApiKeyRepository,
     AttemptRepository,
     AuditRepository,
+    BudgetRepository,
     EvidenceRepository,
     IdempotencyRepository,
     LoginFailureRepository,
@@ -40,6 +41,7 @@ class UnitOfWork:
         self.idempotency = IdempotencyRepository(connection)
         self.staff_users = StaffUserRepository(connection)
         self.login_failures = LoginFailureRepository(connection)
+        self.budget = BudgetRepository(connection)
 
     @property
     def backend(self) -> str:

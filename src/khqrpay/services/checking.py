@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from khqrpay.bakong.errors import BakongError, CircuitOpen, RateLimited, Unauthorized
+from khqrpay.bakong.errors import BakongError, CircuitOpen, OverBudget, RateLimited, Unauthorized
 from khqrpay.bakong.outcomes import Paid, Transaction
 from khqrpay.bakong.port import BakongPort
 from khqrpay.clock import Clock
@@ -119,10 +119,12 @@ class CheckedQr:
 @dataclass(frozen=True, slots=True)
 class CheckRun:
     """The records of one check → apply run, and until when Bakong should not be called
-    (rate limited, circuit open, token refused); 0 when nothing asked for a pause."""
+    (rate limited, circuit open, token refused); 0 when nothing asked for a pause. `deferred`:
+    the QRs the request budget had no call for (nothing was asked or recorded for them)."""
 
     records: tuple[CheckRecord, ...]
     pause_until_ms: int = 0
+    deferred: tuple[CheckTarget, ...] = ()
 
 
 class PaymentChecker:
@@ -166,14 +168,18 @@ class PaymentChecker:
     async def check_and_apply(
         self, targets: Sequence[CheckTarget], *, source: EvidenceSource, actor: str
     ) -> CheckRun:
-        """Check these QRs now and apply the answers (no leases: Verify Instantly)."""
+        """Check these QRs now and apply the answers (no leases: Verify Instantly). QRs the
+        request budget has no call for are left to the verifier's schedule (`deferred`)."""
         validate_actor(actor)
         batches = [
             tuple(targets[i : i + MD5_LIST_LIMIT]) for i in range(0, len(targets), MD5_LIST_LIMIT)
         ]
         checked = await self.ask(batches, abandon=None)
         assert checked is not None  # only an abandon event gives None
-        return await self.apply(checked, source=source, actor=actor)
+        answered = [item for item in checked if not isinstance(item.answer, OverBudget)]
+        run = await self.apply(answered, source=source, actor=actor)
+        deferred = tuple(item.target for item in checked if isinstance(item.answer, OverBudget))
+        return replace(run, deferred=deferred)
 
     async def ask(
         self, batches: Sequence[Sequence[CheckTarget]], *, abandon: asyncio.Event | None

@@ -19,6 +19,7 @@ from khqrpay.bakong.resilience import CircuitState
 from khqrpay.clock import Clock, datetime_to_ms, ms_to_datetime
 from khqrpay.db import CheckRound, Database, OrderQuery, OrderSearch
 from khqrpay.money import Currency, Money
+from khqrpay.orders.budget import CallBudget
 from khqrpay.orders.model import (
     AttemptOutcome,
     EvidenceSource,
@@ -29,6 +30,7 @@ from khqrpay.orders.model import (
     RecordedEvidence,
     normalize_phone,
 )
+from khqrpay.services.budget import BEHIND_MS, BudgetStatus, read_use
 from khqrpay.services.orders import OrderDetails, read_order_details
 
 CAMBODIA = ZoneInfo("Asia/Phnom_Penh")
@@ -74,6 +76,8 @@ class BakongHealth:
     list_refused_until_ms: int | None
     token_expires_ms: int | None
     token_expires_soon: bool
+    # The request budget all processes share, and the orders behind schedule (None: not given).
+    budget: BudgetStatus | None = None
 
     @property
     def error_rate(self) -> float | None:
@@ -119,9 +123,15 @@ def percentile(sorted_values: Sequence[int], share: float) -> int | None:
 
 
 def dashboard(
-    database: Database, *, bakong: BakongStatus, clock: Clock, token_warn_days: float
+    database: Database,
+    *,
+    bakong: BakongStatus,
+    clock: Clock,
+    token_warn_days: float,
+    budget: CallBudget | None = None,
 ) -> Dashboard:
-    """Every figure of the dashboard, read in one snapshot."""
+    """Every figure of the dashboard, read in one snapshot (with `budget`: how much of it the
+    last minute used, and whether the schedule keeps up)."""
     now_ms = clock.now_ms()
     day_ago_ms = now_ms - _DAY_MS
     with database.read() as uow:
@@ -131,6 +141,14 @@ def dashboard(
         evidence = uow.evidence.recorded_since(day_ago_ms)
         rounds = uow.attempts.rounds_since(now_ms - _HOUR_MS)
         last_answer_ms = uow.attempts.last_answered_ms()
+        budget_now = (
+            None
+            if budget is None
+            else BudgetStatus(
+                read_use(uow, budget, now_ms),
+                uow.payments.count_orders_behind(due_before_ms=now_ms - BEHIND_MS),
+            )
+        )
     latencies = sorted(_detection_latencies(evidence))
     return Dashboard(
         now_ms=now_ms,
@@ -143,7 +161,7 @@ def dashboard(
         payments_per_hour=_per_hour(
             [e.evidence.paid_ms for e in evidence if e.evidence.paid_ms >= day_ago_ms], now_ms
         ),
-        bakong=_health(rounds, last_answer_ms, bakong, now_ms, token_warn_days),
+        bakong=_health(rounds, last_answer_ms, bakong, now_ms, token_warn_days, budget=budget_now),
     )
 
 
@@ -181,13 +199,18 @@ def _health(
     bakong: BakongStatus,
     now_ms: int,
     token_warn_days: float,
+    *,
+    budget: BudgetStatus | None,
 ) -> BakongHealth:
     def refused_since_answer(outcome: AttemptOutcome) -> bool:
         refused = [r.at_ms for r in rounds if r.outcomes.get(outcome, 0) > 0]
         return bool(refused) and max(refused) > (last_answer_ms or 0)
 
     expires_ms = bakong.token_expires_at_ms()
+    # This process's client, or any process's (the budget's record).
     fallback_until_ms = bakong.list_fallback_until_ms()
+    if budget is not None and budget.use.single_checks:
+        fallback_until_ms = max(fallback_until_ms or 0, budget.use.list_refused_until_ms or 0)
     return BakongHealth(
         last_answer_ms=last_answer_ms,
         calls=sum(r.calls for r in rounds),
@@ -200,6 +223,7 @@ def _health(
         token_expires_ms=expires_ms,
         token_expires_soon=expires_ms is not None
         and expires_ms - now_ms <= round(token_warn_days * _DAY_MS),
+        budget=budget,
     )
 
 

@@ -40,6 +40,8 @@ from khqrpay.bakong.token import BakongToken, TokenFormatError, read_jwt_expiry_
 from khqrpay.clock import Clock, ms_to_datetime
 from khqrpay.db import Database, DatabaseError, migrate, redacted
 from khqrpay.khqr import KHQRInputError, encode
+from khqrpay.orders.budget import CallBudget
+from khqrpay.services.budget import budget_status
 from khqrpay.services.receiving_account import (
     AccountChecker,
     AccountVerdict,
@@ -74,6 +76,7 @@ class Check(enum.StrEnum):
     WEB = "web"
     DATABASE = "database"
     SCHEMA = "schema"
+    BUDGET = "budget"
     BAKONG = "bakong"
     MD5_LIST = "md5_list"
     RECEIVING_ACCOUNT = "receiving_account"
@@ -125,7 +128,9 @@ async def diagnose(
     except ValueError as exc:  # pydantic's ValidationError, or a loader's own refusal
         return Diagnosis((_invalid_settings(exc), *_skipped(list(Check)[1:], "settings")))
     findings = [*check_settings(settings, now_ms=clock.now_ms())]
-    findings += check_database(settings.database_url)
+    findings += check_database(
+        settings.database_url, budget=settings.call_budget(), now_ms=clock.now_ms()
+    )
     findings += await check_bakong(settings, open_bakong)
     return Diagnosis(tuple(findings))
 
@@ -282,16 +287,16 @@ def _web(settings: Settings) -> Finding:
 # Database ------------------------------------------------------------------------------------
 
 
-def check_database(url: str) -> list[Finding]:
-    """Reachable, and at the schema this code needs. Creates nothing: a missing SQLite file is
-    reported, not made."""
+def check_database(url: str, *, budget: CallBudget, now_ms: int) -> list[Finding]:
+    """Reachable, at the schema this code needs, and how the Bakong request budget (kept in it)
+    is doing. Creates nothing: a missing SQLite file is reported, not made."""
     fix_url = "check KHQRPAY_DATABASE_URL (docs/postgresql.md)"
     try:
         parsed = make_url(url)
     except ArgumentError:
         return [
             Finding(Check.DATABASE, Level.FAIL, "KHQRPAY_DATABASE_URL is not a URL", fix_url),
-            *_skipped([Check.SCHEMA], "database"),
+            *_skipped([Check.SCHEMA, Check.BUDGET], "database"),
         ]
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
         return [
@@ -301,7 +306,7 @@ def check_database(url: str) -> list[Finding]:
                 f"there is no SQLite database at {parsed.database}",
                 f"create it with `khqrpay db upgrade`, or {fix_url}",
             ),
-            *_skipped([Check.SCHEMA], "database"),
+            *_skipped([Check.SCHEMA, Check.BUDGET], "database"),
         ]
     options = (
         {"connect_args": {"connect_timeout": DATABASE_CONNECT_TIMEOUT_S}}
@@ -313,10 +318,16 @@ def check_database(url: str) -> list[Finding]:
     except DatabaseError as exc:
         return [
             Finding(Check.DATABASE, Level.FAIL, str(exc), fix_url),
-            *_skipped([Check.SCHEMA], "database"),
+            *_skipped([Check.SCHEMA, Check.BUDGET], "database"),
         ]
     try:
         current = migrate.current_revision(database)
+        schema = _schema(current)
+        budget_found = (
+            _budget(database, budget, now_ms)
+            if schema.level is Level.OK
+            else _skipped([Check.BUDGET], Check.SCHEMA)[0]
+        )
     except DBAPIError as exc:  # unreachable, refused, or not a database at all
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no connection"
         return [
@@ -326,12 +337,25 @@ def check_database(url: str) -> list[Finding]:
                 f"cannot reach {redacted(parsed)}: {reason}",
                 f"{fix_url}; is the server running and does it accept this machine and user?",
             ),
-            *_skipped([Check.SCHEMA], "database"),
+            *_skipped([Check.SCHEMA, Check.BUDGET], "database"),
         ]
     finally:
         database.dispose()
     reached = Finding(Check.DATABASE, Level.OK, f"reached {redacted(parsed)} ({database.backend})")
-    return [reached, _schema(current)]
+    return [reached, schema, budget_found]
+
+
+def _budget(database: Database, budget: CallBudget, now_ms: int) -> Finding:
+    status = budget_status(database, budget, now_ms=now_ms)
+    if status.use.single_checks or status.behind_orders:
+        return Finding(
+            Check.BUDGET,
+            Level.WARN,
+            status.describe(),
+            "payments are found later, none is skipped; if it lasts, raise "
+            "KHQRPAY_BAKONG_MAX_CALLS_PER_MIN as far as Bakong allows (docs/troubleshooting.md)",
+        )
+    return Finding(Check.BUDGET, Level.OK, status.describe())
 
 
 def _schema(current: str | None) -> Finding:
@@ -398,7 +422,8 @@ async def _probe(client: BakongProbe, settings: Settings) -> list[Finding]:
                 Check.MD5_LIST,
                 Level.WARN,
                 "the md5 list endpoint is refused (HTTP 403) while single checks work: the "
-                "worker makes one call per QR instead of one per 50",
+                "worker makes one call per QR instead of one per 50, within "
+                f"{settings.bakong_max_calls_per_min} calls a minute (the schedule stretches)",
                 "nothing to change; it retries the list every KHQRPAY_BAKONG_LIST_FALLBACK_S "
                 "(docs/troubleshooting.md)",
             ),

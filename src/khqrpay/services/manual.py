@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from khqrpay.bakong.budget import calling_as
 from khqrpay.bakong.errors import BakongError
 from khqrpay.bakong.outcomes import CheckResult, Paid
 from khqrpay.bakong.port import BakongPort
 from khqrpay.clock import Clock
 from khqrpay.db import Database
 from khqrpay.hashes import FULL_HASH, SHORT_HASH
+from khqrpay.orders.budget import CallPriority
 from khqrpay.orders.model import (
     Action,
     AttemptOutcome,
@@ -53,12 +55,15 @@ class ActionRefused(OrderError):
 
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
-    """Verify Instantly: each unexpired QR checked now, and the order's status before and after."""
+    """Verify Instantly: each unexpired QR checked now, and the order's status before and after.
+    `deferred`: QRs the request budget had no call for now (the verifier checks them, the
+    watched ones first)."""
 
     order_id: int
     previous_status: OrderStatus
     status: OrderStatus
     checks: tuple[CheckRecord, ...]
+    deferred: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +107,12 @@ class ManualActions:
         validate_order_id(order_id)
         before, payments = await asyncio.to_thread(self._order_and_payments, order_id)
         pending = [CheckTarget.of(p) for p in payments if p.status is PaymentStatus.PENDING]
-        run = await self._checker.check_and_apply(
-            pending, source=EvidenceSource.VERIFY_INSTANTLY, actor=actor
-        )
+        with calling_as(priority_of(actor)):
+            run = await self._checker.check_and_apply(
+                pending, source=EvidenceSource.VERIFY_INSTANTLY, actor=actor
+            )
         after, _ = await asyncio.to_thread(self._order_and_payments, order_id)
-        return VerifyResult(order_id, before.status, after.status, run.records)
+        return VerifyResult(order_id, before.status, after.status, run.records, len(run.deferred))
 
     async def check_status(self, order_id: int) -> PaymentStatusReport:
         """What Bakong says now about each QR of the order, and the recent attempts. Read-only:
@@ -116,7 +122,8 @@ class ManualActions:
         answers: dict[str, CheckResult | BakongError] = {}
         if payments:
             try:
-                answers = await self._client.check_md5_list([p.md5 for p in payments])
+                with calling_as(CallPriority.STAFF):
+                    answers = await self._client.check_md5_list([p.md5 for p in payments])
             except BakongError as error:
                 answers = {p.md5.lower(): error for p in payments}
         qrs = []
@@ -154,12 +161,13 @@ class ManualActions:
         order, payments = await asyncio.to_thread(self._order_and_payments, order_id)
         accounts = frozenset(p.to_account for p in payments)
         try:
-            if FULL_HASH.fullmatch(given):
-                answer = await self._client.check_hash(given)
-            else:
-                answer = await self._client.check_short_hash(
-                    given, order.total.amount, order.currency
-                )
+            with calling_as(CallPriority.STAFF):
+                if FULL_HASH.fullmatch(given):
+                    answer = await self._client.check_hash(given)
+                else:
+                    answer = await self._client.check_short_hash(
+                        given, order.total.amount, order.currency
+                    )
         except BakongError as error:
             raise ActionRefused(f"could not check {given[:8]} with Bakong now: {error}") from error
         if not isinstance(answer, Paid):
@@ -214,6 +222,16 @@ class ManualActions:
                 now_ms=self._clock.now_ms(),
                 reason=reason,
             )
+
+
+def priority_of(actor: str) -> CallPriority:
+    """Whose share of the request budget an action by `actor` takes: a customer's press the
+    smallest, staff (and the CLI) the whole of it, the shop's software (`api:`) the verifier's."""
+    if actor == "customer":
+        return CallPriority.CUSTOMER
+    if actor == "cli" or actor.startswith("staff:"):
+        return CallPriority.STAFF
+    return CallPriority.VERIFIER
 
 
 def watch_order(database: Database, order_id: int, *, policy: SchedulePolicy, clock: Clock) -> int:

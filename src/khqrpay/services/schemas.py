@@ -409,12 +409,14 @@ class CheckView(Schema):
 
 
 class VerifyView(Schema):
-    """Verify Instantly: every unexpired QR checked now, the order before and after."""
+    """Verify Instantly: every unexpired QR checked now, the order before and after; `deferred`:
+    QRs not asked because the Bakong request budget had no call left (the worker checks them)."""
 
     order_id: int
     previous_status: str
     status: str
     checked: list[CheckView]
+    deferred: int = 0
 
     @classmethod
     def of(cls, result: VerifyResult) -> VerifyView:
@@ -423,6 +425,7 @@ class VerifyView(Schema):
             previous_status=result.previous_status.value,
             status=result.status.value,
             checked=[CheckView.of(record) for record in result.checks],
+            deferred=result.deferred,
         )
 
 

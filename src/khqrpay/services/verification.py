@@ -8,6 +8,12 @@
   this verifier's leases released as each QR is rescheduled.
 - What is the verifier's own: its worker id and leases, and the pause of every Bakong call when
   Bakong asks for one (token refused, rate limited, circuit open).
+- The request budget (`SharedCallBudget`, shared by every process): in the claim's transaction
+  the budget is locked, the cycle claims no more QRs than the calls left this minute can check
+  (50 a call with the md5 list, 1 when Bakong refuses it), watched and fresh QRs first, then the
+  most overdue, and takes exactly the calls its plan makes. A QR the budget had no call for after
+  all (the list refused during the call: one call per QR) is handed back untouched: deferred,
+  never dropped, and never expired without its final check.
 """
 
 from __future__ import annotations
@@ -16,11 +22,15 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from khqrpay.bakong.budget import calling_as, prepaid
+from khqrpay.bakong.errors import OverBudget
 from khqrpay.bakong.port import BakongPort
 from khqrpay.clock import Clock
 from khqrpay.db import Database
+from khqrpay.orders.budget import CallPriority
 from khqrpay.orders.model import EvidenceSource, KhqrPayment, validate_actor
-from khqrpay.orders.schedule import Candidate, SchedulePolicy, plan_batches
+from khqrpay.orders.schedule import MD5_LIST_LIMIT, Candidate, SchedulePolicy, plan_batches
+from khqrpay.services.budget import BudgetUse, SharedCallBudget, lock_use, spend
 from khqrpay.services.checking import CheckRecord, CheckTarget, PaymentChecker
 from khqrpay.settings import Settings
 
@@ -34,6 +44,10 @@ class CycleReport:
     records: tuple[CheckRecord, ...] = ()
     paused: bool = False
     abandoned: bool = False
+    # The budget as the cycle planned with it (None: no budget), and the QRs it could not check
+    # after all (handed back to be claimed again, first, when the budget allows).
+    budget: BudgetUse | None = None
+    deferred: int = 0
 
     @property
     def claimed(self) -> int:
@@ -51,14 +65,18 @@ class Verifier:
         settings: Settings,
         clock: Clock,
         worker_id: str,
+        budget: SharedCallBudget | None = None,
     ) -> None:
         self._database = database
+        self._client = client
+        self._budget = budget
         self._clock = clock
         self._checker = PaymentChecker.configured(database, client, settings, clock)
         self._worker_id = worker_id
         self._actor = validate_actor(f"worker:{worker_id}")
         self._batch_size = settings.worker_batch_size
         self._lease_ms = round(settings.worker_lease_s * 1000)
+        self._fresh_window_ms = self._checker.policy.fresh_window_ms
         self._paused_until_ms = 0
 
     @property
@@ -80,34 +98,60 @@ class Verifier:
         now_ms = self._clock.now_ms()
         if now_ms < self._paused_until_ms:
             return CycleReport(now_ms, paused=True)
-        batches = await asyncio.to_thread(self._claim, now_ms)
+        batches, use = await asyncio.to_thread(self._claim, now_ms)
+        if use is not None and use.list_refused_until_ms is not None and use.single_checks:
+            self._client.list_refused_elsewhere(use.list_refused_until_ms)
         if not batches:
-            return CycleReport(now_ms)
+            return CycleReport(now_ms, budget=use)
         sizes = tuple(len(batch) for batch in batches)
-        checked = await self._checker.ask(batches, abandon=abandon)
+        # The claim took the calls of its batches from the budget.
+        with calling_as(CallPriority.VERIFIER), prepaid(len(batches) if use else 0):
+            checked = await self._checker.ask(batches, abandon=abandon)
         if checked is None:
             await asyncio.to_thread(self._release, [t for batch in batches for t in batch])
-            return CycleReport(now_ms, sizes, abandoned=True)
+            return CycleReport(now_ms, sizes, abandoned=True, budget=use)
+        deferred = [item.target for item in checked if isinstance(item.answer, OverBudget)]
+        if deferred:
+            await asyncio.to_thread(self._release, deferred)
+            checked = [item for item in checked if not isinstance(item.answer, OverBudget)]
         run = await self._checker.apply(
             checked, source=EvidenceSource.VERIFIER, actor=self._actor, lease_owner=self._worker_id
         )
         self._paused_until_ms = max(self._paused_until_ms, run.pause_until_ms)
-        return CycleReport(now_ms, sizes, run.records)
+        return CycleReport(now_ms, sizes, run.records, budget=use, deferred=len(deferred))
 
-    def _claim(self, now_ms: int) -> list[tuple[CheckTarget, ...]]:
+    def _claim(self, now_ms: int) -> tuple[list[tuple[CheckTarget, ...]], BudgetUse | None]:
+        """The batches to ask Bakong about now, and the budget as the claim found it (None:
+        no budget); with a budget, their calls are taken from it in the same transaction."""
         with self._database.write() as uow:
+            limit, per_call, use = self._batch_size, MD5_LIST_LIMIT, None
+            if self._budget is not None:
+                use = lock_use(uow, self._budget.budget, now_ms)
+                limit = min(limit, use.md5s_affordable(CallPriority.VERIFIER))
+                per_call = use.per_call
+                if limit == 0:
+                    return [], use
             riders_after_ms = self._checker.policy.ride_along_after_ms
             due = uow.payments.lock_due(
-                now_ms=now_ms, limit=self._batch_size, ride_along_after_ms=riders_after_ms
+                now_ms=now_ms,
+                limit=limit,
+                ride_along_after_ms=riders_after_ms,
+                fresh_since_ms=now_ms - self._fresh_window_ms,
+                per_call=per_call,
             )
             plan = plan_batches(
-                map(_candidate, due), now_ms=now_ms, ride_along_after_ms=riders_after_ms
+                map(_candidate, due),
+                now_ms=now_ms,
+                ride_along_after_ms=riders_after_ms,
+                max_per_call=per_call,
             )
             chosen = [candidate.payment_id for batch in plan for candidate in batch]
             if chosen:
                 uow.payments.lease(chosen, owner=self._worker_id, until_ms=now_ms + self._lease_ms)
+            if use is not None:
+                spend(uow, use, len(plan))
         targets = {payment.id: CheckTarget.of(payment) for payment in due}
-        return [tuple(targets[c.payment_id] for c in batch) for batch in plan]
+        return [tuple(targets[c.payment_id] for c in batch) for batch in plan], use
 
     def _release(self, targets: Iterable[CheckTarget]) -> None:
         with self._database.write() as uow:

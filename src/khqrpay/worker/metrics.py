@@ -51,3 +51,26 @@ CYCLE_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 OUTBOX_RELAYED = Counter("khqrpay_outbox_relayed_total", "Outbox events published to the bus.")
+BUDGET_LIMIT = Gauge(
+    "khqrpay_bakong_budget_calls_per_minute",
+    "The request budget: payment-check calls to Bakong allowed a minute, all processes together.",
+)
+BUDGET_USED = Gauge(
+    "khqrpay_bakong_budget_calls_used",
+    "Payment-check calls made in the last minute by all processes, as the last cycle saw it.",
+)
+CHECK_MODE = Gauge(
+    "khqrpay_bakong_check_mode",
+    "1 for the mode in use: list (the md5 list, 50 QRs a call) or single (one QR a call: Bakong "
+    "refuses the list).",
+    ["mode"],
+)
+DEFERRED = Counter(
+    "khqrpay_verifier_deferred_total",
+    "QR checks deferred because the request budget had no call left (checked later, never "
+    "dropped).",
+)
+BEHIND_SCHEDULE = Gauge(
+    "khqrpay_orders_behind_schedule",
+    "Orders with a QR whose check is more than 30 s late (the budget cannot keep up).",
+)

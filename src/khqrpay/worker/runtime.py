@@ -25,6 +25,7 @@ from khqrpay.events import EventBus
 from khqrpay.logging import get_logger
 from khqrpay.orders.model import AttemptOutcome
 from khqrpay.services.alerts import warn_token_expiry
+from khqrpay.services.budget import budget_status
 from khqrpay.services.dispatch import Dispatcher
 from khqrpay.services.expiry import sweep_expired_orders
 from khqrpay.services.orders import pending_payments_by_age
@@ -105,6 +106,7 @@ class Worker:
         self._bus = bus
         self._clock = app.clock
         self._bakong = bakong.client
+        self._budget = bakong.budget
         self.verifier = app.verifier(bakong, worker_id=self.worker_id)
         self._sweep_interval_ms = round(app.settings.worker_sweep_interval_s * 1000)
         self._next_sweep_ms = 0
@@ -193,6 +195,14 @@ class Worker:
         )
         for band, count in ages.items():
             metrics.PENDING_PAYMENTS.labels(age_band=band).set(count)
+        if self._budget is not None:
+            status = await asyncio.to_thread(
+                budget_status, self._database, self._budget.budget, now_ms=now_ms
+            )
+            metrics.BEHIND_SCHEDULE.set(status.behind_orders)
+            # Said every sweep while it lasts: the shop should know payments are found slower.
+            if status.use.single_checks or status.behind_orders:
+                _log.warning("bakong request budget", status=status.describe())
         await asyncio.to_thread(
             warn_token_expiry,
             self._database,
@@ -221,6 +231,13 @@ async def run_worker(app: App, bakong: BakongServices, bus: EventBus, stop: asyn
 def observe(report: CycleReport) -> None:
     """A cycle's report as metrics."""
     metrics.BAKONG_PAUSED.set(1 if report.paused else 0)
+    metrics.DEFERRED.inc(report.deferred)
+    if report.budget is not None:
+        metrics.BUDGET_LIMIT.set(report.budget.budget.calls_per_min)
+        metrics.BUDGET_USED.set(report.budget.used)
+        single = report.budget.single_checks
+        metrics.CHECK_MODE.labels(mode="single").set(1 if single else 0)
+        metrics.CHECK_MODE.labels(mode="list").set(0 if single else 1)
     if report.batch_sizes:
         metrics.CLAIMED.observe(report.claimed)
     for size in report.batch_sizes:

@@ -12,6 +12,7 @@ from khqrpay.db.repositories.api_clients import (
 )
 from khqrpay.db.repositories.attempts import AttemptRepository, CheckRound
 from khqrpay.db.repositories.audit import AuditRepository
+from khqrpay.db.repositories.budget import BudgetRepository
 from khqrpay.db.repositories.evidence import DuplicateHash, EvidenceRepository
 from khqrpay.db.repositories.orders import OrderQuery, OrderRepository, OrderSearch
 from khqrpay.db.repositories.outbox import OutboxRepository
@@ -30,6 +31,7 @@ __all__ = [
     "ApiKeyRepository",
     "AttemptRepository",
     "AuditRepository",
+    "BudgetRepository",
     "CheckRound",
     "DuplicateHash",
     "DuplicateSku",

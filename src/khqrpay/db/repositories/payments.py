@@ -12,7 +12,7 @@ from khqrpay.db import tables as t
 from khqrpay.db.repositories._shared import money
 from khqrpay.money import Money
 from khqrpay.orders.model import AttemptOutcome, KhqrPayment, PaymentStatus
-from khqrpay.orders.schedule import NextCheck, Watch, ride_along_slots
+from khqrpay.orders.schedule import MD5_LIST_LIMIT, NextCheck, Watch, ride_along_slots
 
 
 class PaymentRepository:
@@ -107,23 +107,49 @@ class PaymentRepository:
     # The verifier ----------------------------------------------------------------------------
 
     def lock_due(
-        self, *, now_ms: int, limit: int, ride_along_after_ms: int | None
+        self,
+        *,
+        now_ms: int,
+        limit: int,
+        ride_along_after_ms: int | None,
+        fresh_since_ms: int | None = None,
+        per_call: int = MD5_LIST_LIMIT,
     ) -> list[KhqrPayment]:
-        """The payments to check now, locked until the transaction ends: every due one (at most
-        `limit`), the most overdue first, then as many as the calls those need can carry
-        (`ride_along_slots`), ranked as `plan_batches` ranks them: the early ones (past their
-        earliest check) the soonest due first, then ride-alongs last checked at least
-        `ride_along_after_ms` ago (None: none), the longest ago first. Payments a live lease holds
-        are left out; on PostgreSQL so are rows another transaction has locked (`FOR UPDATE SKIP
-        LOCKED`), so concurrent workers never claim the same ones."""
+        """The payments to check now, locked until the transaction ends: due ones (at most
+        `limit`) in tiers, first those a customer is watching (hot), then those created after
+        `fresh_since_ms` (None: no such tier), each the earliest due first, then the rest, the
+        most overdue first; so when the budget or `limit` cannot take every due QR, a fresh
+        payment is never stuck behind the backlog. Then as many as the calls those need can
+        carry, `per_call` a call (`ride_along_slots`), ranked as `plan_batches` ranks them: the
+        early ones (past their earliest check) the soonest due first, then ride-alongs last
+        checked at least `ride_along_after_ms` ago (None: none), the longest ago first. Payments
+        a live lease holds are left out; on PostgreSQL so are rows another transaction has locked
+        (`FOR UPDATE SKIP LOCKED`), so concurrent workers never claim the same ones."""
         payments = t.khqr_payments.c
-        due = self._lock_pending(
+        # The first tiers read the few rows of the hot and the fresh index, one query each; `+ 0`
+        # keeps both databases off the due index, which would walk the whole backlog instead.
+        tiers = [payments.hot_until_ms > now_ms]
+        if fresh_since_ms is not None:
+            tiers.append(payments.created_ms > fresh_since_ms)
+        first: list[KhqrPayment] = []
+        for tier in tiers:
+            first += self._lock_pending(
+                payments.next_check_ms + 0 <= now_ms,
+                tier,
+                payments.id.not_in([payment.id for payment in first]),
+                order_by=payments.next_check_ms + 0,
+                now_ms=now_ms,
+                limit=limit - len(first),
+            )
+        rest = self._lock_pending(
             payments.next_check_ms <= now_ms,
+            payments.id.not_in([payment.id for payment in first]),
             order_by=payments.next_check_ms,
             now_ms=now_ms,
-            limit=limit,
+            limit=limit - len(first),
         )
-        slots = ride_along_slots(len(due))
+        due = [*first, *rest]
+        slots = ride_along_slots(len(due), max_per_call=per_call)
         early = self._lock_pending(
             payments.earliest_check_ms <= now_ms,
             payments.next_check_ms > now_ms,
@@ -252,6 +278,19 @@ class PaymentRepository:
             )
         )
         return result.rowcount == 1
+
+    def count_orders_behind(self, *, due_before_ms: int) -> int:
+        """Orders with a pending QR whose check was due before `due_before_ms` (a range of the
+        due index)."""
+        payments = t.khqr_payments.c
+        return int(
+            self._connection.execute(
+                sa.select(sa.func.count(sa.distinct(payments.order_id))).where(
+                    payments.status == PaymentStatus.PENDING.value,
+                    payments.next_check_ms < due_before_ms,
+                )
+            ).scalar_one()
+        )
 
     def count_pending_by_age(
         self, *, now_ms: int, bands: Sequence[tuple[str, int]]

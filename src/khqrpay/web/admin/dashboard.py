@@ -27,6 +27,7 @@ def _figures(context: WebContext) -> dict[str, Any]:
         bakong=context.bakong.client,
         clock=app.clock,
         token_warn_days=app.settings.bakong_token_warn_days,
+        budget=app.settings.call_budget(),
     )
     return {
         "figures": figures,

@@ -106,6 +106,14 @@ class Summary:
 def verify_summary(view: VerifyView) -> Summary:
     """Verify Instantly's result in one sentence: what Bakong said and what changed."""
     if not view.checked:
+        if view.deferred:
+            return Summary(
+                "warn",
+                _(
+                    "Not asked: the Bakong request budget has no call left this minute. "
+                    "The worker checks this order soon; try again in a minute."
+                ),
+            )
         if view.status == OrderStatus.COMPLETED:
             return Summary("ok", _("Already paid: nothing to check."))
         return Summary("info", _("No QR code of this order is still waiting for payment."))

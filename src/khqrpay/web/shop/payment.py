@@ -247,7 +247,14 @@ async def customer_paid(token: str, request: Request, context: Context) -> Respo
         status = details.order.status if result is None else result.status
         return answer(request, back=back, kind="ok", message=_paid_message(status), data={})
     outcomes = {check.outcome for check in result.checks}
-    if outcomes <= {AttemptOutcome.NOT_FOUND, AttemptOutcome.PAID}:
+    if result.deferred and not result.checks:
+        # The shop's Bakong budget is spent for this minute: the press made the order watched,
+        # and the verifier checks watched orders first.
+        message = _(
+            "Many payments are being checked right now. Yours is next in line: "
+            "this page changes by itself as soon as your payment arrives."
+        )
+    elif outcomes <= {AttemptOutcome.NOT_FOUND, AttemptOutcome.PAID}:
         message = _(
             "We have not seen your payment yet. If you have just paid, it can take a minute: "
             "this page changes by itself as soon as it arrives."
