@@ -149,7 +149,7 @@ REFUSED: list[tuple[tuple[str, ...], str]] = [
         ("orders", "clear-refund-flag", "1", "--reference", "FT", "--reason", "x"),
         "error: order 1 has no refund flag to clear",
     ),
-    (("products", "update", "TEA-1"), "error: give a new name or a new price"),
+    (("products", "update", "TEA-1"), "error: give a new name, Khmer name or price"),
     (("products", "update", "TEA-1", "--price", "1.001"), "error: USD allows at most 2"),
     (("products", "update", "NOPE", "--name", "x"), "error: unknown SKU: NOPE"),
     (("products", "deactivate", "NOPE"), "error: unknown SKU: NOPE"),

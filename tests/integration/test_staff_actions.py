@@ -477,7 +477,7 @@ def _product_audit(connection: sa.Connection) -> list[tuple[str, Any]]:
 
 
 BAD_UPDATES: list[tuple[dict[str, str], type[Exception], str]] = [
-    ({}, OrderError, "give a new name or a new price"),
+    ({}, OrderError, "give a new name, Khmer name or price"),
     ({"price": "1.005"}, ValueError, "USD allows at most 2 decimals"),
     ({"price": "-1"}, ValueError, "not a plain non-negative decimal"),
     ({"name": "   "}, OrderError, "a product name is 1 to 200"),
