@@ -449,6 +449,10 @@ def test_each_language_sees_its_product_names_and_orders_keep_them(web: Web) -> 
     catalogue = khmer.get("/").text
     assert "អាម៉ុក" in catalogue
     assert "អាម៉ុកត្រី" not in catalogue  # renamed
+    # Sorted by the name shown: Latin letters before Khmer ones, Fish before Latte.
+    assert catalogue.index("Latte drink") < catalogue.index("អាម៉ុក")
+    english_catalogue = english.get("/").text
+    assert english_catalogue.index("Fish amok") < english_catalogue.index("Latte drink")
     # The order keeps the name it was made with.
     assert "អាម៉ុកត្រី" in khmer.get(f"/pay/{tokens[khmer]}").text
     assert "1 × អាម៉ុកត្រី" in khmer.get("/orders").text

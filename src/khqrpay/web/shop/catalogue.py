@@ -33,7 +33,11 @@ Optional = Annotated[str, Form(max_length=200)]
 
 @router.get("/")
 def catalogue(request: Request, context: Context) -> Response:
-    products = products_for_sale(context.app.database)
+    # In the order of the names the reader sees (Khmer letters sort in their alphabet's order).
+    products = sorted(
+        products_for_sale(context.app.database),
+        key=lambda product: (local_name(product).casefold(), product.sku),
+    )
     return render(
         context, request, "catalogue.html", {"products": products, "in_cart": session.cart(request)}
     )
