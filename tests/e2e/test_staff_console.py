@@ -43,6 +43,10 @@ OWNER = ("olivia", "owner-password-1")
 STAFF = ("sam", "staff-password-1")
 # A payment found by the worker shows within this long (checks every 0.5 s from 0.5 s old).
 FOUND_MS = 15_000
+DEVICES = pytest.mark.parametrize(
+    ("device", "viewport"),
+    [("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 800})],
+)
 MENU = (
     ("ICED-COFFEE", "Iced coffee with milk", "1.50", "USD", 40),
     ("LIME-JUICE", "Fresh lime juice", "1.25", "USD", 30),
@@ -291,10 +295,7 @@ def _busy_day(shop: Shop) -> int:
     return short.order.id
 
 
-@pytest.mark.parametrize(
-    ("device", "viewport"),
-    [("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 800})],
-)
+@DEVICES
 def test_screenshots_of_the_console(
     browser: Browser, live_shop: Shop, device: str, viewport: dict[str, int]
 ) -> None:
@@ -332,10 +333,7 @@ def test_the_console_speaks_khmer(browser: Browser, quiet_shop: Shop) -> None:
         page.screenshot(path=SCREENSHOTS / "dashboard-phone-km.png", full_page=True)
 
 
-@pytest.mark.parametrize(
-    ("device", "viewport"),
-    [("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 800})],
-)
+@DEVICES
 def test_an_owner_gives_a_product_its_khmer_name(
     browser: Browser, quiet_shop: Shop, device: str, viewport: dict[str, int]
 ) -> None:
