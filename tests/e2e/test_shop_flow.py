@@ -42,13 +42,14 @@ VIEWPORTS = {
     "phone": {"width": 390, "height": 844},
     "desktop": {"width": 1280, "height": 800},
 }
+# SKU, English name, Khmer name (the croissant has none: Khmer readers see the English).
 PRODUCTS = [
-    ("LATTE", "Iced latte", "2.50", "USD", 40),
-    ("AMERICANO", "Americano", "1.75", "USD", 3),
-    ("CROISSANT", "Butter croissant", "2.00", "USD", 15),
-    ("TEA", "Lemon tea", "1.25", "USD", 0),
-    ("NUM-PANG", "នំបុ័ង Num pang", "6000", "KHR", 12),
-    ("MANGO", "Mango sticky rice", "8000", "KHR", 8),
+    ("LATTE", "Iced latte", "ឡាតេទឹកកក", "2.50", "USD", 40),
+    ("AMERICANO", "Americano", "អាមេរិកាណូ", "1.75", "USD", 3),
+    ("CROISSANT", "Butter croissant", None, "2.00", "USD", 15),
+    ("TEA", "Lemon tea", "តែក្រូចឆ្មា", "1.25", "USD", 0),
+    ("NUM-PANG", "Num pang", "នំបុ័ង", "6000", "KHR", 12),
+    ("MANGO", "Mango sticky rice", "បាយដំណើបស្វាយ", "8000", "KHR", 8),
 ]
 
 
@@ -73,11 +74,12 @@ def live_shop() -> Iterator[LiveShop]:
         database = Database.from_url(url)
         migrate.upgrade(database)
         clock = SystemClock()
-        for sku, name, price, currency, stock in PRODUCTS:
+        for sku, name, name_km, price, currency, stock in PRODUCTS:
             add_product(
                 database,
                 sku=sku,
                 name=name,
+                name_km=name_km,
                 price=Money(Decimal(price), Currency(currency)),
                 stock=stock,
                 now_ms=clock.now_ms(),
@@ -232,10 +234,14 @@ def test_the_shop_switches_to_khmer_and_stays_in_khmer(
     page.get_by_role("link", name="ខ្មែរ").click()
     expect(page.locator("html")).to_have_attribute("lang", "km")
     expect(page.get_by_role("link", name="កន្ត្រក")).to_be_visible()
+    expect(page.get_by_role("heading", name="ឡាតេទឹកកក")).to_be_visible()
+    expect(page.get_by_role("heading", name="Butter croissant")).to_be_visible()
+    expect(page.locator("main")).not_to_contain_text("Iced latte")
     _shot(page, f"km-{viewport}-1-catalogue")
     _fill_cart(page, live_shop)
     page.goto(f"{live_shop.url}/cart")  # the choice is remembered
     expect(page.get_by_role("heading", name="កន្ត្រករបស់អ្នក")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("ឡាតេទឹកកក")
     _shot(page, f"km-{viewport}-2-cart")
     page.get_by_role("button", name=re.compile("បង់តាម KHQR")).click()
     expect(page.get_by_role("heading", name="ស្កេនដើម្បីបង់ប្រាក់")).to_be_visible()
@@ -243,6 +249,7 @@ def test_the_shop_switches_to_khmer_and_stays_in_khmer(
     qr = _download_qr(page)
     _pay_in_banking_app(context, live_shop, qr)
     expect(page.get_by_role("heading", name="បានទទួលការទូទាត់")).to_be_visible(timeout=15_000)
+    expect(page.locator("main")).to_contain_text("1 × ឡាតេទឹកកក")
     _shot(page, f"km-{viewport}-4-paid")
     page.goto(f"{live_shop.url}/orders")
     expect(page.get_by_role("heading", name="ការបញ្ជាទិញរបស់ខ្ញុំ", level=1)).to_be_visible()

@@ -43,6 +43,10 @@ OWNER = ("olivia", "owner-password-1")
 STAFF = ("sam", "staff-password-1")
 # A payment found by the worker shows within this long (checks every 0.5 s from 0.5 s old).
 FOUND_MS = 15_000
+DEVICES = pytest.mark.parametrize(
+    ("device", "viewport"),
+    [("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 800})],
+)
 MENU = (
     ("ICED-COFFEE", "Iced coffee with milk", "1.50", "USD", 40),
     ("LIME-JUICE", "Fresh lime juice", "1.25", "USD", 30),
@@ -291,10 +295,7 @@ def _busy_day(shop: Shop) -> int:
     return short.order.id
 
 
-@pytest.mark.parametrize(
-    ("device", "viewport"),
-    [("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 800})],
-)
+@DEVICES
 def test_screenshots_of_the_console(
     browser: Browser, live_shop: Shop, device: str, viewport: dict[str, int]
 ) -> None:
@@ -330,3 +331,22 @@ def test_the_console_speaks_khmer(browser: Browser, quiet_shop: Shop) -> None:
         page.goto(f"{quiet_shop.url}/admin")
         expect(page.get_by_role("heading", level=1)).to_have_text("តាមដានការបញ្ជាទិញដែលកំពុងរង់ចាំ")
         page.screenshot(path=SCREENSHOTS / "dashboard-phone-km.png", full_page=True)
+
+
+@DEVICES
+def test_an_owner_gives_a_product_its_khmer_name(
+    browser: Browser, quiet_shop: Shop, device: str, viewport: dict[str, int]
+) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    khmer = "ទឹកក្រូចឆ្មាស្រស់" if device == "phone" else "ទឹកក្រូចឆ្មា"
+    with _context(browser, viewport=viewport) as context:
+        page = context.new_page()
+        log_in(page, quiet_shop, OWNER, "/admin/products")
+        row = page.locator("#product-LIME-JUICE")
+        row.get_by_text("Change").click()
+        row.get_by_label("Khmer name").fill(khmer)
+        row.get_by_role("button", name="Save").click()
+        expect(page.locator("#product-LIME-JUICE [lang=km]").first).to_have_text(khmer)
+        page.locator("#product-LIME-JUICE").get_by_text("Change").click()
+        expect(page.locator("#product-LIME-JUICE").get_by_label("Khmer name")).to_have_value(khmer)
+        page.screenshot(path=SCREENSHOTS / f"products-edit-{device}.png", full_page=True)

@@ -35,6 +35,7 @@ def tea(web: Web) -> None:
         web.app.database,
         sku="TEA",
         name="Lemon tea",
+        name_km="តែក្រូចឆ្មា",
         price=Money(Decimal("1.25"), Currency.USD),
         stock=5,
         now_ms=web.app.clock.now_ms(),
@@ -91,7 +92,14 @@ def test_an_order_from_lines_answers_201_with_its_khqr_and_links(
     assert len(body["md5"]) == 32
     assert body["expires_at"].endswith("Z")
     assert body["lines"] == [
-        {"sku": "TEA", "name": "Lemon tea", "unit_price": "1.25", "quantity": 2, "total": "2.50"}
+        {
+            "sku": "TEA",
+            "name": "Lemon tea",
+            "name_km": "តែក្រូចឆ្មា",
+            "unit_price": "1.25",
+            "quantity": 2,
+            "total": "2.50",
+        }
     ]
     assert body["customer"] == {"name": "Dara", "phone": None}
     order = web.app.database
@@ -349,6 +357,7 @@ def test_products_lists_what_is_on_sale(api: httpx.Client) -> None:
         "id": tea["id"],
         "sku": "TEA",
         "name": "Lemon tea",
+        "name_km": "តែក្រូចឆ្មា",
         "price": "1.25",
         "currency": "USD",
         "stock": 5,

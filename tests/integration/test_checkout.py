@@ -127,6 +127,7 @@ def test_checkout_refuses_bad_carts_with_a_clear_message(
             uow.products.add(
                 sku=sku,
                 name=sku,
+                name_km=None,
                 price=Money.from_minor(price, Currency(currency)),
                 stock=10,
                 now_ms=clock.now_ms(),

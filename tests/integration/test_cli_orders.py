@@ -69,16 +69,17 @@ def test_products_and_orders_round_trip(cli: Cli) -> None:
         "id": 1,
         "sku": "TEA-1",
         "name": "Iced tea",
+        "name_km": None,
         "price": "1.50",
         "currency": "USD",
         "stock": 5,
         "active": True,
     }
-    cli.ok(*products_add("RICE", "Rice", "4000", "khr", "2"))
+    cli.ok(*products_add("RICE", "Rice", "4000", "khr", "2"), "--name-km", " បាយ ")
     listed = cli.ok("products", "list")
-    assert [(p["sku"], p["price"], p["currency"]) for p in listed] == [
-        ("RICE", "4000", "KHR"),
-        ("TEA-1", "1.50", "USD"),
+    assert [(p["sku"], p["name_km"], p["price"], p["currency"]) for p in listed] == [
+        ("RICE", "បាយ", "4000", "KHR"),
+        ("TEA-1", None, "1.50", "USD"),
     ]
 
     created = cli.ok(
@@ -97,7 +98,14 @@ def test_products_and_orders_round_trip(cli: Cli) -> None:
     assert shown["token"] == created["token"]
     assert shown["phone"] == "+85512345678"
     assert shown["lines"] == [
-        {"sku": "TEA-1", "name": "Iced tea", "unit_price": "1.50", "quantity": 3, "total": "4.50"}
+        {
+            "sku": "TEA-1",
+            "name": "Iced tea",
+            "name_km": None,
+            "unit_price": "1.50",
+            "quantity": 3,
+            "total": "4.50",
+        }
     ]
     [qr] = shown["qrs"]
     assert (qr["md5"], qr["status"], qr["expires_at"]) == (

@@ -149,8 +149,12 @@ REFUSED: list[tuple[tuple[str, ...], str]] = [
         ("orders", "clear-refund-flag", "1", "--reference", "FT", "--reason", "x"),
         "error: order 1 has no refund flag to clear",
     ),
-    (("products", "update", "TEA-1"), "error: give a new name or a new price"),
+    (("products", "update", "TEA-1"), "error: give a new name, Khmer name or price"),
     (("products", "update", "TEA-1", "--price", "1.001"), "error: USD allows at most 2"),
+    (
+        ("products", "update", "TEA-1", "--name-km", "Iced tea"),
+        "error: a Khmer name must be written in Khmer script",
+    ),
     (("products", "update", "NOPE", "--name", "x"), "error: unknown SKU: NOPE"),
     (("products", "deactivate", "NOPE"), "error: unknown SKU: NOPE"),
     (
@@ -177,6 +181,9 @@ def test_product_commands_edit_deactivate_and_restock(cli: Cli) -> None:
     updated = cli.ok("products", "update", "TEA-1", "--name", "Lemon tea", "--price", "2")
     assert (updated["name"], updated["price"], updated["currency"]) == ("Lemon tea", "2.00", "USD")
     assert cli.ok("orders", "show", str(pending["id"]))["total"] == "1.50"
+    named = cli.ok("products", "update", "TEA-1", "--name-km", "តែក្រូចឆ្មា")
+    assert (named["name"], named["name_km"]) == ("Lemon tea", "តែក្រូចឆ្មា")
+    assert cli.ok("products", "update", "TEA-1", "--name-km", "")["name_km"] is None
 
     off = cli.ok("products", "deactivate", "TEA-1", "--reason", "out of lemons")
     assert off["active"] is False

@@ -178,3 +178,35 @@ def test_a_client_holds_one_active_key_at_a_time(database: Database) -> None:
     with database.write() as uow:
         uow.connection.execute(sa.text("UPDATE api_keys SET revoked_ms = 1"))
     add("b" * 64)
+
+
+def test_0010_gives_existing_products_and_lines_no_khmer_name_and_removes_it_again(
+    empty_database: Database,
+) -> None:
+    migrate.upgrade(empty_database, "0006")
+    _an_order_at_an_older_revision(empty_database)
+    with empty_database.write() as uow:
+        uow.connection.execute(
+            sa.text(
+                "INSERT INTO products (sku, name, price_minor, currency, stock, active, "
+                "created_ms, updated_ms) VALUES ('TEA', 'Tea', 150, 'USD', 1, true, 0, 0)"
+            )
+        )
+        uow.connection.execute(
+            sa.text(
+                "INSERT INTO order_lines (order_id, product_id, sku, name, unit_price_minor, "
+                "quantity) VALUES (1, 1, 'TEA', 'Tea', 150, 1)"
+            )
+        )
+    migrate.upgrade(empty_database)
+    with empty_database.read() as uow:
+        product = uow.products.get(1)
+        assert product is not None
+        assert product.name_km is None
+        assert [line.name_km for line in uow.orders.lines(1)] == [None]
+    migrate.downgrade(empty_database, "0006")
+    inspector = sa.inspect(empty_database.engine)
+    for table in ("products", "order_lines"):
+        assert "name_km" not in {c["name"] for c in inspector.get_columns(table)}
+    with empty_database.read() as uow:
+        assert uow.connection.execute(sa.text("SELECT name FROM order_lines")).all() == [("Tea",)]

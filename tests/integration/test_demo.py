@@ -20,10 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from khqrpay.clock import FakeClock
 from khqrpay.db import Database, migrate
 from khqrpay.demo import CATALOGUE, DATABASE_FILE, LOG_FILE
+from khqrpay.demo.scenario import seed_catalogue
 from khqrpay.orders.model import OrderStatus
 from khqrpay.services.orders import list_orders, order_details
+from khqrpay.services.products import add_product, list_products
 
 KHQRPAY = Path(sys.executable).with_name("khqrpay")
 DURATION_S = 20
@@ -219,3 +222,29 @@ def test_on_a_terminal_the_dashboard_runs_until_ctrl_c(tmp_path: Path) -> None:
     assert "Ctrl-C stops" in visible
     assert "Demo over after" in visible
     assert_no_secret(screen, (tmp_path / "data" / LOG_FILE).read_text())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_seeding_again_splits_the_old_joined_names_and_keeps_staff_changes(
+    database: Database,
+) -> None:
+    clock = FakeClock()
+    coffee, latte = CATALOGUE[0], CATALOGUE[6]
+    for item, name in ((coffee, coffee.old_name), (latte, "Latte by staff")):
+        add_product(
+            database,
+            sku=item.sku,
+            name=name,
+            price=item.price,
+            stock=item.stock,
+            now_ms=clock.now_ms(),
+        )
+    assert seed_catalogue(database, clock) == len(CATALOGUE) - 2
+    names = {p.sku: (p.name, p.name_km) for p in list_products(database)}
+    assert names[coffee.sku] == (coffee.english, coffee.khmer)
+    assert names[latte.sku] == ("Latte by staff", None)
+    assert names[CATALOGUE[1].sku] == (CATALOGUE[1].english, CATALOGUE[1].khmer)
+    assert all(name_km for sku, (_, name_km) in names.items() if sku != latte.sku)
+    kept = list_products(database)
+    assert seed_catalogue(database, clock) == 0
+    assert list_products(database) == kept

@@ -22,16 +22,24 @@ from helpers.web import Browser, Web, event_stream
 from khqrpay.db import tables as t
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import OrderStatus, Product
-from khqrpay.services.products import add_product, set_product_active
+from khqrpay.services.products import add_product, set_product_active, update_product
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
-def _product(web: Web, sku: str, price: str, currency: str = "USD", stock: int = 10) -> Product:
+def _product(
+    web: Web,
+    sku: str,
+    price: str,
+    currency: str = "USD",
+    stock: int = 10,
+    name_km: str | None = None,
+) -> Product:
     return add_product(
         web.app.database,
         sku=sku,
         name=f"{sku.title()} drink",
+        name_km=name_km,
         price=Money(Decimal(price), Currency(currency)),
         stock=stock,
         now_ms=web.app.clock.now_ms(),
@@ -422,6 +430,42 @@ def test_the_shop_speaks_khmer_when_asked_and_remembers_it(web: Web) -> None:
     assert switched.status_code == 303
     assert switched.headers["location"] == "/cart"
     assert "កន្ត្រករបស់អ្នក" in browser.get("/cart").text
+
+
+def test_each_language_sees_its_product_names_and_orders_keep_them(web: Web) -> None:
+    _product(web, "AMOK", "4.50", name_km="អាម៉ុកត្រី")
+    _product(web, "LATTE", "1.50")  # no Khmer name: Khmer readers see the English one
+    english, khmer = web.browser(), web.browser("km")
+    tokens = {}
+    for browser in (english, khmer):
+        browser.add("AMOK")
+        browser.add("LATTE")
+        tokens[browser] = browser.checkout(phone="012345678")
+    update_product(web.app.database, "AMOK", name_km="អាម៉ុក", clock=web.app.clock, actor="cli")
+    for path in ("/", f"/pay/{tokens[khmer]}", "/orders"):
+        page = khmer.get(path).text
+        assert "Latte drink" in page, path
+        assert "Amok drink" not in page, path
+    catalogue = khmer.get("/").text
+    assert "អាម៉ុក" in catalogue
+    assert "អាម៉ុកត្រី" not in catalogue  # renamed
+    # Sorted by the name shown: Latin letters before Khmer ones, Amok before Latte.
+    assert catalogue.index("<h2>Latte drink</h2>") < catalogue.index("<h2>អាម៉ុក</h2>")
+    english_catalogue = english.get("/").text
+    shown = english_catalogue.index("<h2>Amok drink</h2>"), english_catalogue.index("<h2>Latte")
+    assert shown[0] < shown[1]
+    # The order keeps the name it was made with.
+    assert "អាម៉ុកត្រី" in khmer.get(f"/pay/{tokens[khmer]}").text
+    assert "1 × អាម៉ុកត្រី" in khmer.get("/orders").text
+    for browser in (english, khmer):
+        browser.add("AMOK")
+    cart = khmer.get("/cart").text
+    assert "អាម៉ុក" in cart
+    assert "អាម៉ុកត្រី" not in cart
+    for path in ("/", "/cart", f"/pay/{tokens[english]}", "/orders"):
+        page = english.get(path).text
+        assert "Amok drink" in page, path
+        assert "អាម៉ុក" not in page, path
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from khqrpay.clock import FakeClock
 from khqrpay.db import Database
 from khqrpay.db import tables as t
+from khqrpay.money import Currency, Money
 from khqrpay.orders.events import (
     DomainEvent,
     OrderStatusChanged,
@@ -37,6 +38,7 @@ from khqrpay.orders.model import (
 from khqrpay.services.checkout import CreatedOrder
 from khqrpay.services.completion import CompletionResult, record_payment
 from khqrpay.services.products import (
+    add_product,
     adjust_stock,
     set_product_active,
     update_product,
@@ -467,6 +469,40 @@ def test_a_new_name_and_price_apply_to_new_orders_only(
     assert _rows(database) == unchanged
 
 
+def test_a_khmer_name_is_kept_by_the_orders_made_with_it(
+    shop: Shop, database: Database, clock: FakeClock
+) -> None:
+    product = add_product(
+        database,
+        sku="TEA-KM",
+        name="Iced tea",
+        name_km=" តែ  ទឹកកក ",
+        price=Money.parse("1.50", Currency.USD),
+        stock=5,
+        now_ms=clock.now_ms(),
+    )
+    assert (product.name, product.name_km) == ("Iced tea", "តែ ទឹកកក")
+    before = shop.order((product, 1))
+    renamed = update_product(database, product.sku, name_km="តែក្រូចឆ្មា", clock=clock, actor=STAFF)
+    assert (renamed.name, renamed.name_km) == ("Iced tea", "តែក្រូចឆ្មា")
+    cleared = update_product(database, product.sku, name_km="", clock=clock, actor=STAFF)
+    assert cleared.name_km is None
+    after = shop.order((cleared, 1))
+    with database.read() as uow:
+        lines = uow.orders.lines_of([before.order.id, after.order.id])
+        audit = [d for action, d in _product_audit(uow.connection) if action == "product_updated"]
+    assert [line.name_km for line in lines[before.order.id]] == ["តែ ទឹកកក"]
+    assert [line.name_km for line in lines[after.order.id]] == [None]
+    assert [entry["name_km"] for entry in audit] == [
+        {"from": "តែ ទឹកកក", "to": "តែក្រូចឆ្មា"},
+        {"from": "តែក្រូចឆ្មា", "to": None},
+    ]
+    # Clearing a name already absent writes nothing.
+    unchanged = _rows(database)
+    update_product(database, product.sku, name_km=" ", clock=clock, actor=STAFF)
+    assert _rows(database) == unchanged
+
+
 def _product_audit(connection: sa.Connection) -> list[tuple[str, Any]]:
     rows = connection.execute(
         sa.select(t.audit_log.c.action, t.audit_log.c.details)
@@ -477,10 +513,11 @@ def _product_audit(connection: sa.Connection) -> list[tuple[str, Any]]:
 
 
 BAD_UPDATES: list[tuple[dict[str, str], type[Exception], str]] = [
-    ({}, OrderError, "give a new name or a new price"),
+    ({}, OrderError, "give a new name, Khmer name or price"),
     ({"price": "1.005"}, ValueError, "USD allows at most 2 decimals"),
     ({"price": "-1"}, ValueError, "not a plain non-negative decimal"),
     ({"name": "   "}, OrderError, "a product name is 1 to 200"),
+    ({"name_km": "Iced tea"}, OrderError, "a Khmer name must be written in Khmer script"),
     ({"sku": "NOPE", "name": "x"}, ProductNotFound, "unknown SKU: NOPE"),
 ]
 

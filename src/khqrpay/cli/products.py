@@ -24,11 +24,15 @@ OptionalReason = Annotated[str | None, typer.Option(help="Why, for the audit tra
 
 @app.command()
 def add(
+    *,
     sku: Annotated[str, typer.Option(help="Stock-keeping unit, unique (e.g. TEA-1).")],
-    name: Annotated[str, typer.Option(help="The product's name.")],
+    name: Annotated[str, typer.Option(help="The product's name, in English.")],
     price: Annotated[str, typer.Option(help="In the currency's usual unit: 1.50 USD, 4000 KHR.")],
     currency: Annotated[str, typer.Option(help="KHR or USD.")],
     stock: Annotated[int, typer.Option(help="Units in stock.")],
+    name_km: Annotated[
+        str | None, typer.Option(help="Its name in Khmer, shown to Khmer readers.")
+    ] = None,
 ) -> None:
     """Add a product."""
     with open_app() as app:
@@ -36,6 +40,7 @@ def add(
             app.database,
             sku=sku,
             name=name,
+            name_km=name_km,
             price=Money.parse(price, Currency.parse(currency)),
             stock=stock,
             now_ms=app.clock.now_ms(),
@@ -55,19 +60,22 @@ def list_command() -> None:
 @app.command()
 def update(
     sku: Sku,
-    name: Annotated[str | None, typer.Option(help="The new name.")] = None,
+    *,
+    name: Annotated[str | None, typer.Option(help="The new English name.")] = None,
+    name_km: Annotated[str | None, typer.Option(help='The new Khmer name; "" removes it.')] = None,
     price: Annotated[
         str | None, typer.Option(help="The new price, in the product's currency (it stays).")
     ] = None,
     reason: OptionalReason = None,
     staff: Staff = None,
 ) -> None:
-    """Change a product's name and/or price; orders already made keep theirs."""
+    """Change a product's names and/or price; orders already made keep theirs."""
     with open_app() as app:
         product = update_product(
             app.database,
             sku,
             name=name,
+            name_km=name_km,
             price=price,
             clock=app.clock,
             actor=staff_actor(staff),

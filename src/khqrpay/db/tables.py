@@ -74,6 +74,8 @@ products = sa.Table(
     sa.Column("id", Id, primary_key=True),
     sa.Column("sku", sa.String(64), nullable=False, unique=True),
     sa.Column("name", sa.String(200), nullable=False),
+    # Migration 0010: the Khmer name, shown to Khmer readers when set (`name` is the English).
+    sa.Column("name_km", sa.String(200)),
     sa.Column("price_minor", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("stock", sa.Integer, nullable=False),
@@ -134,6 +136,8 @@ order_lines = sa.Table(
     sa.Column("product_id", Id, sa.ForeignKey("products.id"), nullable=False),
     sa.Column("sku", sa.String(64), nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
+    # Migration 0010: the Khmer name as it was at checkout.
+    sa.Column("name_km", sa.String(200)),
     sa.Column("unit_price_minor", sa.BigInteger, nullable=False),
     sa.Column("quantity", sa.Integer, nullable=False),
     sa.CheckConstraint("quantity > 0", name="quantity_positive"),

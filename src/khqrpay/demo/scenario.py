@@ -19,7 +19,7 @@ from khqrpay.db import Database
 from khqrpay.money import Currency, Money
 from khqrpay.orders.model import LineRequest
 from khqrpay.services.checkout import new_qr_for_order
-from khqrpay.services.products import add_product, list_products
+from khqrpay.services.products import add_product, list_products, update_product
 from khqrpay.settings import Settings
 
 DAY_S = 24 * 3600
@@ -55,9 +55,8 @@ class CatalogueItem:
     stock: int
 
     @property
-    def name(self) -> str:
-        """Both names in the product's one name (products have no per-language name): the
-        shop shows them together in either language."""
+    def old_name(self) -> str:
+        """The one name demos before Khmer names gave the product: both, joined."""
         return f"{self.english} · {self.khmer}"
 
 
@@ -210,18 +209,32 @@ def banking_app_url(simulator_url: str, qr: str) -> str:
 
 def seed_catalogue(database: Database, clock: Clock) -> int:
     """Add the catalogue's products the shop does not have yet (a product staff changed stays as
-    they left it); how many were added."""
-    known = {product.sku for product in list_products(database)}
+    they left it); how many were added. A product still named as an earlier demo named it,
+    "English · Khmer" in one name, gets its two names apart."""
+    known = {product.sku: product for product in list_products(database)}
     missing = [item for item in CATALOGUE if item.sku not in known]
     for item in missing:
         add_product(
             database,
             sku=item.sku,
-            name=item.name,
+            name=item.english,
+            name_km=item.khmer,
             price=item.price,
             stock=item.stock,
             now_ms=clock.now_ms(),
         )
+    for item in CATALOGUE:
+        kept = known.get(item.sku)
+        if kept is not None and kept.name == item.old_name and kept.name_km is None:
+            update_product(
+                database,
+                item.sku,
+                name=item.english,
+                name_km=item.khmer,
+                clock=clock,
+                actor="system",
+                reason="the demo's English and Khmer names apart",
+            )
     return len(missing)
 
 

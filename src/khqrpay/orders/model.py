@@ -306,7 +306,8 @@ def normalize_phone(phone: str) -> str:
 class Product:
     id: int
     sku: str
-    name: str
+    name: str  # English, always set
+    name_km: str | None  # Khmer, when staff gave one
     price: Money
     stock: int
     active: bool
@@ -348,6 +349,7 @@ class OrderLine:
     product_id: int
     sku: str
     name: str
+    name_km: str | None
     unit_price: Money
     quantity: int
 

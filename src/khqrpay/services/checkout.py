@@ -89,7 +89,14 @@ def _priced_lines(uow: UnitOfWork, requests: list[LineRequest]) -> list[OrderLin
         if request.quantity > product.stock:
             raise NotEnoughStock(f"only {product.stock} of {product.sku} left", sku=product.sku)
         lines.append(
-            OrderLine(product.id, product.sku, product.name, product.price, request.quantity)
+            OrderLine(
+                product.id,
+                product.sku,
+                product.name,
+                product.name_km,
+                product.price,
+                request.quantity,
+            )
         )
     currencies = sorted({line.unit_price.currency.value for line in lines})
     if len(currencies) > 1:

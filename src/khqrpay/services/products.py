@@ -1,5 +1,5 @@
-"""The product catalogue: adding and listing products; staff editing them (name, price, for sale
-or not, stock). Every change is audited with who made it and why."""
+"""The product catalogue: adding and listing products; staff editing them (English and Khmer
+names, price, for sale or not, stock). Every change is audited with who made it and why."""
 
 from __future__ import annotations
 
@@ -31,10 +31,27 @@ PRODUCT_ACTIONS = (
 MAX_STOCK = 1_000_000_000
 
 
-def _clean_name(name: str) -> str:
-    cleaned = " ".join(validate_text(name, "a product name").split())
+def _clean_name(name: str, what: str = "a product name") -> str:
+    cleaned = " ".join(validate_text(name, what).split())
     if not cleaned or len(cleaned) > MAX_NAME_LENGTH:
-        raise OrderError(f"a product name is 1 to {MAX_NAME_LENGTH} characters")
+        raise OrderError(f"{what} is 1 to {MAX_NAME_LENGTH} characters")
+    return cleaned
+
+
+def is_khmer(character: str) -> bool:
+    """A letter, sign or digit of the Khmer block (U+1780 to U+17FF)."""
+    return "\u1780" <= character <= "\u17ff"
+
+
+def clean_khmer_name(name_km: str | None) -> str | None:
+    """A Khmer name as stored: spaces collapsed; None when blank (no Khmer name). Refused when it
+    has no Khmer letter at all (an English name typed in the wrong field), is too long or has
+    control characters."""
+    if name_km is None or not name_km.strip():
+        return None
+    cleaned = _clean_name(name_km, "a Khmer name")
+    if not any(is_khmer(character) for character in cleaned):
+        raise OrderError("a Khmer name must be written in Khmer script (or left empty)")
     return cleaned
 
 
@@ -47,27 +64,45 @@ def add_product(
     stock: int,
     now_ms: int,
     actor: str = "system",
+    name_km: str | None = None,
 ) -> Product:
-    """A new, active product; refuses a duplicate SKU, a blank name or one with control
-    characters, a price of 0 or more than a KHQR code can ask for, or a stock out of range."""
+    """A new, active product with its English `name` and, optionally, its Khmer name; refuses a
+    duplicate SKU, a blank name or one with control characters, a Khmer name with no Khmer
+    letter, a price of 0 or more than a KHQR code can ask for, or a stock out of range."""
     validate_actor(actor)
     with database.write() as uow:
         return _add_product(
-            uow, sku=sku, name=name, price=price, stock=stock, now_ms=now_ms, actor=actor
+            uow,
+            sku=sku,
+            name=name,
+            name_km=name_km,
+            price=price,
+            stock=stock,
+            now_ms=now_ms,
+            actor=actor,
         )
 
 
 def _add_product(
-    uow: UnitOfWork, *, sku: str, name: str, price: Money, stock: int, now_ms: int, actor: str
+    uow: UnitOfWork,
+    *,
+    sku: str,
+    name: str,
+    name_km: str | None,
+    price: Money,
+    stock: int,
+    now_ms: int,
+    actor: str,
 ) -> Product:
     validate_sku(sku)
     validate_payable(price, "a price")
     cleaned_name = _clean_name(name)
+    cleaned_km = clean_khmer_name(name_km)
     if isinstance(stock, bool) or not isinstance(stock, int) or not 0 <= stock <= MAX_STOCK:
         raise OrderError(f"stock must be a whole number from 0 to {MAX_STOCK}")
     try:
         product = uow.products.add(
-            sku=sku, name=cleaned_name, price=price, stock=stock, now_ms=now_ms
+            sku=sku, name=cleaned_name, name_km=cleaned_km, price=price, stock=stock, now_ms=now_ms
         )
     except DuplicateSku:
         raise OrderError(f"a product with SKU {sku} already exists") from None
@@ -124,19 +159,21 @@ def update_product(
     sku: str,
     *,
     name: str | None = None,
+    name_km: str | None = None,
     price: str | None = None,
     clock: Clock,
     actor: str,
     reason: str | None = None,
 ) -> Product:
-    """A new name and/or price (as typed, in the product's currency, which never changes: `1.50`,
-    `4000`). Orders already made keep the name and price they were made with. Nothing to change
-    (the same name and price) writes nothing."""
+    """A new English name, Khmer name (`""` removes it) and/or price (as typed, in the product's
+    currency, which never changes: `1.50`, `4000`); None leaves that one as it is. Orders already
+    made keep the names and price they were made with. Nothing to change writes nothing."""
     validate_actor(actor)
     cleaned_reason = validate_reason(reason, required=False)
-    if name is None and price is None:
-        raise OrderError("give a new name or a new price")
+    if name is None and name_km is None and price is None:
+        raise OrderError("give a new name, Khmer name or price")
     new_name = None if name is None else _clean_name(name)
+    new_km = None if name_km is None else clean_khmer_name(name_km)
     with database.write() as uow:
         product = _locked(uow, sku)
         new_price = None if price is None else Money.parse(price, product.price.currency)
@@ -145,6 +182,9 @@ def update_product(
         if new_name is not None and new_name != product.name:
             changes["name"] = new_name
             details["name"] = {"from": product.name, "to": new_name}
+        if name_km is not None and new_km != product.name_km:
+            changes["name_km"] = new_km
+            details["name_km"] = {"from": product.name_km, "to": new_km}
         if new_price is not None:
             validate_payable(new_price, "a price")
         if new_price is not None and not new_price.same_value(product.price):

@@ -77,6 +77,8 @@ class ProductView(Schema):
     id: int
     sku: str
     name: str
+    # The Khmer name, null when the product has none (show `name` then).
+    name_km: str | None
     price: str
     currency: str
     stock: int
@@ -88,6 +90,7 @@ class ProductView(Schema):
             id=product.id,
             sku=product.sku,
             name=product.name,
+            name_km=product.name_km,
             price=amount(product.price),
             currency=product.price.currency.value,
             stock=product.stock,
@@ -146,6 +149,7 @@ class StaffActionView(OrderSummary):
 class OrderLineView(Schema):
     sku: str
     name: str
+    name_km: str | None
     unit_price: str
     quantity: int
     total: str
@@ -155,6 +159,7 @@ class OrderLineView(Schema):
         return cls(
             sku=line.sku,
             name=line.name,
+            name_km=line.name_km,
             unit_price=amount(line.unit_price),
             quantity=line.quantity,
             total=amount(line.total),

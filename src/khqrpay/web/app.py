@@ -167,7 +167,11 @@ def _templates(settings: Settings) -> Jinja2Templates:
         "languages": i18n.LANGUAGES,
         "settings": settings,
     }
-    env.filters |= {"money": i18n.money, "local_time": i18n.local_time}
+    env.filters |= {
+        "money": i18n.money,
+        "local_time": i18n.local_time,
+        "local_name": i18n.local_name,
+    }
     return Jinja2Templates(env=env)
 
 

@@ -12,6 +12,7 @@ import io
 from datetime import datetime
 from functools import cache
 from importlib import resources
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
@@ -74,6 +75,24 @@ def _(message: str) -> str:
 
 def ngettext(singular: str, plural: str, count: int) -> str:
     return translations(current_language()).ngettext(singular, plural, count)
+
+
+class Named(Protocol):
+    """A product or an order line: its English name and, maybe, its Khmer one."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def name_km(self) -> str | None: ...
+
+
+def local_name(item: Named) -> str:
+    """The name to show a reader of the current language: the Khmer one to Khmer readers when
+    there is one, the English one otherwise."""
+    if current_language() == "km" and item.name_km:
+        return item.name_km
+    return item.name
 
 
 def local_time(moment: int | datetime | None, pattern: str = "d MMM y, HH:mm") -> str:

@@ -112,6 +112,7 @@ class OrderRepository:
                     "product_id": line.product_id,
                     "sku": line.sku,
                     "name": line.name,
+                    "name_km": line.name_km,
                     "unit_price_minor": line.unit_price.minor,
                     "quantity": line.quantity,
                 }
@@ -230,6 +231,7 @@ class OrderRepository:
                     product_id=row.product_id,
                     sku=row.sku,
                     name=row.name,
+                    name_km=row.name_km,
                     unit_price=money(row.unit_price_minor, row.currency),
                     quantity=row.quantity,
                 )

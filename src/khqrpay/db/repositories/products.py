@@ -37,6 +37,7 @@ class ProductRepository:
             id=row.id,
             sku=row.sku,
             name=row.name,
+            name_km=row.name_km,
             price=money(row.price_minor, row.currency),
             stock=row.stock,
             active=row.active,
@@ -44,12 +45,15 @@ class ProductRepository:
             updated_ms=row.updated_ms,
         )
 
-    def add(self, *, sku: str, name: str, price: Money, stock: int, now_ms: int) -> Product:
+    def add(
+        self, *, sku: str, name: str, name_km: str | None, price: Money, stock: int, now_ms: int
+    ) -> Product:
         statement = (
             t.products.insert()
             .values(
                 sku=sku,
                 name=name,
+                name_km=name_km,
                 price_minor=price.minor,
                 currency=price.currency.value,
                 stock=stock,
@@ -114,7 +118,8 @@ class ProductRepository:
         return None if row is None else self._product(row)
 
     def update(self, product_id: int, *, now_ms: int, **columns: object) -> Product:
-        """Set `columns` (name, price_minor, active) of a product; the product as it is now."""
+        """Set `columns` (name, name_km, price_minor, active) of a product; the product as it
+        is now."""
         row = self._connection.execute(
             t.products.update()
             .where(t.products.c.id == product_id)

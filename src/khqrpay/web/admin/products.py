@@ -1,6 +1,6 @@
-"""The owner's catalogue: list, add, rename and reprice, take off sale or back on, adjust stock
-with a reason. Plain forms (a redirect back with a message); every change is audited by the
-services."""
+"""The owner's catalogue: list, add, rename (English and Khmer names) and reprice, take off sale
+or back on, adjust stock with a reason. Plain forms (a redirect back with a message); every change
+is audited by the services."""
 
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ async def create(
     price: Price,
     currency: Annotated[Literal["KHR", "USD"], Form()],
     stock: Annotated[int, Form(ge=0)] = 0,
+    name_km: Name = "",
 ) -> Response:
     app = context.app
     return await _change(
@@ -79,6 +80,7 @@ async def create(
             app.database,
             sku=sku.strip(),
             name=name,
+            name_km=name_km,
             price=Money.parse(price, Currency(currency)),
             stock=stock,
             now_ms=app.clock.now_ms(),
@@ -96,10 +98,12 @@ async def update(
     user: Owner,
     sku: str,
     name: Name = "",
+    name_km: Name = "",
     price: Price = "",
     reason: Reason = "",
 ) -> Response:
-    """A new name and/or price (the currency stays); orders already made keep theirs."""
+    """New names and/or price (the currency stays); orders already made keep theirs. The form
+    always sends the Khmer name as shown, so an empty one removes it."""
     app = context.app
     return await _change(
         request,
@@ -108,6 +112,7 @@ async def update(
             app.database,
             sku,
             name=name or None,
+            name_km=name_km,
             price=price or None,
             clock=app.clock,
             actor=user.actor,

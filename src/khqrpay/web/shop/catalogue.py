@@ -19,7 +19,7 @@ from khqrpay.orders.model import (
 from khqrpay.services.checkout import Customer
 from khqrpay.services.customers import Cart, check_out, price_cart, products_for_sale
 from khqrpay.web.context import WebContext, web_context
-from khqrpay.web.i18n import _
+from khqrpay.web.i18n import _, local_name
 from khqrpay.web.ratelimit import Limit, client_address
 from khqrpay.web.shop import session
 from khqrpay.web.shop.pages import answer, local_path, render
@@ -33,7 +33,11 @@ Optional = Annotated[str, Form(max_length=200)]
 
 @router.get("/")
 def catalogue(request: Request, context: Context) -> Response:
-    products = products_for_sale(context.app.database)
+    # In the order of the names the reader sees (Khmer letters sort in their alphabet's order).
+    products = sorted(
+        products_for_sale(context.app.database),
+        key=lambda product: (local_name(product).casefold(), product.sku),
+    )
     return render(
         context, request, "catalogue.html", {"products": products, "in_cart": session.cart(request)}
     )
@@ -61,7 +65,7 @@ def add_to_cart(
             request,
             back=back,
             kind="bad",
-            message=_("Sorry, %(name)s is sold out.") % {"name": line.product.name},
+            message=_("Sorry, %(name)s is sold out.") % {"name": local_name(line.product)},
             status_code=409,
         )
     quantities[sku] = min(line.quantity, line.product.stock)
@@ -71,7 +75,7 @@ def add_to_cart(
         request,
         back=back,
         kind="ok",
-        message=_("Added %(name)s to your cart.") % {"name": line.product.name},
+        message=_("Added %(name)s to your cart.") % {"name": local_name(line.product)},
         data={"cart_count": sum(kept.values()), "sku": sku, "in_cart": kept.get(sku, 0)},
     )
 
