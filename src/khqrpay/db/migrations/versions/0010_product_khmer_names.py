@@ -14,7 +14,7 @@ from alembic import op
 
 revision: str = "0010"
 # 0007-0009 are reserved for other branches; whoever merges them chains this one after them.
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
