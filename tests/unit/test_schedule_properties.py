@@ -28,7 +28,7 @@ def policies(draw: st.DrawFn) -> SchedulePolicy:
     return SchedulePolicy(
         initial_delay_ms=draw(st.integers(0, 10 * fast)),
         fast_interval_ms=fast,
-        watched_interval_ms=draw(st.integers(1, 2 * fast)),
+        watched_interval_ms=draw(st.integers(max(1, fast // 4), 2 * fast)),
         fresh_window_ms=draw(st.integers(0, 50 * fast)),
         hot_window_ms=draw(st.integers(0, 50 * fast)),
         age_factor=draw(st.floats(0.01, 2.0)),
