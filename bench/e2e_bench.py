@@ -216,6 +216,10 @@ def system(
         "KHQRPAY_WEB_SECRET_KEY": "e2e-bench-secret-key-0123456789abcdef",
         "KHQRPAY_WEB_SECURE_COOKIES": "false",
         "KHQRPAY_WEB_RATE_API_KEY": LOTS,
+        # 300 customers watching at once need about 6 calls a second (50 QRs a call, each
+        # watched QR every second): ten times the default budget, which suits a shop with up to
+        # 50 customers on their payment pages at once. `--set` it back to 60 to see the default.
+        "KHQRPAY_BAKONG_MAX_CALLS_PER_MIN": "600",
     }
     env |= dict(setting.split("=", 1) for setting in settings)
     processes = Processes(folder, env)
