@@ -182,6 +182,20 @@ khqr_payments = sa.Table(
         sqlite_where=sa.text("status = 'PENDING'"),
         postgresql_where=sa.text("status = 'PENDING'"),
     ),
+    # Migration 0008: the ride-along claim (the longest unchecked first) and the pending-by-age
+    # gauge (range counts), by index rather than by scanning every pending row.
+    sa.Index(
+        "ix_khqr_payments_pending_last_checked",
+        "last_checked_ms",
+        sqlite_where=sa.text("status = 'PENDING'"),
+        postgresql_where=sa.text("status = 'PENDING'"),
+    ),
+    sa.Index(
+        "ix_khqr_payments_pending_created",
+        "created_ms",
+        sqlite_where=sa.text("status = 'PENDING'"),
+        postgresql_where=sa.text("status = 'PENDING'"),
+    ),
 )
 
 payment_evidence = sa.Table(
@@ -325,6 +339,16 @@ verification_rounds = sa.Table(
     # How many QRs got each outcome: {"not_found": 12, "paid": 1}.
     sa.Column("outcomes", Json, nullable=False),
     _one_of("source", EvidenceSource, "source"),
+)
+
+# Migration 0008: jobs one worker at a time runs (the expiry sweep and the gauges): a lease
+# each, taken by whoever finds it free or ended, so a killed worker holds it no longer than that.
+job_leases = sa.Table(
+    "job_leases",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("until_ms", EpochMs, nullable=False),
 )
 
 # The accounts of the staff console. Names are stored lower case; passwords as argon2 hashes.

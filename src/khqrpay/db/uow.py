@@ -10,6 +10,7 @@ from khqrpay.db.repositories import (
     AuditRepository,
     EvidenceRepository,
     IdempotencyRepository,
+    JobLeaseRepository,
     LoginFailureRepository,
     OrderRepository,
     OutboxRepository,
@@ -40,6 +41,7 @@ class UnitOfWork:
         self.idempotency = IdempotencyRepository(connection)
         self.staff_users = StaffUserRepository(connection)
         self.login_failures = LoginFailureRepository(connection)
+        self.job_leases = JobLeaseRepository(connection)
 
     @property
     def backend(self) -> str:

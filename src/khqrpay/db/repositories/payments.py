@@ -220,6 +220,68 @@ class PaymentRepository:
         )
         return result.rowcount == 1
 
+    def record_checks(
+        self,
+        checks: Sequence[tuple[int, AttemptOutcome, NextCheck | None]],
+        *,
+        checked_ms: int,
+        lease_owner: str | None,
+    ) -> set[int]:
+        """`record_check` for many QRs (payment id, outcome, next check) in set-based statements:
+        one executemany for those whose schedule stays, one for those rescheduled; a final check
+        (the QR expires: rare) one by one, as whether it happened must be known. The ids of the
+        QRs that expired."""
+        payments = t.khqr_payments.c
+        conditions = [
+            payments.id == sa.bindparam("b_id"),
+            payments.status == PaymentStatus.PENDING.value,
+        ]
+        columns: dict[str, object] = {
+            "check_count": payments.check_count + 1,
+            "last_checked_ms": checked_ms,
+            "last_outcome": sa.bindparam("b_outcome"),
+        }
+        if lease_owner is not None:
+            conditions.append(payments.lease_owner == lease_owner)
+            columns |= {"lease_owner": None, "lease_until_ms": None}
+        kept: list[dict[str, object]] = []
+        moved: list[dict[str, object]] = []
+        expired: set[int] = set()
+        # In id order, so two transactions updating the same rows never deadlock.
+        for payment_id, outcome, next_check in sorted(checks, key=lambda check: check[0]):
+            row: dict[str, object] = {"b_id": payment_id, "b_outcome": outcome.value}
+            if next_check is None:
+                kept.append(row)
+            elif next_check.final:
+                if self.record_check(
+                    payment_id,
+                    checked_ms=checked_ms,
+                    outcome=outcome,
+                    next_check=next_check,
+                    lease_owner=lease_owner,
+                ):
+                    expired.add(payment_id)
+            else:
+                moved.append(
+                    row
+                    | {
+                        "b_next": next_check.next_check_ms,
+                        "b_earliest": next_check.earliest_check_ms,
+                        "b_errors": next_check.consecutive_errors,
+                    }
+                )
+        update = t.khqr_payments.update().where(*conditions)
+        if kept:
+            self._connection.execute(update.values(**columns), kept)
+        if moved:
+            rescheduled = columns | {
+                "next_check_ms": sa.bindparam("b_next"),
+                "earliest_check_ms": sa.bindparam("b_earliest"),
+                "consecutive_errors": sa.bindparam("b_errors"),
+            }
+            self._connection.execute(update.values(**rescheduled), moved)
+        return expired
+
     def count_found_checks(self, payment_ids: Iterable[int], *, checked_ms: int) -> None:
         """The checks that found these QRs paid count too (they are PAID now: unguarded)."""
         payments = t.khqr_payments.c
@@ -257,20 +319,23 @@ class PaymentRepository:
         self, *, now_ms: int, bands: Sequence[tuple[str, int]]
     ) -> dict[str, int]:
         """How many QRs are still pending in each age band; `bands` are (name, upper bound in ms)
-        in increasing order, and older payments count in the last band."""
+        in increasing order, and older payments count in the last band. Range counts on the
+        partial index of pending QRs' creation time: the young bands read only their rows."""
         payments = t.khqr_payments.c
-        age = now_ms - payments.created_ms
-        band = sa.case(
-            *((age < upper_ms, name) for name, upper_ms in bands[:-1]), else_=bands[-1][0]
-        ).label("band")
-        rows = self._connection.execute(
-            sa.select(band, sa.func.count())
-            .where(payments.status == PaymentStatus.PENDING.value)
-            .group_by(band)
-        ).all()
-        counts = dict.fromkeys((name for name, _ in bands), 0)
-        counts.update((name, count) for name, count in rows)
-        return counts
+
+        def younger_than(age_ms: int | None) -> sa.ScalarSelect[int]:
+            query = sa.select(sa.func.count()).where(payments.status == PaymentStatus.PENDING.value)
+            if age_ms is not None:
+                query = query.where(payments.created_ms > now_ms - age_ms)
+            return query.scalar_subquery()
+
+        names = [name for name, _ in bands]
+        bounds: list[int | None] = [upper_ms for _, upper_ms in bands[:-1]] + [None]
+        cumulative = self._connection.execute(sa.select(*map(younger_than, bounds))).one()
+        return {
+            name: int(cumulative[i]) - (int(cumulative[i - 1]) if i else 0)
+            for i, name in enumerate(names)
+        }
 
 
 def _earlier(column: sa.ColumnElement[int], value: int) -> sa.ColumnElement[int]:

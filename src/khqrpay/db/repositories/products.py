@@ -105,6 +105,22 @@ class ProductRepository:
             return short.product_id
         return None
 
+    def lock_for_orders(self, order_ids: Iterable[int]) -> None:
+        """Lock the products these orders' lines take, in id order (after the orders
+        themselves: the order every completion locks in), so completions of many orders in one
+        transaction never deadlock with other such transactions on shared products."""
+        lines = t.order_lines.c
+        self._connection.execute(
+            sa.select(t.products.c.id)
+            .where(
+                t.products.c.id.in_(
+                    sa.select(lines.product_id).where(lines.order_id.in_(sorted(set(order_ids))))
+                )
+            )
+            .order_by(t.products.c.id)
+            .with_for_update()
+        ).all()
+
     def lock(self, sku: str) -> Product | None:
         """The product, locked until the transaction ends (`FOR UPDATE` on PostgreSQL; SQLite's
         write transaction already excludes other writers)."""
