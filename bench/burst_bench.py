@@ -7,7 +7,8 @@ order is COMPLETED. Reported: wall time from launching the workers, the time fro
 last completion (without process start-up), orders per second, and the payment checks
 made (one per order means no double work between workers).
 
-    .venv/bin/python bench/burst_bench.py [--orders 5000] [--postgres URL]
+    .venv/bin/python bench/burst_bench.py [--orders 5000] [--postgres URL] [--workers 1,4]
+        [--spread 500] [--no-sqlite]
 """
 
 from __future__ import annotations
@@ -230,20 +231,23 @@ def main() -> None:
         default=500,
         help="products the orders are spread over in the extra PostgreSQL rows (0: skip them)",
     )
+    parser.add_argument("--workers", default="1,4", help="worker counts on PostgreSQL")
+    parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite setup")
     args = parser.parse_args()
     postgres_url = args.postgres or DEFAULT_POSTGRES
     print(f"Payment burst: {args.orders} orders paid at once. Machine: {_machine()}")
     outcomes = []
     config = SimulatorConfig(token=SecretStr("burst-bench-token-0123456789"), seed=1)
     with tempfile.TemporaryDirectory() as folder:
-        with run_simulator(config) as simulator:
-            sqlite_url = f"sqlite:///{Path(folder) / 'burst.sqlite3'}"
-            outcomes.append(run_setup("SQLite", sqlite_url, 1, args.orders, simulator))
+        if not args.no_sqlite:
+            with run_simulator(config) as simulator:
+                sqlite_url = f"sqlite:///{Path(folder) / 'burst.sqlite3'}"
+                outcomes.append(run_setup("SQLite", sqlite_url, 1, args.orders, simulator))
         # One product for every order (a flash sale: one hot stock row), then orders spread over
         # many products, to tell lock contention from CPU.
         spreads = [1] + ([args.spread] if args.spread > 0 else [])
         for products in spreads:
-            for workers in (1, 4):
+            for workers in map(int, args.workers.split(",")):
                 with run_simulator(config) as simulator, PostgresDatabase(postgres_url) as url:
                     outcomes.append(
                         run_setup("PostgreSQL", url, workers, args.orders, simulator, products)
