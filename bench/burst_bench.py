@@ -170,7 +170,10 @@ def run_setup(
             "KHQRPAY_BAKONG_URL": simulator.url,
             "KHQRPAY_BAKONG_TOKEN": simulator.token,
         }
-        with tempfile.TemporaryDirectory() as cwd:
+        with (
+            tempfile.TemporaryDirectory() as cwd,
+            open(Path(cwd) / "workers.log", "w+") as log,
+        ):
             launched = time.monotonic()
             processes = [
                 subprocess.Popen(
@@ -178,7 +181,7 @@ def run_setup(
                     env=env,
                     cwd=cwd,
                     stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stderr=log,
                 )
                 for _ in range(workers)
             ]
@@ -188,7 +191,8 @@ def run_setup(
                     if done and first_done is None:
                         first_done = time.monotonic()
                     if any(p.poll() is not None for p in processes):
-                        raise RuntimeError("a worker exited early")
+                        log.seek(0)
+                        raise RuntimeError(f"a worker exited early: {log.read()[-2000:]}")
                     time.sleep(0.05)
                 finished = time.monotonic()
             finally:
