@@ -169,6 +169,8 @@ def run_setup(
             "KHQRPAY_DATABASE_URL": database_url,
             "KHQRPAY_BAKONG_URL": simulator.url,
             "KHQRPAY_BAKONG_TOKEN": simulator.token,
+            # The worker checks at start-up that Bakong knows the account it is paid into.
+            "KHQRPAY_MERCHANT_ACCOUNT": settings.merchant_account,
         }
         with (
             tempfile.TemporaryDirectory() as cwd,
