@@ -87,6 +87,60 @@ class PostgresDatabase:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(self.name)))
 
 
+class Workers:
+    """`count` `khqrpay worker` processes against the simulator, with only these KHQRPAY_
+    settings (none of the caller's); their log in a temporary folder, shown if one exits."""
+
+    def __init__(
+        self,
+        count: int,
+        database_url: str,
+        simulator: RunningSimulator,
+        merchant_account: str,
+    ) -> None:
+        self._count = count
+        self._env = {k: v for k, v in os.environ.items() if not k.startswith("KHQRPAY_")} | {
+            "KHQRPAY_DATABASE_URL": database_url,
+            "KHQRPAY_BAKONG_URL": simulator.url,
+            "KHQRPAY_BAKONG_TOKEN": simulator.token,
+            # The worker checks at start-up that Bakong knows the account it is paid into.
+            "KHQRPAY_MERCHANT_ACCOUNT": merchant_account,
+        }
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Workers:
+        self._folder = tempfile.TemporaryDirectory()
+        self._log = open(Path(self._folder.name) / "workers.log", "w+")
+        self._processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "khqrpay.cli.worker", "--json-logs"],
+                env=self._env,
+                cwd=self._folder.name,
+                stdout=subprocess.DEVNULL,
+                stderr=self._log,
+            )
+            for _ in range(self._count)
+        ]
+        return self
+
+    def check(self) -> None:
+        """Raise if a worker has exited."""
+        if any(process.poll() is not None for process in self._processes):
+            self._log.seek(0)
+            raise RuntimeError(f"a worker exited early: {self._log.read()[-2000:]}")
+
+    def stop(self) -> None:
+        for process in self._processes:
+            process.terminate()
+        for process in self._processes:
+            process.wait(30)
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+        self._log.close()
+        self._folder.cleanup()
+
+
 def _create_orders(database: Database, settings: Settings, count: int, products: int) -> list[str]:
     """`count` one-line orders spread round-robin over `products` products, made now and due for
     their first check at once; their QRs."""
@@ -165,43 +219,15 @@ def run_setup(
             f"{created_s:.1f} s and paid",
             flush=True,
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KHQRPAY_")} | {
-            "KHQRPAY_DATABASE_URL": database_url,
-            "KHQRPAY_BAKONG_URL": simulator.url,
-            "KHQRPAY_BAKONG_TOKEN": simulator.token,
-            # The worker checks at start-up that Bakong knows the account it is paid into.
-            "KHQRPAY_MERCHANT_ACCOUNT": settings.merchant_account,
-        }
-        with (
-            tempfile.TemporaryDirectory() as cwd,
-            open(Path(cwd) / "workers.log", "w+") as log,
-        ):
+        with Workers(workers, database_url, simulator, settings.merchant_account) as processes:
             launched = time.monotonic()
-            processes = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "khqrpay.cli.worker", "--json-logs"],
-                    env=env,
-                    cwd=cwd,
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                )
-                for _ in range(workers)
-            ]
             first_done: float | None = None
-            try:
-                while (done := _completed(database)) < orders:
-                    if done and first_done is None:
-                        first_done = time.monotonic()
-                    if any(p.poll() is not None for p in processes):
-                        log.seek(0)
-                        raise RuntimeError(f"a worker exited early: {log.read()[-2000:]}")
-                    time.sleep(0.05)
-                finished = time.monotonic()
-            finally:
-                for process in processes:
-                    process.terminate()
-                for process in processes:
-                    process.wait(30)
+            while (done := _completed(database)) < orders:
+                if done and first_done is None:
+                    first_done = time.monotonic()
+                processes.check()
+                time.sleep(0.05)
+            finished = time.monotonic()
         return Outcome(
             backend,
             workers,

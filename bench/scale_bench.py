@@ -11,7 +11,9 @@ how long the oldest has been overdue) at the start and the end, and for the fres
 time from payment to COMPLETED (p50, p95, and how many were not completed at the end).
 
     .venv/bin/python bench/scale_bench.py [--postgres-sizes 100000,1000000]
-        [--sqlite-sizes 100000] [--workers 1] [--minutes 2] [--postgres URL]
+        [--sqlite-sizes 100000] [--workers 1,4] [--minutes 2] [--postgres URL]
+
+With several worker counts, each runs in turn on the same filled database.
 """
 
 from __future__ import annotations
@@ -20,12 +22,10 @@ import argparse
 import hashlib
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +34,7 @@ import psycopg
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from burst_bench import DEFAULT_POSTGRES, PostgresDatabase, _libpq, _machine
+from burst_bench import DEFAULT_POSTGRES, PostgresDatabase, Workers, _libpq, _machine
 from khqrpay.clock import SystemClock
 from khqrpay.db import Database, migrate
 from khqrpay.db import tables as t
@@ -46,6 +46,7 @@ from khqrpay.services.products import add_product
 from khqrpay.settings import Settings
 from khqrpay.simulator import SimulatorConfig, run_simulator
 from khqrpay.simulator.server import RunningSimulator
+from khqrpay.worker.runtime import AGE_BANDS
 
 DAY_MS = 24 * 3600 * 1000
 SPREAD_MS = 30 * DAY_MS
@@ -209,13 +210,15 @@ def _checks_since(database: Database, since_ms: int) -> int:
 class Prober:
     """Fresh orders made and paid during the run, and when each was completed."""
 
-    def __init__(self, database: Database, settings: Settings, simulator: RunningSimulator):
+    def __init__(
+        self, database: Database, settings: Settings, simulator: RunningSimulator, phase: int
+    ) -> None:
         self._database = database
         self._settings = settings
         self._simulator = simulator
         self._sku = add_product(
             database,
-            sku="FRESH",
+            sku=f"FRESH-{phase}",
             name="Fresh tea",
             price=Money.parse("1.25", Currency.USD),
             stock=100_000,
@@ -242,10 +245,12 @@ class Prober:
         response.raise_for_status()
         self.paid[order_id] = SystemClock().now_ms()
 
-    def results(self) -> tuple[list[int], int]:
-        """Paid-to-completed of each completed fresh order (ms), and how many were not."""
+    def results(self, *, settle_s: float) -> tuple[list[int], int]:
+        """Paid-to-completed of each completed fresh order (ms), and how many were not
+        `settle_s` after the last was paid."""
         for thread in self._threads:
             thread.join()
+        time.sleep(settle_s)
         orders = t.orders.c
         with self._database.read() as uow:
             completed = dict(
@@ -260,8 +265,10 @@ class Prober:
 
 
 def run_setup(
-    backend: str, database_url: str, pending: int, workers: int, minutes: float
-) -> Outcome:
+    backend: str, database_url: str, pending: int, workers: Sequence[int], minutes: float
+) -> list[Outcome]:
+    """Fill one database, then run each worker count on it in turn (the backlog one leaves is
+    the next one's start)."""
     database = Database.from_url(database_url)
     config = SimulatorConfig(
         token=SecretStr("scale-bench-token-0123456789"),
@@ -279,78 +286,91 @@ def run_setup(
         demand = _fill(database, settings, pending)
         print(
             f"  {backend}/{pending:,} pending: filled in {time.monotonic() - started:.0f} s, "
-            f"demand {demand:.0f} checks/s",
+            f"demand {demand:.0f} checks/s; {_housekeeping_costs(database, settings)}",
             flush=True,
         )
-        with (
-            run_simulator(config) as simulator,
-            tempfile.TemporaryDirectory() as cwd,
-            open(Path(cwd) / "workers.log", "w+") as log,
-        ):
-            prober = Prober(database, settings, simulator)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("KHQRPAY_")} | {
-                "KHQRPAY_DATABASE_URL": database_url,
-                "KHQRPAY_BAKONG_URL": simulator.url,
-                "KHQRPAY_BAKONG_TOKEN": simulator.token,
-                "KHQRPAY_MERCHANT_ACCOUNT": settings.merchant_account,
-            }
-            processes = [
-                subprocess.Popen(
-                    ["nice", "-n", "10", sys.executable, "-m", "khqrpay.cli.worker"],
-                    env=env,
-                    cwd=cwd,
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                )
-                for _ in range(workers)
+        with run_simulator(config) as simulator:
+            return [
+                _phase(database, settings, simulator, backend, pending, count, minutes, demand)
+                for count in workers
             ]
-            try:
-                time.sleep(5)  # the workers start
-                clock = SystemClock()
-                start_ms = clock.now_ms()
-                due_start, overdue_start = _backlog(database, start_ms)
-                overdue_max = overdue_start
-                next_probe = next_sample = time.monotonic()
-                end = time.monotonic() + minutes * 60
-                while time.monotonic() < end:
-                    if any(p.poll() is not None for p in processes):
-                        log.seek(0)
-                        raise RuntimeError(f"a worker exited early: {log.read()[-2000:]}")
-                    if time.monotonic() >= next_probe:
-                        prober.probe()
-                        next_probe += PROBE_EVERY_S
-                    if time.monotonic() >= next_sample:
-                        _, overdue = _backlog(database, clock.now_ms())
-                        overdue_max = max(overdue_max, overdue)
-                        next_sample += SAMPLE_EVERY_S
-                    time.sleep(0.2)
-                end_ms = clock.now_ms()
-                due_end, overdue_end = _backlog(database, end_ms)
-                checks = _checks_since(database, start_ms)
-                # The last payments get the workers' usual time to be found.
-                time.sleep(PAY_AFTER_S + 5)
-                latencies, missed = prober.results()
-            finally:
-                for process in processes:
-                    process.terminate()
-                for process in processes:
-                    process.wait(30)
-        return Outcome(
-            backend,
-            pending,
-            workers,
-            demand,
-            checks / ((end_ms - start_ms) / 1000),
-            due_start,
-            due_end,
-            overdue_start,
-            overdue_end,
-            max(overdue_max, overdue_end),
-            tuple(latencies),
-            missed,
-        )
     finally:
         database.dispose()
+
+
+def _housekeeping_costs(database: Database, settings: Settings) -> str:
+    """What the sweep's query and the pending-by-age gauge cost at this size (best of 3)."""
+    now_ms = SystemClock().now_ms()
+    grace_ms = round(settings.schedule_final_grace_s * 1000)
+
+    def best_ms(work: Callable[[], object]) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            work()
+            times.append((time.perf_counter() - started) * 1000)
+        return min(times)
+
+    def sweep_query() -> object:
+        with database.read() as uow:
+            return uow.orders.unpaid_after_window(now_ms=now_ms, grace_ms=grace_ms, limit=500)
+
+    def gauge() -> object:
+        with database.read() as uow:
+            return uow.payments.count_pending_by_age(now_ms=now_ms, bands=AGE_BANDS)
+
+    return f"sweep query {best_ms(sweep_query):.1f} ms, gauge {best_ms(gauge):.0f} ms"
+
+
+def _phase(
+    database: Database,
+    settings: Settings,
+    simulator: RunningSimulator,
+    backend: str,
+    pending: int,
+    workers: int,
+    minutes: float,
+    demand: float,
+) -> Outcome:
+    prober = Prober(database, settings, simulator, workers)
+    url = database.engine.url.render_as_string(hide_password=False)
+    with Workers(workers, url, simulator, settings.merchant_account) as processes:
+        time.sleep(5)  # the workers start
+        clock = SystemClock()
+        start_ms = clock.now_ms()
+        due_start, overdue_start = _backlog(database, start_ms)
+        overdue_max = overdue_start
+        next_probe = next_sample = time.monotonic()
+        end = time.monotonic() + minutes * 60
+        while time.monotonic() < end:
+            processes.check()
+            if time.monotonic() >= next_probe:
+                prober.probe()
+                next_probe += PROBE_EVERY_S
+            if time.monotonic() >= next_sample:
+                _, overdue = _backlog(database, clock.now_ms())
+                overdue_max = max(overdue_max, overdue)
+                next_sample += SAMPLE_EVERY_S
+            time.sleep(0.2)
+        end_ms = clock.now_ms()
+        due_end, overdue_end = _backlog(database, end_ms)
+        checks = _checks_since(database, start_ms)
+        # The last payments get the workers' usual time to be found.
+        latencies, missed = prober.results(settle_s=PAY_AFTER_S)
+    return Outcome(
+        backend,
+        pending,
+        workers,
+        demand,
+        checks / ((end_ms - start_ms) / 1000),
+        due_start,
+        due_end,
+        overdue_start,
+        overdue_end,
+        max(overdue_max, overdue_end),
+        tuple(latencies),
+        missed,
+    )
 
 
 def _percentile(values: tuple[int, ...], fraction: float) -> str:
@@ -364,7 +384,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres-sizes", default="100000,1000000")
     parser.add_argument("--sqlite-sizes", default="100000")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", default="1", help="worker counts, run in turn: 1,4")
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--postgres", default=os.environ.get("KHQRPAY_BENCH_POSTGRES_URL"))
     args = parser.parse_args()
@@ -373,15 +393,16 @@ def main() -> None:
     sizes = [("SQLite", int(size)) for size in args.sqlite_sizes.split(",") if size] + [
         ("PostgreSQL", int(size)) for size in args.postgres_sizes.split(",") if size
     ]
-    outcomes = []
+    workers = [int(count) for count in args.workers.split(",")]
+    outcomes: list[Outcome] = []
     for backend, size in sizes:
         if backend == "SQLite":
             with tempfile.TemporaryDirectory() as folder:
                 url = f"sqlite:///{Path(folder) / 'scale.sqlite3'}"
-                outcomes.append(run_setup(backend, url, size, args.workers, args.minutes))
+                outcomes += run_setup(backend, url, size, workers, args.minutes)
         else:
             with PostgresDatabase(postgres_url) as url:
-                outcomes.append(run_setup(backend, url, size, args.workers, args.minutes))
+                outcomes += run_setup(backend, url, size, workers, args.minutes)
     print()
     print(
         "| database | pending | workers | demand (checks/s) | checks/s | due at start → end "
