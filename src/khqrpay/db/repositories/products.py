@@ -96,6 +96,9 @@ class ProductRepository:
         """Take every product's quantity or none at all (one savepoint, undone as a whole); the
         id of the first product with too little left, None when everything was taken. In product
         id order, so concurrent takers never deadlock."""
+        if len(quantities) == 1:  # one guarded update: nothing to undo (no savepoint)
+            ((product_id, quantity),) = quantities.items()
+            return None if self.take_stock(product_id, quantity, now_ms=now_ms) else product_id
         try:
             with self._connection.begin_nested():
                 for product_id in sorted(quantities):
