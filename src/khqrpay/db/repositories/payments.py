@@ -197,13 +197,9 @@ class PaymentRepository:
         leave the schedule as it is); after its final check the QR expires. With `lease_owner`,
         only while that worker holds the lease, which is then released (a worker whose lease ran
         out leaves the payment to the one that took it over). Whether the QR was updated."""
-        payments = t.khqr_payments.c
-        conditions = [payments.id == payment_id, payments.status == PaymentStatus.PENDING.value]
-        columns: dict[str, object] = {
-            "check_count": payments.check_count + 1,
-            "last_checked_ms": checked_ms,
-            "last_outcome": outcome.value,
-        }
+        update, columns = self._check_update(
+            payment_id, outcome.value, checked_ms=checked_ms, lease_owner=lease_owner
+        )
         if next_check is not None:
             columns |= {
                 "next_check_ms": next_check.next_check_ms,
@@ -212,13 +208,26 @@ class PaymentRepository:
             }
             if next_check.final:
                 columns["status"] = PaymentStatus.EXPIRED.value
+        return self._connection.execute(update.values(**columns)).rowcount == 1
+
+    @staticmethod
+    def _check_update(
+        payment_id: object, outcome: object, *, checked_ms: int, lease_owner: str | None
+    ) -> tuple[sa.Update, dict[str, object]]:
+        """The update counting one check of a still-pending QR (its id and outcome: values or
+        bind parameters) and its columns. With `lease_owner`, only while that worker holds the
+        lease, which is then released."""
+        payments = t.khqr_payments.c
+        conditions = [payments.id == payment_id, payments.status == PaymentStatus.PENDING.value]
+        columns: dict[str, object] = {
+            "check_count": payments.check_count + 1,
+            "last_checked_ms": checked_ms,
+            "last_outcome": outcome,
+        }
         if lease_owner is not None:
             conditions.append(payments.lease_owner == lease_owner)
             columns |= {"lease_owner": None, "lease_until_ms": None}
-        result = self._connection.execute(
-            t.khqr_payments.update().where(*conditions).values(**columns)
-        )
-        return result.rowcount == 1
+        return t.khqr_payments.update().where(*conditions), columns
 
     def record_checks(
         self,
@@ -231,19 +240,12 @@ class PaymentRepository:
         one executemany for those whose schedule stays, one for those rescheduled; a final check
         (the QR expires: rare) one by one, as whether it happened must be known. The ids of the
         QRs that expired."""
-        payments = t.khqr_payments.c
-        conditions = [
-            payments.id == sa.bindparam("b_id"),
-            payments.status == PaymentStatus.PENDING.value,
-        ]
-        columns: dict[str, object] = {
-            "check_count": payments.check_count + 1,
-            "last_checked_ms": checked_ms,
-            "last_outcome": sa.bindparam("b_outcome"),
-        }
-        if lease_owner is not None:
-            conditions.append(payments.lease_owner == lease_owner)
-            columns |= {"lease_owner": None, "lease_until_ms": None}
+        update, columns = self._check_update(
+            sa.bindparam("b_id"),
+            sa.bindparam("b_outcome"),
+            checked_ms=checked_ms,
+            lease_owner=lease_owner,
+        )
         kept: list[dict[str, object]] = []
         moved: list[dict[str, object]] = []
         expired: set[int] = set()
@@ -270,7 +272,6 @@ class PaymentRepository:
                         "b_errors": next_check.consecutive_errors,
                     }
                 )
-        update = t.khqr_payments.update().where(*conditions)
         if kept:
             self._connection.execute(update.values(**columns), kept)
         if moved:
