@@ -24,6 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -85,6 +86,16 @@ class PostgresDatabase:
                 (self.name,),
             )
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(self.name)))
+
+
+def bench_settings(database_url: str, merchant_account: str, **changes: Any) -> Settings:
+    """Settings for a bench: these and the defaults, nothing from the environment or `.env`."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        merchant_account=merchant_account,
+        **changes,
+    )
 
 
 class Workers:

@@ -34,7 +34,14 @@ import psycopg
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from burst_bench import DEFAULT_POSTGRES, PostgresDatabase, Workers, _libpq, _machine
+from burst_bench import (
+    DEFAULT_POSTGRES,
+    PostgresDatabase,
+    Workers,
+    _libpq,
+    _machine,
+    bench_settings,
+)
 from khqrpay.clock import SystemClock
 from khqrpay.db import Database, migrate
 from khqrpay.db import tables as t
@@ -277,11 +284,7 @@ def run_setup(
     )
     try:
         migrate.upgrade(database)
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            database_url=database_url,
-            merchant_account=MERCHANT,
-        )
+        settings = bench_settings(database_url, MERCHANT)
         started = time.monotonic()
         demand = _fill(database, settings, pending)
         print(
