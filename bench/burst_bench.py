@@ -7,7 +7,8 @@ order is COMPLETED. Reported: wall time from launching the workers, the time fro
 last completion (without process start-up), orders per second, and the payment checks
 made (one per order means no double work between workers).
 
-    .venv/bin/python bench/burst_bench.py [--orders 5000] [--postgres URL]
+    .venv/bin/python bench/burst_bench.py [--orders 5000] [--postgres URL] [--workers 1,4]
+        [--spread 500] [--no-sqlite]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -84,6 +86,73 @@ class PostgresDatabase:
                 (self.name,),
             )
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(self.name)))
+
+
+def bench_settings(database_url: str, merchant_account: str, **changes: Any) -> Settings:
+    """Settings for a bench: these and the defaults, nothing from the environment or `.env`."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        merchant_account=merchant_account,
+        **changes,
+    )
+
+
+class Workers:
+    """`count` `khqrpay worker` processes against the simulator, with only these KHQRPAY_
+    settings (none of the caller's); their log in a temporary folder, shown if one exits."""
+
+    def __init__(
+        self,
+        count: int,
+        database_url: str,
+        simulator: RunningSimulator,
+        merchant_account: str,
+    ) -> None:
+        self._count = count
+        self._env = {k: v for k, v in os.environ.items() if not k.startswith("KHQRPAY_")} | {
+            "KHQRPAY_DATABASE_URL": database_url,
+            "KHQRPAY_BAKONG_URL": simulator.url,
+            "KHQRPAY_BAKONG_TOKEN": simulator.token,
+            # The worker checks at start-up that Bakong knows the account it is paid into.
+            "KHQRPAY_MERCHANT_ACCOUNT": merchant_account,
+            # The engine's throughput, not Bakong's request budget (60 calls a minute would
+            # stretch 5,000 payments, 100 md5-list calls, over two minutes).
+            "KHQRPAY_BAKONG_MAX_CALLS_PER_MIN": "100000",
+        }
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Workers:
+        self._folder = tempfile.TemporaryDirectory()
+        self._log = open(Path(self._folder.name) / "workers.log", "w+")
+        self._processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "khqrpay.cli.worker", "--json-logs"],
+                env=self._env,
+                cwd=self._folder.name,
+                stdout=subprocess.DEVNULL,
+                stderr=self._log,
+            )
+            for _ in range(self._count)
+        ]
+        return self
+
+    def check(self) -> None:
+        """Raise if a worker has exited."""
+        if any(process.poll() is not None for process in self._processes):
+            self._log.seek(0)
+            raise RuntimeError(f"a worker exited early: {self._log.read()[-2000:]}")
+
+    def stop(self) -> None:
+        for process in self._processes:
+            process.terminate()
+        for process in self._processes:
+            process.wait(30)
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+        self._log.close()
+        self._folder.cleanup()
 
 
 def _create_orders(database: Database, settings: Settings, count: int, products: int) -> list[str]:
@@ -164,40 +233,15 @@ def run_setup(
             f"{created_s:.1f} s and paid",
             flush=True,
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KHQRPAY_")} | {
-            "KHQRPAY_DATABASE_URL": database_url,
-            "KHQRPAY_BAKONG_URL": simulator.url,
-            "KHQRPAY_BAKONG_TOKEN": simulator.token,
-            # The engine's throughput, not Bakong's request budget (60 calls a minute would
-            # stretch 5,000 payments, 100 md5-list calls, over two minutes).
-            "KHQRPAY_BAKONG_MAX_CALLS_PER_MIN": "100000",
-        }
-        with tempfile.TemporaryDirectory() as cwd:
+        with Workers(workers, database_url, simulator, settings.merchant_account) as processes:
             launched = time.monotonic()
-            processes = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "khqrpay.cli.worker", "--json-logs"],
-                    env=env,
-                    cwd=cwd,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                for _ in range(workers)
-            ]
             first_done: float | None = None
-            try:
-                while (done := _completed(database)) < orders:
-                    if done and first_done is None:
-                        first_done = time.monotonic()
-                    if any(p.poll() is not None for p in processes):
-                        raise RuntimeError("a worker exited early")
-                    time.sleep(0.05)
-                finished = time.monotonic()
-            finally:
-                for process in processes:
-                    process.terminate()
-                for process in processes:
-                    process.wait(30)
+            while (done := _completed(database)) < orders:
+                if done and first_done is None:
+                    first_done = time.monotonic()
+                processes.check()
+                time.sleep(0.05)
+            finished = time.monotonic()
         return Outcome(
             backend,
             workers,
@@ -233,20 +277,23 @@ def main() -> None:
         default=500,
         help="products the orders are spread over in the extra PostgreSQL rows (0: skip them)",
     )
+    parser.add_argument("--workers", default="1,4", help="worker counts on PostgreSQL")
+    parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite setup")
     args = parser.parse_args()
     postgres_url = args.postgres or DEFAULT_POSTGRES
     print(f"Payment burst: {args.orders} orders paid at once. Machine: {_machine()}")
     outcomes = []
     config = SimulatorConfig(token=SecretStr("burst-bench-token-0123456789"), seed=1)
     with tempfile.TemporaryDirectory() as folder:
-        with run_simulator(config) as simulator:
-            sqlite_url = f"sqlite:///{Path(folder) / 'burst.sqlite3'}"
-            outcomes.append(run_setup("SQLite", sqlite_url, 1, args.orders, simulator))
+        if not args.no_sqlite:
+            with run_simulator(config) as simulator:
+                sqlite_url = f"sqlite:///{Path(folder) / 'burst.sqlite3'}"
+                outcomes.append(run_setup("SQLite", sqlite_url, 1, args.orders, simulator))
         # One product for every order (a flash sale: one hot stock row), then orders spread over
         # many products, to tell lock contention from CPU.
         spreads = [1] + ([args.spread] if args.spread > 0 else [])
         for products in spreads:
-            for workers in (1, 4):
+            for workers in map(int, args.workers.split(",")):
                 with run_simulator(config) as simulator, PostgresDatabase(postgres_url) as url:
                     outcomes.append(
                         run_setup("PostgreSQL", url, workers, args.orders, simulator, products)

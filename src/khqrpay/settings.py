@@ -363,7 +363,8 @@ class Settings(BaseSettings):
         default=20,
         ge=1,
         description=(
-            "Verification attempts kept per payment (older rows are pruned; their totals stay)."
+            "Verification attempts kept per payment (older rows are pruned; their totals stay). "
+            "The worker's routine not-paid-yet checks are only counted, not kept as rows."
         ),
     )
 

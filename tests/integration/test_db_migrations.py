@@ -17,6 +17,7 @@ from khqrpay.db.tables import metadata
 TABLES = {
     "api_keys",
     "idempotency_keys",
+    "job_leases",
     "products",
     "orders",
     "order_lines",

@@ -64,7 +64,9 @@ async def test_check_payment_status_reports_bakong_and_changes_nothing(
 ) -> None:
     created = shop.order((shop.product(), 1))
     engine.clock.advance(seconds=5)
-    await engine.verifier().run_cycle()  # one attempt: not found
+    await engine.faults(service_unavailable=1.0)
+    await engine.verifier().run_cycle()  # one attempt: Bakong unavailable (kept as a row)
+    await engine.faults()
     transaction = await engine.pay(created.payment.qr)
 
     report = await engine.actions().check_status(created.order.id)
@@ -72,7 +74,7 @@ async def test_check_payment_status_reports_bakong_and_changes_nothing(
     (qr,) = report.qrs
     assert qr.outcome is AttemptOutcome.PAID
     assert qr.detail == f"hash {transaction['hash'][:8]}"
-    assert [a.outcome for a in report.recent_attempts] == [AttemptOutcome.NOT_FOUND]
+    assert [a.outcome for a in report.recent_attempts] == [AttemptOutcome.UNAVAILABLE]
     assert report.order.status is OrderStatus.PENDING
     assert engine.order(created.order.id).status is OrderStatus.PENDING
     assert engine.evidence_count(created.order.id) == 0

@@ -189,6 +189,8 @@ def test_metrics_are_served_and_once_runs_one_cycle(
             return ""
 
     _wait_for(lambda: 'khqrpay_verifier_checks_total{outcome="paid"} 3.0' in scrape(), 20, "")
+    # The sweep (with the gauge) runs on a task of its own, beside the first cycle.
+    _wait_for(lambda: "khqrpay_pending_payments{" in scrape(), 20, worker.output())
     text = scrape()
     for name in (
         "khqrpay_verifier_batch_size_bucket",

@@ -187,10 +187,19 @@ khqr_payments = sa.Table(
         postgresql_where=sa.text("status = 'PENDING'"),
     ),
     # The claim's first tier, watched and fresh QRs (migration 0007): a few rows at the top of
-    # each, however large the backlog.
+    # each, however large the backlog. The fresh index also serves the pending-by-age gauge
+    # (range counts).
     sa.Index(
         "ix_khqr_payments_hot",
         "hot_until_ms",
+        sqlite_where=sa.text("status = 'PENDING'"),
+        postgresql_where=sa.text("status = 'PENDING'"),
+    ),
+    # Migration 0008: the ride-along claim (the longest unchecked first), by index rather than
+    # by scanning every pending row.
+    sa.Index(
+        "ix_khqr_payments_pending_last_checked",
+        "last_checked_ms",
         sqlite_where=sa.text("status = 'PENDING'"),
         postgresql_where=sa.text("status = 'PENDING'"),
     ),
@@ -343,6 +352,16 @@ verification_rounds = sa.Table(
     # How many QRs got each outcome: {"not_found": 12, "paid": 1}.
     sa.Column("outcomes", Json, nullable=False),
     _one_of("source", EvidenceSource, "source"),
+)
+
+# Migration 0008: jobs one worker at a time runs (the expiry sweep and the gauges): a lease
+# each, taken by whoever finds it free or ended, so a killed worker holds it no longer than that.
+job_leases = sa.Table(
+    "job_leases",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("until_ms", EpochMs, nullable=False),
 )
 
 # The accounts of the staff console. Names are stored lower case; passwords as argon2 hashes.

@@ -11,6 +11,7 @@ from khqrpay.db.repositories import (
     BudgetRepository,
     EvidenceRepository,
     IdempotencyRepository,
+    JobLeaseRepository,
     LoginFailureRepository,
     OrderRepository,
     OutboxRepository,
@@ -42,6 +43,7 @@ class UnitOfWork:
         self.staff_users = StaffUserRepository(connection)
         self.login_failures = LoginFailureRepository(connection)
         self.budget = BudgetRepository(connection)
+        self.job_leases = JobLeaseRepository(connection)
 
     @property
     def backend(self) -> str:

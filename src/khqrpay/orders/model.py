@@ -535,6 +535,13 @@ class VerificationAttempt:
     latency_ms: int | None = None
     detail: str | None = None
 
+    @property
+    def routine(self) -> bool:
+        """The verifier's scheduled "not paid yet": the bulk of all checks (a million pending
+        QRs make hundreds a second). Counted, and the QR keeps its last outcome, but not kept
+        as a row of its own; payments, errors and checks people asked for are."""
+        return self.source is EvidenceSource.VERIFIER and self.outcome is AttemptOutcome.NOT_FOUND
+
 
 def current_code(payments: Iterable[KhqrPayment]) -> KhqrPayment:
     """The code to show for an order (every order has one): the newest still pending, else the

@@ -1,8 +1,9 @@
 """Check QRs with Bakong and apply the answers: the one check → apply path.
 
 Stateless and claim-free: given QRs, ask Bakong (md5-list calls, outside any transaction), then
-apply each answer. Paid → the completion function, one transaction per payment. Not paid → the
-next check of the schedule; after the final check the QR expires, and an order left without a
+apply the answers of a call in one transaction. Paid → the completion function, each payment in a
+savepoint of its own (one that fails rolls back alone). Not paid → the next check of the schedule
+(set-based statements); after the final check the QR expires, and an order left without a
 pending QR expires too. An error → back off per its kind; an error never completes or expires
 anything. Unauthorized raises an alert (error log + `bakong.unauthorized` outbox event). Every
 attempt is recorded and logged.
@@ -29,13 +30,12 @@ from khqrpay.bakong.outcomes import Paid, Transaction
 from khqrpay.bakong.port import BakongPort
 from khqrpay.clock import Clock
 from khqrpay.db import Database, UnitOfWork
-from khqrpay.db.retry import run_retried
+from khqrpay.db.retry import TRANSACTION_ATTEMPTS, run_retried
 from khqrpay.logging import get_logger
 from khqrpay.orders.events import BakongUnauthorized
 from khqrpay.orders.model import (
     Action,
     AttemptOutcome,
-    Evidence,
     EvidenceSource,
     KhqrPayment,
     VerificationAttempt,
@@ -226,8 +226,9 @@ class PaymentChecker:
         actor: str,
         lease_owner: str | None = None,
     ) -> CheckRun:
-        """Apply the answers: completions, then one transaction rescheduling the rest and
-        recording every attempt, then expiries. `lease_owner`: the claims to release."""
+        """Apply the answers in one transaction (completions, each in its savepoint, then the
+        rest rescheduled and every attempt recorded), then expiries. `lease_owner`: the claims
+        to release."""
         application = _Application(
             database=self._database,
             policy=self._policy,
@@ -256,16 +257,9 @@ class _Application:
     pause_until_ms: int = 0
 
     def run(self, checked: Sequence[CheckedQr]) -> CheckRun:
-        completed: list[CheckRecord] = []
-        rest: list[CheckedQr] = []
-        for item in map(usable, checked):
-            record = self._complete(item) if isinstance(item.answer, Paid) else None
-            if record is None:
-                rest.append(item)
-            else:
-                completed.append(record)
+        items = list(map(usable, checked))
         calls = len({item.call for item in checked})
-        scheduled = run_retried(partial(self._schedule, rest, completed, calls))
+        completed, scheduled = run_retried(partial(self._apply, items, calls))
         records = (
             *completed,
             *(self._expire_order(r) if r.payment_expired else r for r in scheduled),
@@ -274,68 +268,34 @@ class _Application:
             self._log_attempt(record)
         return CheckRun(records, self.pause_until_ms)
 
-    def _complete(self, item: CheckedQr) -> CheckRecord | None:
-        """A Paid answer through the completion function; None when it could not be recorded
-        (then the QR stays pending and is checked again on its schedule)."""
-        assert isinstance(item.answer, Paid)
-        transaction, target = item.answer.transaction, item.target
-        record = partial(self._record, target, evidence_of(transaction))
-        try:
-            result = run_retried(record, also=(HashRecordedMeanwhile,))
-        except (DBAPIError, HashRecordedMeanwhile) as exc:
-            _log.error("recording a payment failed", payment_id=target.payment_id, error=str(exc))
-            return None
-        if result.action is Action.REFUSED:
-            _log.error(
-                "bakong payment not recorded",
-                payment_id=target.payment_id,
-                order_id=target.order_id,
-                reason=result.reason,
-            )
-            return None
-        if result.action is Action.CONFLICT:
-            # Recorded (the QR is paid, both orders flagged), but people must sort it out.
-            _log.error(
-                "bakong payment already recorded for another order: both orders flagged",
-                payment_id=target.payment_id,
-                order_id=target.order_id,
-                recorded_order_id=result.other_order_id,
-                reason=result.reason,
-            )
-        return CheckRecord(
-            target,
-            self.now_ms,
-            AttemptOutcome.PAID,
-            f"hash {transaction.short_hash}: {result.action.value}",
-            item.latency_ms,
-            transaction=transaction,
-            completion=result,
+    def _apply(
+        self, items: Sequence[CheckedQr], calls: int
+    ) -> tuple[list[CheckRecord], list[CheckRecord]]:
+        """One transaction for the answers of a call (one commit, one WAL flush): each Paid
+        answer through the completion function in a savepoint of its own, then every other QR
+        rescheduled, backed off or expired in set-based statements, all attempts and the round
+        (its `calls`) recorded, and the alert raised if Bakong refused the token. The records
+        of the completions and of the rest."""
+        paid = sorted(
+            (item for item in items if isinstance(item.answer, Paid)),
+            key=lambda item: (item.target.order_id, item.target.payment_id),
         )
-
-    def _record(self, target: CheckTarget, evidence: Evidence) -> CompletionResult:
         with self.database.write() as uow:
-            return record_payment(
-                uow,
-                order_id=target.order_id,
-                evidence=evidence,
-                source=self.source,
-                actor=self.actor,
-                now_ms=self.now_ms,
-                payment_id=target.payment_id,
-            )
-
-    def _schedule(
-        self, rest: Sequence[CheckedQr], completed: Sequence[CheckRecord], calls: int
-    ) -> list[CheckRecord]:
-        """One transaction: reschedule, back off or expire every QR not recorded paid, record
-        all attempts and the round (its `calls`), and raise the alert if Bakong refused the
-        token."""
-        with self.database.write() as uow:
-            # In id order, so two transactions touching the same rows never deadlock.
-            records = [
-                self._reschedule(uow, item)
-                for item in sorted(rest, key=lambda i: i.target.payment_id)
-            ]
+            if paid:
+                # Orders, then their products, each in id order (as every completion locks
+                # them): two transactions completing overlapping batches never deadlock.
+                order_ids = [item.target.order_id for item in paid]
+                uow.orders.lock_all(order_ids)
+                uow.products.lock_for_orders(order_ids)
+            completed: list[CheckRecord] = []
+            rest = [item for item in items if not isinstance(item.answer, Paid)]
+            for item in paid:
+                record = self._complete(uow, item)
+                if record is None:
+                    rest.append(item)
+                else:
+                    completed.append(record)
+            records = self._reschedule(uow, rest)
             if completed:
                 uow.payments.count_found_checks(
                     [record.target.payment_id for record in completed], checked_ms=self.now_ms
@@ -366,59 +326,122 @@ class _Application:
             refused = next((i.answer for i in rest if isinstance(i.answer, Unauthorized)), None)
             if refused is not None:
                 self._alert_unauthorized(uow, refused)
-        return records
+        return completed, records
 
-    def _reschedule(self, uow: UnitOfWork, item: CheckedQr) -> CheckRecord:
-        target, answer, policy = item.target, item.answer, self.policy
-        next_check_ms: int | None
-        next_check: NextCheck | None
-        leased = self.lease_owner is not None
-        if leased and rides_along(earliest_check_ms=target.earliest_check_ms, now_ms=self.now_ms):
-            # A ride-along in a free place: the schedule stays as it is, whatever the answer.
-            next_check_ms, next_check = target.next_check_ms, None
-        elif isinstance(answer, BakongError):
-            next_check_ms = self._back_off(target, answer)
-            # A retry repeats the failed check: never early. None: the schedule stays as it is.
-            next_check = (
-                None
-                if next_check_ms is None
-                else NextCheck(next_check_ms, next_check_ms, target.consecutive_errors + 1)
+    def _complete(self, uow: UnitOfWork, item: CheckedQr) -> CheckRecord | None:
+        """A Paid answer through the completion function, in a savepoint: when it fails only
+        its own writes are undone, and None is returned (the QR stays pending and is checked
+        again on its schedule)."""
+        assert isinstance(item.answer, Paid)
+        transaction, target = item.answer.transaction, item.target
+        evidence = evidence_of(transaction)
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                with uow.connection.begin_nested():
+                    result = record_payment(
+                        uow,
+                        order_id=target.order_id,
+                        evidence=evidence,
+                        source=self.source,
+                        actor=self.actor,
+                        now_ms=self.now_ms,
+                        payment_id=target.payment_id,
+                    )
+                break
+            except HashRecordedMeanwhile as exc:
+                # Run again: it now sees the order holding the hash and locks it up front.
+                if attempt < TRANSACTION_ATTEMPTS:
+                    continue
+                error = str(exc)
+            except DBAPIError as exc:
+                error = str(exc)
+            _log.error("recording a payment failed", payment_id=target.payment_id, error=error)
+            return None
+        if result.action is Action.REFUSED:
+            _log.error(
+                "bakong payment not recorded",
+                payment_id=target.payment_id,
+                order_id=target.order_id,
+                reason=result.reason,
             )
-        else:
-            # An answer, not an error (a Paid that could not be recorded counts as not paid here:
-            # it is asked again on schedule). None: that was the final check.
-            next_check_ms = policy.next_check_ms(
-                created_ms=target.created_ms,
-                now_ms=self.now_ms,
-                hot_until_ms=target.hot_until_ms,
-                window_end_ms=target.expires_ms,
+            return None
+        if result.action is Action.CONFLICT:
+            # Recorded (the QR is paid, both orders flagged), but people must sort it out.
+            _log.error(
+                "bakong payment already recorded for another order: both orders flagged",
+                payment_id=target.payment_id,
+                order_id=target.order_id,
+                recorded_order_id=result.other_order_id,
+                reason=result.reason,
             )
-            earliest_check_ms = (
-                None
-                if next_check_ms is None
-                else policy.earliest_check_ms(
-                    checked_ms=self.now_ms,
-                    next_check_ms=next_check_ms,
-                    window_end_ms=target.expires_ms,
-                )
-            )
-            next_check = NextCheck(next_check_ms, earliest_check_ms, consecutive_errors=0)
-        changed = uow.payments.record_check(
-            target.payment_id,
-            checked_ms=self.now_ms,
-            outcome=outcome_of(answer),
-            next_check=next_check,
-            lease_owner=self.lease_owner,
-        )
         return CheckRecord(
             target,
             self.now_ms,
-            outcome_of(answer),
-            describe_answer(answer),
+            AttemptOutcome.PAID,
+            f"hash {transaction.short_hash}: {result.action.value}",
             item.latency_ms,
-            next_check_ms=next_check_ms,
-            payment_expired=changed and next_check is not None and next_check.final,
+            transaction=transaction,
+            completion=result,
         )
+
+    def _reschedule(self, uow: UnitOfWork, rest: Sequence[CheckedQr]) -> list[CheckRecord]:
+        """Every QR not recorded paid moved to its next check (or backed off, or expired after
+        its final one) in set-based statements; their records."""
+        planned = [(item, *self._next_check(item)) for item in rest]
+        expired = uow.payments.record_checks(
+            [
+                (item.target.payment_id, outcome_of(item.answer), next_check)
+                for item, _, next_check in planned
+            ],
+            checked_ms=self.now_ms,
+            lease_owner=self.lease_owner,
+        )
+        return [
+            CheckRecord(
+                item.target,
+                self.now_ms,
+                outcome_of(item.answer),
+                describe_answer(item.answer),
+                item.latency_ms,
+                next_check_ms=next_check_ms,
+                payment_expired=item.target.payment_id in expired,
+            )
+            for item, next_check_ms, _ in planned
+        ]
+
+    def _next_check(self, item: CheckedQr) -> tuple[int | None, NextCheck | None]:
+        """The QR's next check time and the schedule to write (None: leave it as it is)."""
+        target, answer, policy = item.target, item.answer, self.policy
+        leased = self.lease_owner is not None
+        if leased and rides_along(earliest_check_ms=target.earliest_check_ms, now_ms=self.now_ms):
+            # A ride-along in a free place: the schedule stays as it is, whatever the answer.
+            return target.next_check_ms, None
+        if isinstance(answer, BakongError):
+            next_check_ms = self._back_off(target, answer)
+            # A retry repeats the failed check: never early. None: the schedule stays as it is.
+            if next_check_ms is None:
+                return None, None
+            return next_check_ms, NextCheck(
+                next_check_ms, next_check_ms, target.consecutive_errors + 1
+            )
+        # An answer, not an error (a Paid that could not be recorded counts as not paid here:
+        # it is asked again on schedule). None: that was the final check.
+        next_check_ms = policy.next_check_ms(
+            created_ms=target.created_ms,
+            now_ms=self.now_ms,
+            hot_until_ms=target.hot_until_ms,
+            window_end_ms=target.expires_ms,
+        )
+        earliest_check_ms = (
+            None
+            if next_check_ms is None
+            else policy.earliest_check_ms(
+                checked_ms=self.now_ms,
+                next_check_ms=next_check_ms,
+                window_end_ms=target.expires_ms,
+            )
+        )
+        return next_check_ms, NextCheck(next_check_ms, earliest_check_ms, consecutive_errors=0)
 
     def _back_off(self, target: CheckTarget, error: BakongError) -> int | None:
         """The next check after an error, or None to leave the payment due (token refused: the

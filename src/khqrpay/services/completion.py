@@ -8,7 +8,7 @@ transaction is ever held open across a Bakong call.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from khqrpay import fault_points
@@ -116,13 +116,14 @@ def record_payment(
     lock_ids = {order_id} if conflict_with is None else {order_id, conflict_with}
     locked = {locked_id: uow.orders.lock(locked_id) for locked_id in sorted(lock_ids)}
     order = locked[order_id]
-    payment = _payment_of(uow, order_id, payment_id)
+    payments = uow.payments.for_order(order_id)
+    payment = _payment_of(payments, order_id, payment_id)
     recorded = uow.evidence.for_order(order_id)
     facts = OrderFacts(
         status=order.status,
         window_end_ms=order.window_end_ms,
         expected=order.total,
-        receiving_accounts=frozenset(p.to_account for p in uow.payments.for_order(order_id)),
+        receiving_accounts=frozenset(p.to_account for p in payments),
         recorded_hashes=frozenset(r.evidence.bakong_hash for r in recorded),
         paid_manually_without_hash=order.paid_manually_without_hash,
         conflict_hashes=frozenset() if conflict_with is None else _conflict_hashes(uow, order_id),
@@ -164,11 +165,14 @@ def _staff_reason(source: EvidenceSource, reason: str | None) -> str | None:
     return cleaned
 
 
-def _payment_of(uow: UnitOfWork, order_id: int, payment_id: int | None) -> KhqrPayment | None:
+def _payment_of(
+    payments: Sequence[KhqrPayment], order_id: int, payment_id: int | None
+) -> KhqrPayment | None:
+    """The QR `payment_id` among the order's own (read once for the facts too)."""
     if payment_id is None:
         return None
-    payment = uow.payments.get(payment_id)
-    if payment is None or payment.order_id != order_id:
+    payment = next((p for p in payments if p.id == payment_id), None)
+    if payment is None:
         raise OrderError(f"payment {payment_id} is not a QR of order {order_id}")
     return payment
 

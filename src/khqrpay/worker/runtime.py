@@ -1,7 +1,8 @@
-"""The `khqrpay worker` runtime: one asyncio loop running the verifier, the expiry sweep and the
-outbox relay, with metrics, until told to stop; beside them, as tasks of their own, the outbound
-jobs (`webhooks`, and `telegram` when configured), which never hold up the verifier
-(`khqrpay.services.dispatch`).
+"""The `khqrpay worker` runtime: one asyncio loop running the verifier and the outbox relay, with
+metrics, until told to stop; beside them, as tasks of their own, the expiry sweep with the
+pending-payments gauge (one worker at a time: a job lease, so only that worker's gauge is
+current) and the outbound jobs (`webhooks`, and `telegram` when configured), which never hold up
+the verifier (`khqrpay.services.dispatch`).
 
 Shutdown: once `stop` is set no new cycle starts; a Bakong call in flight gets
 `worker_shutdown_grace_s` to answer (its batch is then applied), after which it is cancelled and
@@ -28,6 +29,7 @@ from khqrpay.services.alerts import warn_token_expiry
 from khqrpay.services.budget import budget_status
 from khqrpay.services.dispatch import Dispatcher
 from khqrpay.services.expiry import sweep_expired_orders
+from khqrpay.services.maintenance import hold_job
 from khqrpay.services.orders import pending_payments_by_age
 from khqrpay.services.outbox import RELAY_BATCH, relay_outbox
 from khqrpay.services.receiving_account import (
@@ -62,6 +64,8 @@ _ERROR_OUTCOMES = frozenset(
         AttemptOutcome.BAD_RESPONSE,
     }
 )
+# The lease name of the expiry sweep (with the gauges): one worker at a time runs it.
+SWEEP_JOB = "expiry_sweep"
 _UNSAFE_ID_CHARS = re.compile(r"[^\w.-]")
 
 
@@ -130,13 +134,17 @@ class Worker:
                 asyncio.create_task(dispatcher.run(outbound_stop), name=dispatcher.channel.name)
                 for dispatcher in ([] if once else self._dispatchers)
             ]
+            if not once:
+                # A sweep reads many rows: beside the check loop, never in it.
+                outbound.append(asyncio.create_task(self._sweeping(outbound_stop)))
             try:
                 while True:
                     report = await self._guarded("verifier cycle", self._cycle(abandon))
                     batch = self._settings.worker_batch_size
                     self._backlog = report is not None and report.claimed >= batch
                     self._burst = report is not None and _completions(report) >= batch // 2
-                    await self._guarded("expiry sweep", self._sweep(force=once))
+                    if once:
+                        await self._guarded("expiry sweep", self._sweep(force=True))
                     await self._guarded("outbox relay", self._relay())
                     if once or stop.is_set():
                         break
@@ -177,11 +185,31 @@ class Worker:
         observe(report)
         return report
 
-    async def _sweep(self, *, force: bool) -> None:
+    async def _sweeping(self, stop: asyncio.Event) -> None:
+        """The expiry sweep and the gauges, on their own task, every `worker_sweep_interval_s`."""
+        while not stop.is_set():
+            await self._guarded("expiry sweep", self._sweep(force=False))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._settings.worker_poll_interval_s)
+
+    async def _sweep(self, *, force: bool) -> bool:
+        """The expiry sweep, the pending-payments gauge and the token warning, if it is time and
+        this worker holds the sweep's lease (one worker at a time sweeps); whether it swept."""
         now_ms = self._clock.now_ms()
         if not force and now_ms < self._next_sweep_ms:
-            return
+            return False
         self._next_sweep_ms = now_ms + self._sweep_interval_ms
+        held = await asyncio.to_thread(
+            hold_job,
+            self._database,
+            SWEEP_JOB,
+            owner=self.worker_id,
+            now_ms=now_ms,
+            # Renewed every sweep; a killed holder's lease ends two intervals later at most.
+            lease_ms=2 * self._sweep_interval_ms,
+        )
+        if not held:
+            return False
         expired = await asyncio.to_thread(
             sweep_expired_orders,
             self._database,
@@ -211,6 +239,7 @@ class Worker:
             warn_ms=round(self._settings.bakong_token_warn_days * _DAY_MS),
             worker=self.worker_id,
         )
+        return True
 
     async def _relay(self) -> None:
         # Drain the backlog (a burst of completions) rather than one batch per poll.

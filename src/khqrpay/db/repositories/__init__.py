@@ -14,6 +14,7 @@ from khqrpay.db.repositories.attempts import AttemptRepository, CheckRound
 from khqrpay.db.repositories.audit import AuditRepository
 from khqrpay.db.repositories.budget import BudgetRepository
 from khqrpay.db.repositories.evidence import DuplicateHash, EvidenceRepository
+from khqrpay.db.repositories.job_leases import JobLeaseRepository
 from khqrpay.db.repositories.orders import OrderQuery, OrderRepository, OrderSearch
 from khqrpay.db.repositories.outbox import OutboxRepository
 from khqrpay.db.repositories.payments import PaymentRepository
@@ -38,6 +39,7 @@ __all__ = [
     "DuplicateUserName",
     "EvidenceRepository",
     "IdempotencyRepository",
+    "JobLeaseRepository",
     "LoginFailureRepository",
     "OrderQuery",
     "OrderRepository",

@@ -35,11 +35,16 @@ class AttemptRepository:
         self._connection = connection
 
     def record_batch(self, attempts: Sequence[VerificationAttempt], *, keep: int) -> None:
-        """Record attempts, count them in the per-payment totals, and keep only the last `keep`
-        rows of each payment touched."""
+        """Count attempts in the per-payment totals and record each one but the routine ones
+        (`VerificationAttempt.routine`) as a row, keeping only the last `keep` rows of each
+        payment given one."""
         if keep < 1:
             raise ValueError("keep at least one attempt per payment")
         if not attempts:
+            return
+        self._add_to_totals(attempts)
+        logged = [attempt for attempt in attempts if not attempt.routine]
+        if not logged:
             return
         self._connection.execute(
             t.verification_attempts.insert(),
@@ -53,11 +58,10 @@ class AttemptRepository:
                     "latency_ms": attempt.latency_ms,
                     "detail": attempt.detail,
                 }
-                for attempt in attempts
+                for attempt in logged
             ],
         )
-        self._add_to_totals(attempts)
-        self._prune({attempt.payment_id for attempt in attempts}, keep)
+        self._prune({attempt.payment_id for attempt in logged}, keep)
 
     def _add_to_totals(self, attempts: Sequence[VerificationAttempt]) -> None:
         counts = Counter((attempt.payment_id, attempt.outcome) for attempt in attempts)

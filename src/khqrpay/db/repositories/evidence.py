@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import IntegrityError
 
 from khqrpay.db import tables as t
 from khqrpay.orders.model import Evidence, EvidenceSource, PaidTime, RecordedEvidence
@@ -52,11 +52,13 @@ class EvidenceRepository:
         mismatch_reason: str | None,
         now_ms: int,
     ) -> int:
-        """Insert under a savepoint; `DuplicateHash` (and no change) if the hash is recorded."""
+        """Insert; `DuplicateHash` (and no change) if the hash is recorded. `ON CONFLICT DO
+        NOTHING` on the hash rather than a savepoint: two round trips fewer per payment."""
         paid = evidence.money()
+        on_postgresql = self._connection.dialect.name == "postgresql"
+        insert = (postgresql if on_postgresql else sqlite).insert(t.payment_evidence)
         statement = (
-            t.payment_evidence.insert()
-            .values(
+            insert.values(
                 order_id=order_id,
                 payment_id=payment_id,
                 bakong_hash=evidence.bakong_hash,
@@ -73,15 +75,12 @@ class EvidenceRepository:
                 mismatch_reason=mismatch_reason,
                 recorded_ms=now_ms,
             )
+            .on_conflict_do_nothing(index_elements=[t.payment_evidence.c.bakong_hash])
             .returning(t.payment_evidence.c.id)
         )
-        try:
-            with self._connection.begin_nested():
-                evidence_id: int = self._connection.execute(statement).scalar_one()
-        except IntegrityError as exc:
-            if self.order_of_hash(evidence.bakong_hash) is None:
-                raise
-            raise DuplicateHash(evidence.short_hash) from exc
+        evidence_id: int | None = self._connection.execute(statement).scalar_one_or_none()
+        if evidence_id is None:
+            raise DuplicateHash(evidence.short_hash)
         return evidence_id
 
     def order_of_hash(self, bakong_hash: str) -> int | None:

@@ -223,13 +223,9 @@ class PaymentRepository:
         leave the schedule as it is); after its final check the QR expires. With `lease_owner`,
         only while that worker holds the lease, which is then released (a worker whose lease ran
         out leaves the payment to the one that took it over). Whether the QR was updated."""
-        payments = t.khqr_payments.c
-        conditions = [payments.id == payment_id, payments.status == PaymentStatus.PENDING.value]
-        columns: dict[str, object] = {
-            "check_count": payments.check_count + 1,
-            "last_checked_ms": checked_ms,
-            "last_outcome": outcome.value,
-        }
+        update, columns = self._check_update(
+            payment_id, outcome.value, checked_ms=checked_ms, lease_owner=lease_owner
+        )
         if next_check is not None:
             columns |= {
                 "next_check_ms": next_check.next_check_ms,
@@ -238,13 +234,80 @@ class PaymentRepository:
             }
             if next_check.final:
                 columns["status"] = PaymentStatus.EXPIRED.value
+        return self._connection.execute(update.values(**columns)).rowcount == 1
+
+    @staticmethod
+    def _check_update(
+        payment_id: object, outcome: object, *, checked_ms: int, lease_owner: str | None
+    ) -> tuple[sa.Update, dict[str, object]]:
+        """The update counting one check of a still-pending QR (its id and outcome: values or
+        bind parameters) and its columns. With `lease_owner`, only while that worker holds the
+        lease, which is then released."""
+        payments = t.khqr_payments.c
+        conditions = [payments.id == payment_id, payments.status == PaymentStatus.PENDING.value]
+        columns: dict[str, object] = {
+            "check_count": payments.check_count + 1,
+            "last_checked_ms": checked_ms,
+            "last_outcome": outcome,
+        }
         if lease_owner is not None:
             conditions.append(payments.lease_owner == lease_owner)
             columns |= {"lease_owner": None, "lease_until_ms": None}
-        result = self._connection.execute(
-            t.khqr_payments.update().where(*conditions).values(**columns)
+        return t.khqr_payments.update().where(*conditions), columns
+
+    def record_checks(
+        self,
+        checks: Sequence[tuple[int, AttemptOutcome, NextCheck | None]],
+        *,
+        checked_ms: int,
+        lease_owner: str | None,
+    ) -> set[int]:
+        """`record_check` for many QRs (payment id, outcome, next check) in set-based statements:
+        one executemany for those whose schedule stays, one for those rescheduled; a final check
+        (the QR expires: rare) one by one, as whether it happened must be known. The ids of the
+        QRs that expired."""
+        update, columns = self._check_update(
+            sa.bindparam("b_id"),
+            sa.bindparam("b_outcome"),
+            checked_ms=checked_ms,
+            lease_owner=lease_owner,
         )
-        return result.rowcount == 1
+        kept: list[dict[str, object]] = []
+        moved: list[dict[str, object]] = []
+        expired: set[int] = set()
+        # In id order, so two transactions updating the same rows never deadlock.
+        for payment_id, outcome, next_check in sorted(checks, key=lambda check: check[0]):
+            row: dict[str, object] = {"b_id": payment_id, "b_outcome": outcome.value}
+            if next_check is None:
+                kept.append(row)
+            elif next_check.final:
+                if self.record_check(
+                    payment_id,
+                    checked_ms=checked_ms,
+                    outcome=outcome,
+                    next_check=next_check,
+                    lease_owner=lease_owner,
+                ):
+                    expired.add(payment_id)
+            else:
+                moved.append(
+                    row
+                    | {
+                        "b_next": next_check.next_check_ms,
+                        "b_earliest": next_check.earliest_check_ms,
+                        "b_errors": next_check.consecutive_errors,
+                    }
+                )
+        if kept:
+            self._connection.execute(update.values(**columns), kept)
+        if moved:
+            rescheduled = columns | {
+                "next_check_ms": sa.bindparam("b_next"),
+                "earliest_check_ms": sa.bindparam("b_earliest"),
+                "consecutive_errors": sa.bindparam("b_errors"),
+            }
+            self._connection.execute(update.values(**rescheduled), moved)
+        return expired
 
     def count_found_checks(self, payment_ids: Iterable[int], *, checked_ms: int) -> None:
         """The checks that found these QRs paid count too (they are PAID now: unguarded)."""
@@ -296,20 +359,23 @@ class PaymentRepository:
         self, *, now_ms: int, bands: Sequence[tuple[str, int]]
     ) -> dict[str, int]:
         """How many QRs are still pending in each age band; `bands` are (name, upper bound in ms)
-        in increasing order, and older payments count in the last band."""
+        in increasing order, and older payments count in the last band. Range counts on the
+        partial index of pending QRs' creation time: the young bands read only their rows."""
         payments = t.khqr_payments.c
-        age = now_ms - payments.created_ms
-        band = sa.case(
-            *((age < upper_ms, name) for name, upper_ms in bands[:-1]), else_=bands[-1][0]
-        ).label("band")
-        rows = self._connection.execute(
-            sa.select(band, sa.func.count())
-            .where(payments.status == PaymentStatus.PENDING.value)
-            .group_by(band)
-        ).all()
-        counts = dict.fromkeys((name for name, _ in bands), 0)
-        counts.update((name, count) for name, count in rows)
-        return counts
+
+        def younger_than(age_ms: int | None) -> sa.ScalarSelect[int]:
+            query = sa.select(sa.func.count()).where(payments.status == PaymentStatus.PENDING.value)
+            if age_ms is not None:
+                query = query.where(payments.created_ms > now_ms - age_ms)
+            return query.scalar_subquery()
+
+        names = [name for name, _ in bands]
+        bounds: list[int | None] = [upper_ms for _, upper_ms in bands[:-1]] + [None]
+        cumulative = self._connection.execute(sa.select(*map(younger_than, bounds))).one()
+        return {
+            name: int(cumulative[i]) - (int(cumulative[i - 1]) if i else 0)
+            for i, name in enumerate(names)
+        }
 
 
 def _earlier(column: sa.ColumnElement[int], value: int) -> sa.ColumnElement[int]:

@@ -100,6 +100,9 @@ class ProductRepository:
         """Take every product's quantity or none at all (one savepoint, undone as a whole); the
         id of the first product with too little left, None when everything was taken. In product
         id order, so concurrent takers never deadlock."""
+        if len(quantities) == 1:  # one guarded update: nothing to undo (no savepoint)
+            ((product_id, quantity),) = quantities.items()
+            return None if self.take_stock(product_id, quantity, now_ms=now_ms) else product_id
         try:
             with self._connection.begin_nested():
                 for product_id in sorted(quantities):
@@ -108,6 +111,22 @@ class ProductRepository:
         except _Short as short:
             return short.product_id
         return None
+
+    def lock_for_orders(self, order_ids: Iterable[int]) -> None:
+        """Lock the products these orders' lines take, in id order (after the orders
+        themselves: the order every completion locks in), so completions of many orders in one
+        transaction never deadlock with other such transactions on shared products."""
+        lines = t.order_lines.c
+        self._connection.execute(
+            sa.select(t.products.c.id)
+            .where(
+                t.products.c.id.in_(
+                    sa.select(lines.product_id).where(lines.order_id.in_(sorted(set(order_ids))))
+                )
+            )
+            .order_by(t.products.c.id)
+            .with_for_update()
+        ).all()
 
     def lock(self, sku: str) -> Product | None:
         """The product, locked until the transaction ends (`FOR UPDATE` on PostgreSQL; SQLite's

@@ -1,7 +1,7 @@
 """Products with a Khmer name beside the English one, and order lines keeping it as ordered.
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-01
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 revision: str = "0010"
 # 0007-0009 are reserved for other branches; whoever merges them chains this one after them.
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
