@@ -30,6 +30,7 @@ from khqrpay.orders.model import (
     normalize_phone,
 )
 from khqrpay.services.orders import OrderDetails, read_order_details
+from khqrpay.services.webhooks import dead_deliveries
 
 CAMBODIA = ZoneInfo("Asia/Phnom_Penh")
 _MINUTE_MS = 60_000
@@ -102,6 +103,8 @@ class Dashboard:
     latency_count: int
     payments_per_hour: list[HourCount]
     bakong: BakongHealth
+    # Webhook deliveries given up (to endpoints still in use): the owner may replay them.
+    dead_deliveries: int
 
 
 def start_of_day_ms(now_ms: int) -> int:
@@ -131,6 +134,7 @@ def dashboard(
         evidence = uow.evidence.recorded_since(day_ago_ms)
         rounds = uow.attempts.rounds_since(now_ms - _HOUR_MS)
         last_answer_ms = uow.attempts.last_answered_ms()
+        dead = dead_deliveries(uow)
     latencies = sorted(_detection_latencies(evidence))
     return Dashboard(
         now_ms=now_ms,
@@ -144,6 +148,7 @@ def dashboard(
             [e.evidence.paid_ms for e in evidence if e.evidence.paid_ms >= day_ago_ms], now_ms
         ),
         bakong=_health(rounds, last_answer_ms, bakong, now_ms, token_warn_days),
+        dead_deliveries=dead,
     )
 
 
