@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import importlib.abc
 import io
 import json
 import os
@@ -152,25 +153,42 @@ def measure(database_url: str, orders: int, *, profile: bool) -> dict[str, Any]:
 
 
 def _checkout(ref: str, folder: Path) -> Path:
-    """The `src/` of git revision `ref`, unpacked into `folder`."""
+    """The `src/` of git revision `ref` (and its pyproject.toml), unpacked into `folder`."""
     archive = subprocess.run(
-        ["git", "archive", "--format=tar", ref, "src"],
+        ["git", "archive", "--format=tar", ref, "src", "pyproject.toml"],
         check=True,
         capture_output=True,
-        cwd=Path(__file__).parent,
+        cwd=Path(__file__).parent.parent,
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
     return folder / "src"
 
 
+class _Hidden(importlib.abc.MetaPathFinder):
+    """Makes a module fail to import, as when it is not installed (a little faster than the
+    search through sys.path that fails then: what is measured without it is not flattered)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname: str, *_args: object) -> None:
+        if fullname == self.name:
+            raise ModuleNotFoundError(fullname)
+
+
 def _run_with(src: Path | None, database_url: str, orders: int) -> dict[str, Any]:
-    """`measure` in a subprocess on the code in `src` (None: this checkout's)."""
+    """`measure` in a subprocess on the code in `src` (None: this checkout's), without the
+    dependencies that code did not have yet (sniffio)."""
     env = dict(os.environ)
+    command = [sys.executable, __file__, "--one", database_url, "--orders", str(orders)]
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(src), str(Path(__file__).parent)])
-    command = [sys.executable, __file__, "--one", database_url, "--orders", str(orders)]
-    done = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+        if '"sniffio' not in (src.parent / "pyproject.toml").read_text():
+            command.append("--hide-sniffio")
+    done = subprocess.run(command, env=env, check=False, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the run failed: {done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -184,7 +202,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each, taking turns")
     parser.add_argument("--profile", action="store_true", help="print a profile (SQLite)")
     parser.add_argument("--one", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--hide-sniffio", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.hide_sniffio:
+        sys.meta_path.insert(0, _Hidden("sniffio"))
+        sys.modules.pop("sniffio", None)
     if args.one:
         print(json.dumps(measure(args.one, args.orders, profile=False)))
         return
@@ -209,10 +231,10 @@ def main() -> None:
         for backend, server in backends:
             took: dict[str, list[float]] = {label: [] for label, _src in versions}
             for turn in range(args.repeat):
-                for label, src in versions:
+                for number, (label, src) in enumerate(versions):
                     with ExitStack() as stack:
                         url = (
-                            f"sqlite:///{Path(folder) / f'{turn}-{len(took[label])}-{backend}.db'}"
+                            f"sqlite:///{Path(folder) / f'{turn}-{number}.sqlite3'}"
                             if server is None
                             else stack.enter_context(PostgresDatabase(server))
                         )
