@@ -8,9 +8,9 @@ dispatcher, built by the composition root with default settings, sends them all;
 deliveries a second. `--profile` runs the dispatcher's database work in the event loop's thread
 and prints where the time goes (cProfile, cumulative).
 
-`--compare REF` runs the same with the code of git revision REF too (in a subprocess whose
-`PYTHONPATH` is that revision's `src/`), side by side on the same machine in one run, the two
-taking turns `--repeat` times (the median is reported: the machine may be shared).
+`--compare REF` runs the same with the code of git revision REF too (`checkout_revision` in
+webhook_bench.py), side by side on the same machine in one run, the two taking turns `--repeat`
+times (the median is reported: the machine may be shared).
 
     .venv/bin/python bench/dispatch_bench.py [--orders 2000] [--repeat 3] [--postgres URL]
         [--compare REF]
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import importlib.abc
 import io
 import json
 import os
@@ -29,7 +28,6 @@ import pstats
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from contextlib import ExitStack
@@ -47,7 +45,7 @@ from khqrpay.orders.notices import WebhookEventType
 from khqrpay.services.dispatch import Dispatcher
 from khqrpay.services.webhooks import add_endpoint
 from khqrpay.settings import Settings
-from webhook_bench import ENDPOINTS, MERCHANT, _machine
+from webhook_bench import ENDPOINTS, MERCHANT, _machine, checkout_revision
 
 RECEIVER = """
 import sys, uvicorn
@@ -152,40 +150,12 @@ def measure(database_url: str, orders: int, *, profile: bool) -> dict[str, Any]:
         database.dispose()
 
 
-def _checkout(ref: str, folder: Path) -> Path:
-    """The `src/` of git revision `ref` (and its pyproject.toml), unpacked into `folder`."""
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", ref, "src", "pyproject.toml"],
-        check=True,
-        capture_output=True,
-        cwd=Path(__file__).parent.parent,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
-    return folder / "src"
-
-
-class _Hidden(importlib.abc.MetaPathFinder):
-    """Makes a module fail to import, as when it is not installed (a little faster than the
-    search through sys.path that fails then: what is measured without it is not flattered)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def find_spec(self, fullname: str, *_args: object) -> None:
-        if fullname == self.name:
-            raise ModuleNotFoundError(fullname)
-
-
 def _run_with(src: Path | None, database_url: str, orders: int) -> dict[str, Any]:
-    """`measure` in a subprocess on the code in `src` (None: this checkout's), without the
-    dependencies that code did not have yet (sniffio)."""
+    """`measure` in a subprocess on the code in `src` (None: this checkout's)."""
     env = dict(os.environ)
     command = [sys.executable, __file__, "--one", database_url, "--orders", str(orders)]
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(src), str(Path(__file__).parent)])
-        if '"sniffio' not in (src.parent / "pyproject.toml").read_text():
-            command.append("--hide-sniffio")
     done = subprocess.run(command, env=env, check=False, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"the run failed: {done.stderr[-3000:]}")
@@ -202,11 +172,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each, taking turns")
     parser.add_argument("--profile", action="store_true", help="print a profile (SQLite)")
     parser.add_argument("--one", metavar="URL", help=argparse.SUPPRESS)
-    parser.add_argument("--hide-sniffio", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.hide_sniffio:
-        sys.meta_path.insert(0, _Hidden("sniffio"))
-        sys.modules.pop("sniffio", None)
     if args.one:
         print(json.dumps(measure(args.one, args.orders, profile=False)))
         return
@@ -225,7 +191,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         versions: list[tuple[str, Path | None]] = [("this checkout", None)]
         if args.compare:
-            versions.insert(0, (args.compare, _checkout(args.compare, Path(folder))))
+            versions.insert(0, (args.compare, checkout_revision(args.compare, Path(folder))))
         print("| database | code | deliveries | seconds (median) | deliveries/s | runs (s) |")
         print("|---|---|---|---|---|---|")
         for backend, server in backends:
