@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 
 from khqrpay.clock import FakeClock
 from khqrpay.outbound.port import SendOutcome
-from khqrpay.services.dispatch import DEFER_WHILE_BUSY_MS, PREFETCH, Dispatcher, Finished
+from khqrpay.services.dispatch import (
+    DEFER_WHILE_BUSY_MS,
+    PREFETCH,
+    PREFETCH_WHILE_BUSY,
+    Dispatcher,
+    Finished,
+)
 
 
 @dataclass(frozen=True)
@@ -194,6 +200,7 @@ async def test_while_the_verifier_has_a_backlog_claims_are_spaced_out() -> None:
     )
     await dispatcher.run_once()
     assert channel.claims == 1  # it claims once even then: sending never stops altogether
+    assert len(channel.rows["a"]) == 29 - PREFETCH_WHILE_BUSY  # and not as far ahead
     await dispatcher.run_once()
     assert channel.claims == 1
     clock.advance(ms=DEFER_WHILE_BUSY_MS)
@@ -202,4 +209,5 @@ async def test_while_the_verifier_has_a_backlog_claims_are_spaced_out() -> None:
     busy = False
     await dispatcher.run_once()
     assert channel.claims == 3
+    assert len(channel.rows["a"]) == 29 - 2 * PREFETCH_WHILE_BUSY - PREFETCH
     await dispatcher.close()
