@@ -175,7 +175,15 @@ async def _pay(simulator: RunningSimulator, qrs: list[str], rate: float) -> None
 
         async def pay(qr: str) -> None:
             async with limit:
-                (await http.post("/_sim/pay", json={"qr": qr})).raise_for_status()
+                for attempt in range(3):
+                    # A connection the simulator dropped under load: pay again (a second
+                    # payment of a paid order changes no webhook counted here).
+                    try:
+                        (await http.post("/_sim/pay", json={"qr": qr})).raise_for_status()
+                        return
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
 
         if rate <= 0:
             await asyncio.gather(*(pay(qr) for qr in qrs))
@@ -292,6 +300,7 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("KHQRPAY_BENCH_POSTGRES_URL"))
     parser.add_argument("--sqlite-only", action="store_true")
     parser.add_argument("--compare", metavar="REF", help="also a burst with REF's worker")
+    parser.add_argument("--burst-only", action="store_true", help="no steady-rate run")
     args = parser.parse_args()
     print(f"Webhooks: {args.orders} completions, {ENDPOINTS} endpoints. Machine: {_machine()}")
     config = SimulatorConfig(
@@ -316,7 +325,8 @@ def main() -> None:
     runs: list[tuple[float, int, Path | None]] = [(0.0, 0, None), (0.0, ENDPOINTS, None)]
     if older is not None:
         runs.append((0.0, ENDPOINTS, older))
-    runs.append((args.rate, ENDPOINTS, None))
+    if not args.burst_only:
+        runs.append((args.rate, ENDPOINTS, None))
     for backend, server in setups():
         for rate, endpoints, src in runs:
             with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
