@@ -301,6 +301,7 @@ def main() -> None:
     parser.add_argument("--sqlite-only", action="store_true")
     parser.add_argument("--compare", metavar="REF", help="also a burst with REF's worker")
     parser.add_argument("--burst-only", action="store_true", help="no steady-rate run")
+    parser.add_argument("--compare-first", action="store_true", help="REF's burst first")
     args = parser.parse_args()
     print(f"Webhooks: {args.orders} completions, {ENDPOINTS} endpoints. Machine: {_machine()}")
     config = SimulatorConfig(
@@ -324,7 +325,8 @@ def main() -> None:
         older = checkout_revision(args.compare, folder)
     runs: list[tuple[float, int, Path | None]] = [(0.0, 0, None), (0.0, ENDPOINTS, None)]
     if older is not None:
-        runs.append((0.0, ENDPOINTS, older))
+        # Which goes first: --compare-first for REF (the load of a shared machine drifts).
+        runs.insert(1 if args.compare_first else 2, (0.0, ENDPOINTS, older))
     if not args.burst_only:
         runs.append((args.rate, ENDPOINTS, None))
     for backend, server in setups():
