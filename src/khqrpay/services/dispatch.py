@@ -108,14 +108,11 @@ def next_attempt_ms(
 
 # A recipient's messages are claimed ahead, up to this many times its concurrency, so that a
 # send ending starts the next at once rather than after a trip to the database; claims are made
-# when what a recipient holds falls to its concurrency (a batch, not a row at a time). Each
-# claim costs a few transactions whatever its size: 4 rather than 2 made a third as many claims
-# for the same deliveries (bench/dispatch_bench.py), at the price of longer leases (`lease_ms`).
-PREFETCH = 4
-# While the verifier works through a burst of payments, a channel claims at most this often,
-# and only this far ahead (as much sending as before claims grew: payments first).
+# when what a recipient holds falls to its concurrency (a batch, not a row at a time). 4 made
+# fewer claims but delivered a burst's webhooks later in the worker (bench/RESULTS.md).
+PREFETCH = 2
+# While the verifier works through a burst of payments, a channel claims at most this often.
 DEFER_WHILE_BUSY_MS = 2_000
-PREFETCH_WHILE_BUSY = 2
 
 
 def lease_ms(timeout_s: float, margin_s: float) -> int:
@@ -239,22 +236,20 @@ class Dispatcher(Generic[JobT]):
             return 0
         if not claiming:
             return 0
-        busy = self._verifier_busy()
-        if busy and now_ms - self._last_claim_ms < DEFER_WHILE_BUSY_MS:
+        if self._verifier_busy() and now_ms - self._last_claim_ms < DEFER_WHILE_BUSY_MS:
             # Payments first: while the verifier records a burst of payments, claim at most once
             # a while (the messages already claimed go on being sent).
             return 0
-        ahead = PREFETCH_WHILE_BUSY if busy else PREFETCH
         self._last_claim_ms = now_ms
         self._discover = False
         channel = self.channel
         await self._db(partial(channel.prepare, now_ms))
-        room = ahead * self._concurrency - sum(map(self._held, list(self._queued)))
+        room = PREFETCH * self._concurrency - sum(map(self._held, list(self._queued)))
         capacity: dict[Hashable, int] = {}
         for target in await self._db(partial(channel.due_targets, now_ms)):
             held = self._held(target)
             if held <= channel.per_target and room > 0:
-                capacity[target] = min(room, ahead * channel.per_target - held)
+                capacity[target] = min(room, PREFETCH * channel.per_target - held)
                 room -= capacity[target]
         jobs = await self._db(partial(channel.claim, capacity, now_ms=now_ms)) if capacity else []
         for job in jobs:
