@@ -299,6 +299,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="payments a second, steady run")
     parser.add_argument("--postgres", default=os.environ.get("KHQRPAY_BENCH_POSTGRES_URL"))
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--postgres-only", action="store_true")
     parser.add_argument("--compare", metavar="REF", help="also a burst with REF's worker")
     parser.add_argument("--burst-only", action="store_true", help="no steady-rate run")
     parser.add_argument("--compare-first", action="store_true", help="REF's burst first")
@@ -313,7 +314,7 @@ def main() -> None:
     baselines: dict[str, float] = {}
 
     def setups() -> list[tuple[str, Any]]:
-        found: list[tuple[str, Any]] = [("SQLite", None)]
+        found: list[tuple[str, Any]] = [] if args.postgres_only else [("SQLite", None)]
         if not args.sqlite_only:
             found.append(("PostgreSQL", args.postgres or DEFAULT_POSTGRES))
         return found
