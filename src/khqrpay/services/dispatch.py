@@ -108,35 +108,23 @@ def next_attempt_ms(
 
 # A recipient's messages are claimed ahead, up to this many times its concurrency, so that a
 # send ending starts the next at once rather than after a trip to the database; claims are made
-# when what a recipient holds falls to its concurrency (a batch, not a row at a time). 4 made
-# fewer claims but delivered a burst's webhooks later in the worker (bench/RESULTS.md).
+# when what a recipient holds falls to its concurrency (a batch, not a row at a time).
 PREFETCH = 2
 # While the verifier works through a burst of payments, a channel claims at most this often.
 DEFER_WHILE_BUSY_MS = 2_000
 
 
 def lease_ms(timeout_s: float, margin_s: float) -> int:
-    """How long claimed messages stay this worker's: a claimed message waits for at most
-    PREFETCH - 1 tries of those ahead of it, then is tried itself; and a margin."""
+    """How long claimed messages stay this worker's: a claimed message waits for at most one
+    try of those ahead of it (PREFETCH = 2), then is tried itself; and a margin."""
     return round((PREFETCH * timeout_s + margin_s) * 1000)
-
-
-# Outcomes of tries are written in batches (a transaction each): once this long has passed
-# since a try ended, at the latest (well within its lease, so another worker never sends it again).
-RECORD_WITHIN_MS = 1_000
 
 
 class Dispatcher(Generic[JobT]):
     """Runs a channel. Each round records the tries that ended and claims more for recipients
     running low (a transaction each, however many messages); claimed messages wait in their
     recipient's queue and are sent as its slots free. A round follows a try ending, new events
-    relayed, or the poll interval.
-
-    A try ending is the commonest reason for a round, so such a round does no more than it must:
-    it records outcomes only once half the concurrency has ended, a claim follows, nothing is
-    left in flight or the oldest outcome waited `RECORD_WITHIN_MS`; and it looks for recipients
-    with due messages only when one it sends to runs low (new events and the poll look for
-    new recipients)."""
+    relayed, or the poll interval."""
 
     def __init__(
         self,
@@ -160,15 +148,11 @@ class Dispatcher(Generic[JobT]):
         self._sending: Counter[Hashable] = Counter()
         self._queued: dict[Hashable, deque[JobT]] = defaultdict(deque)
         self._finished: list[Finished[JobT]] = []
-        self._record_batch = max(1, concurrency // 2)
-        # Whether the next round looks for every recipient with due messages.
-        self._discover = True
         self._paused_until_ms = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"khqrpay-{channel.name}")
 
     def wake(self) -> None:
         """Look for due messages now (new events were relayed) rather than at the next poll."""
-        self._discover = True
         self._wake.set()
 
     async def _db(self, work: Callable[[], _T]) -> _T:
@@ -186,21 +170,18 @@ class Dispatcher(Generic[JobT]):
                     # The database restarting must not end the channel: try at the next poll.
                     _log.exception("outbound step failed", channel=self.channel.name)
                 woken = asyncio.ensure_future(self._wake.wait())
-                done, _pending = await asyncio.wait(
+                await asyncio.wait(
                     (stopping, woken),
                     timeout=self._poll_interval_s,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 woken.cancel()
-                if not done:
-                    self._discover = True
         finally:
             stopping.cancel()
             await self.close()
 
     async def run_once(self) -> None:
         """One round, every message it claimed sent and recorded (`worker --once`, tests)."""
-        self._discover = True
         await self.round()
         while self._in_flight:
             await asyncio.wait(list(self._in_flight))
@@ -212,21 +193,8 @@ class Dispatcher(Generic[JobT]):
     async def round(self) -> int:
         """Record the tries that ended; claim for recipients running low and start what their
         free slots allow; how many were claimed."""
+        await self._record_finished()
         now_ms = self._clock.now_ms()
-        per_target = self.channel.per_target
-        claiming = self._discover or any(
-            self._held(target) <= per_target for target in list(self._queued)
-        )
-        finished = self._finished
-        if finished and (
-            claiming
-            or len(finished) >= self._record_batch
-            or not self._in_flight
-            or now_ms - finished[0].at_ms >= RECORD_WITHIN_MS
-        ):
-            # Before a claim too: a message waiting for the one before it about the same
-            # order is claimable once that one is recorded.
-            await self._record_finished()
         if now_ms < self._paused_until_ms:
             # The pause may outlast their leases: hand back what waits, to claim again later.
             waiting = [job for queue in self._queued.values() for job in queue]
@@ -234,14 +202,11 @@ class Dispatcher(Generic[JobT]):
             if waiting:
                 await self._db(partial(self.channel.release, waiting))
             return 0
-        if not claiming:
-            return 0
         if self._verifier_busy() and now_ms - self._last_claim_ms < DEFER_WHILE_BUSY_MS:
             # Payments first: while the verifier records a burst of payments, claim at most once
             # a while (the messages already claimed go on being sent).
             return 0
         self._last_claim_ms = now_ms
-        self._discover = False
         channel = self.channel
         await self._db(partial(channel.prepare, now_ms))
         room = PREFETCH * self._concurrency - sum(map(self._held, list(self._queued)))

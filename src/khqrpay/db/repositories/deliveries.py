@@ -8,13 +8,13 @@ one chat's messages) go out in id order: only the oldest pending row of a lane i
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import FromClause
 
 from khqrpay.orders.notices import DeliveryState, DeliveryStatus
 
@@ -49,42 +49,6 @@ def new_delivery(now_ms: int) -> dict[str, object]:
 
 
 @dataclass(frozen=True, slots=True)
-class _QueueStatements:
-    due_targets: sa.Select[Any]
-    claim: sa.Select[Any]
-
-
-@functools.cache
-def _statements(table: sa.Table, target: str, lane: tuple[str, ...]) -> _QueueStatements:
-    """A queue's two polling statements, built once (with parameters: `now_ms`, `target`,
-    `limit`): a sender runs them every round, and building them (aliases and all) cost about as
-    much as running them."""
-    row = table.alias("row")
-    earlier = table.alias("earlier")
-    now_ms = sa.bindparam("now_ms", type_=sa.BigInteger)
-    before_in_lane = (
-        sa.exists()
-        .where(*(earlier.c[column] == row.c[column] for column in lane))
-        .where(earlier.c.status == _PENDING_SQL, earlier.c.id < row.c.id)
-    )
-    # Claimable now: pending, due, not leased, first of their lane.
-    claimable = [
-        row.c.status == _PENDING_SQL,
-        row.c.next_attempt_ms <= now_ms,
-        sa.or_(row.c.lease_until_ms.is_(None), row.c.lease_until_ms <= now_ms),
-        ~before_in_lane,
-    ]
-    return _QueueStatements(
-        due_targets=sa.select(row.c[target]).where(*claimable).distinct(),
-        claim=sa.select(row.c.id)
-        .where(row.c[target] == sa.bindparam("target"), *claimable)
-        .order_by(row.c.id)
-        .limit(sa.bindparam("limit", type_=sa.Integer))
-        .with_for_update(skip_locked=True, of=row),
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class Try:
     """One try's outcome: delivered (no error), again at `again_ms`, or dead (neither)."""
 
@@ -112,21 +76,42 @@ class DeliveryQueue:
         self._target = target
         self._lane = tuple(lane)
 
+    def _claimable(self, now_ms: int) -> tuple[FromClause, list[sa.ColumnElement[bool]]]:
+        """The rows a worker may take now: pending, due, not leased, first of their lane."""
+        row = self._table.alias("row")
+        earlier = self._table.alias("earlier")
+        before_in_lane = (
+            sa.exists()
+            .where(*(earlier.c[column] == row.c[column] for column in self._lane))
+            .where(earlier.c.status == _PENDING_SQL, earlier.c.id < row.c.id)
+        )
+        return row, [
+            row.c.status == _PENDING_SQL,
+            row.c.next_attempt_ms <= now_ms,
+            sa.or_(row.c.lease_until_ms.is_(None), row.c.lease_until_ms <= now_ms),
+            ~before_in_lane,
+        ]
+
     def due_targets(self, now_ms: int) -> list[Any]:
         """The recipients with a message to send now."""
-        statement = _statements(self._table, self._target, self._lane).due_targets
-        return list(self._connection.execute(statement, {"now_ms": now_ms}).scalars())
+        row, claimable = self._claimable(now_ms)
+        query = sa.select(row.c[self._target]).where(*claimable).distinct()
+        return list(self._connection.execute(query).scalars())
 
     def claim(
         self, target: object, *, now_ms: int, limit: int, owner: str, lease_until_ms: int
     ) -> list[int]:
         """Lease up to `limit` of `target`'s claimable rows, oldest first; their ids. On
         PostgreSQL rows another worker is claiming are skipped (`FOR UPDATE SKIP LOCKED`)."""
-        statement = _statements(self._table, self._target, self._lane).claim
-        found = self._connection.execute(
-            statement, {"now_ms": now_ms, "target": target, "limit": limit}
+        row, claimable = self._claimable(now_ms)
+        query = (
+            sa.select(row.c.id)
+            .where(row.c[self._target] == target, *claimable)
+            .order_by(row.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=row)
         )
-        ids = list(found.scalars())
+        ids = list(self._connection.execute(query).scalars())
         if ids:
             self._connection.execute(
                 self._table.update()
