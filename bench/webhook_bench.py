@@ -11,17 +11,23 @@ the first completion to the last delivery; that every message reached every endp
 once; and, for the burst, the completion time of the same burst with no endpoint (the verifier
 not slowed).
 
+`--compare REF` also runs the burst with the worker of git revision REF (`checkout_revision`),
+side by side in the same run.
+
     .venv/bin/python bench/webhook_bench.py [--orders 5000] [--rate 50] [--postgres URL]
+        [--compare REF]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import platform
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -48,6 +54,37 @@ from khqrpay.simulator.server import RunningSimulator
 
 ENDPOINTS = 3
 MERCHANT = "shop@devb"
+# Imported first by a Python whose path holds an older revision's code: the dependencies added
+# since then fail to import there, as when they were not installed (sniffio is imported by
+# httpcore at every request when it can be, and failing that costs a search of sys.path).
+_AS_THEN = """
+import importlib.abc, sys
+
+class _Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, *_args):
+        if fullname in {absent!r}:
+            raise ModuleNotFoundError(fullname)
+
+sys.meta_path.insert(0, _Absent())
+"""
+ADDED_SINCE = ("sniffio",)
+
+
+def checkout_revision(ref: str, folder: Path) -> Path:
+    """The `src/` of git revision `ref`, unpacked into `folder`: put it first on `PYTHONPATH`
+    and Python runs that revision's code, without the dependencies added since."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", ref, "src", "pyproject.toml"],
+        check=True,
+        capture_output=True,
+        cwd=Path(__file__).parent.parent,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    declared = (folder / "pyproject.toml").read_text()
+    absent = {name for name in ADDED_SINCE if f'"{name}' not in declared}
+    (folder / "src" / "sitecustomize.py").write_text(_AS_THEN.format(absent=absent))
+    return folder / "src"
 
 
 class Receiver:
@@ -73,9 +110,12 @@ class Receiver:
 class Outcome:
     backend: str
     mode: str
+    code: str
     orders: int
     completions_s: float
     drain_s: float
+    # Deliveries a second, from the first delivered to the last.
+    delivery_rate: float
     lags_ms: list[int]
     duplicates: int
     missing: int
@@ -120,8 +160,12 @@ def _first_and_last_completion_ms(database: Database) -> tuple[int, int]:
     return int(first), int(last)
 
 
-def _last_delivery_ms(database: Database) -> int:
-    return _count(database, sa.select(sa.func.max(t.webhook_deliveries.c.done_ms)))
+def _delivery_span_ms(database: Database) -> tuple[int, int]:
+    """When the first and the last delivery were done."""
+    done = t.webhook_deliveries.c.done_ms
+    with database.read() as uow:
+        first, last = uow.connection.execute(sa.select(sa.func.min(done), sa.func.max(done))).one()
+    return int(first or 0), int(last or 0)
 
 
 async def _pay(simulator: RunningSimulator, qrs: list[str], rate: float) -> None:
@@ -131,7 +175,15 @@ async def _pay(simulator: RunningSimulator, qrs: list[str], rate: float) -> None
 
         async def pay(qr: str) -> None:
             async with limit:
-                (await http.post("/_sim/pay", json={"qr": qr})).raise_for_status()
+                for attempt in range(3):
+                    # A connection the simulator dropped under load: pay again (a second
+                    # payment of a paid order changes no webhook counted here).
+                    try:
+                        (await http.post("/_sim/pay", json={"qr": qr})).raise_for_status()
+                        return
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
 
         if rate <= 0:
             await asyncio.gather(*(pay(qr) for qr in qrs))
@@ -152,6 +204,7 @@ def run_setup(
     *,
     rate: float,
     endpoints: int = ENDPOINTS,
+    src: Path | None = None,
 ) -> Outcome:
     database = Database.from_url(database_url)
     try:
@@ -182,6 +235,8 @@ def run_setup(
                 "KHQRPAY_BAKONG_TOKEN": simulator.token,
                 "KHQRPAY_MERCHANT_ACCOUNT": MERCHANT,
             }
+            if src is not None:
+                env["PYTHONPATH"] = str(src)
             with tempfile.TemporaryDirectory() as cwd:
                 log = Path(cwd) / "worker.log"
                 worker = subprocess.Popen(
@@ -208,16 +263,16 @@ def run_setup(
                     worker.terminate()
                     worker.wait(30)
         first_ms, last_ms = _first_and_last_completion_ms(database)
-        sent = Counter[int]()
-        for receiver in receivers:
-            sent.update(receiver.seen.values())
+        first_done_ms, last_done_ms = _delivery_span_ms(database)
         received = sum(sum(r.seen.values()) for r in receivers)
         return Outcome(
             backend=backend,
             mode="burst" if rate <= 0 else f"{rate:g}/s",
+            code="this checkout" if src is None else src.parent.name,
             orders=orders,
             completions_s=(last_ms - first_ms) / 1000,
-            drain_s=(_last_delivery_ms(database) - first_ms) / 1000 if endpoints else 0.0,
+            drain_s=(last_done_ms - first_ms) / 1000 if endpoints else 0.0,
+            delivery_rate=orders * endpoints * 1000 / max(1, last_done_ms - first_done_ms),
             lags_ms=_lags_ms(database),
             duplicates=received - sum(len(r.seen) for r in receivers),
             missing=orders * endpoints - sum(len(r.seen) for r in receivers),
@@ -244,6 +299,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="payments a second, steady run")
     parser.add_argument("--postgres", default=os.environ.get("KHQRPAY_BENCH_POSTGRES_URL"))
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--postgres-only", action="store_true")
+    parser.add_argument("--compare", metavar="REF", help="also a burst with REF's worker")
+    parser.add_argument("--burst-only", action="store_true", help="no steady-rate run")
+    parser.add_argument("--compare-first", action="store_true", help="REF's burst first")
     args = parser.parse_args()
     print(f"Webhooks: {args.orders} completions, {ENDPOINTS} endpoints. Machine: {_machine()}")
     config = SimulatorConfig(
@@ -255,13 +314,24 @@ def main() -> None:
     baselines: dict[str, float] = {}
 
     def setups() -> list[tuple[str, Any]]:
-        found: list[tuple[str, Any]] = [("SQLite", None)]
+        found: list[tuple[str, Any]] = [] if args.postgres_only else [("SQLite", None)]
         if not args.sqlite_only:
             found.append(("PostgreSQL", args.postgres or DEFAULT_POSTGRES))
         return found
 
+    revisions = ExitStack()
+    older = None
+    if args.compare:
+        folder = Path(revisions.enter_context(tempfile.TemporaryDirectory())) / args.compare
+        older = checkout_revision(args.compare, folder)
+    runs: list[tuple[float, int, Path | None]] = [(0.0, 0, None), (0.0, ENDPOINTS, None)]
+    if older is not None:
+        # Which goes first: --compare-first for REF (the load of a shared machine drifts).
+        runs.insert(1 if args.compare_first else 2, (0.0, ENDPOINTS, older))
+    if not args.burst_only:
+        runs.append((args.rate, ENDPOINTS, None))
     for backend, server in setups():
-        for rate, endpoints in ((0.0, 0), (0.0, ENDPOINTS), (args.rate, ENDPOINTS)):
+        for rate, endpoints, src in runs:
             with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
                 simulator = stack.enter_context(run_simulator(config))
                 url = (
@@ -270,7 +340,7 @@ def main() -> None:
                     else stack.enter_context(PostgresDatabase(server))
                 )
                 outcome = run_setup(
-                    backend, url, args.orders, simulator, rate=rate, endpoints=endpoints
+                    backend, url, args.orders, simulator, rate=rate, endpoints=endpoints, src=src
                 )
             if endpoints == 0:
                 baselines[backend] = outcome.completions_s
@@ -278,22 +348,26 @@ def main() -> None:
                 continue
             outcomes.append(outcome)
             print(
-                f"  {backend} {outcome.mode}: completions {outcome.completions_s:.1f} s, "
-                f"lag p50 {outcome.percentile(0.5):.2f} s p99 {outcome.percentile(0.99):.2f} s",
+                f"  {backend} {outcome.mode} ({outcome.code}): completions "
+                f"{outcome.completions_s:.1f} s, lag p50 {outcome.percentile(0.5):.2f} s "
+                f"p99 {outcome.percentile(0.99):.2f} s, {outcome.delivery_rate:.0f} deliveries/s",
                 flush=True,
             )
+    revisions.close()
     print()
     print(
-        "| database | payments | completions (s) | same, no endpoint (s) | last delivery (s) "
-        "| lag p50 (s) | lag p99 (s) | lag max (s) | deliveries | duplicates | missing |"
+        "| database | payments | code | completions (s) | same, no endpoint (s) "
+        "| last delivery (s) | deliveries/s | lag p50 (s) | lag p99 (s) | lag max (s) "
+        "| deliveries | duplicates | missing |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for o in outcomes:
         baseline = f"{baselines[o.backend]:.1f}" if o.mode == "burst" else ""
         print(
-            f"| {o.backend} | {o.mode} | {o.completions_s:.1f} | {baseline} | {o.drain_s:.1f} | "
-            f"{o.percentile(0.5):.2f} | {o.percentile(0.99):.2f} | {max(o.lags_ms) / 1000:.2f} | "
-            f"{len(o.lags_ms):,} | {o.duplicates} | {o.missing} |"
+            f"| {o.backend} | {o.mode} | {o.code} | {o.completions_s:.1f} | {baseline} "
+            f"| {o.drain_s:.1f} | {o.delivery_rate:.0f} | {o.percentile(0.5):.2f} "
+            f"| {o.percentile(0.99):.2f} | {max(o.lags_ms) / 1000:.2f} | {len(o.lags_ms):,} "
+            f"| {o.duplicates} | {o.missing} |"
         )
 
 

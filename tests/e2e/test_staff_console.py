@@ -2,8 +2,8 @@
 simulator over HTTP. Two shops: a live one whose verifier worker runs as the web app's background
 job (orders complete by themselves), and a quiet one with no worker (only staff find payments).
 
-Screenshots of the dashboard, the orders list and an order page, phone (390x844) and desktop
-(1280x800), go to tests/e2e/screenshots/."""
+Screenshots of the dashboard, the orders list, an order page and the webhooks and Telegram pages,
+phone (390x844) and desktop (1280x800), go to tests/e2e/screenshots/."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from pydantic import SecretStr
 
+from helpers.receivers import FakeBotApi, WebhookReceiver, serve
 from khqrpay.accounts import Role
 from khqrpay.bootstrap import App
 from khqrpay.clock import SystemClock
@@ -87,7 +88,9 @@ def simulator() -> Iterator[RunningSimulator]:
 
 
 @contextmanager
-def _shop(folder: Path, simulator: RunningSimulator, *, worker: bool) -> Iterator[Shop]:
+def _shop(
+    folder: Path, simulator: RunningSimulator, *, worker: bool, **changes: Any
+) -> Iterator[Shop]:
     database = Database.from_url(f"sqlite:///{folder / 'shop.sqlite3'}")
     migrate.upgrade(database)
     clock = SystemClock()
@@ -103,6 +106,7 @@ def _shop(folder: Path, simulator: RunningSimulator, *, worker: bool) -> Iterato
         worker_poll_interval_s=0.2,
         web_secret_key=SecretStr("e2e-console-secret-0123456789"),
         web_secure_cookies=False,
+        **changes,
     )
     app = App(settings=settings, database=database, clock=clock)
     for (name, password), role in ((OWNER, Role.OWNER), (STAFF, Role.STAFF)):
@@ -350,3 +354,104 @@ def test_an_owner_gives_a_product_its_khmer_name(
         page.locator("#product-LIME-JUICE").get_by_text("Change").click()
         expect(page.locator("#product-LIME-JUICE").get_by_label("Khmer name")).to_have_value(khmer)
         page.screenshot(path=SCREENSHOTS / f"products-edit-{device}.png", full_page=True)
+
+
+BOT_TOKEN = "123456789:AAe2e-bot-token"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+
+
+def screenshots(page: Page, name: str) -> None:
+    """The page as it is, on a phone and on a desk."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    for device, size in (("desktop", DESKTOP), ("phone", PHONE)):
+        page.set_viewport_size(size)
+        # From the top: the sticky menu would otherwise be drawn where the page was scrolled to.
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=SCREENSHOTS / f"{name}-{device}.png", full_page=True)
+
+
+def _reload_until(page: Page, check: Any, timeout_ms: int = FOUND_MS) -> None:
+    """Reload a page that does not follow changes by itself until `check()` holds."""
+    for _ in range(timeout_ms // 250):
+        if check():
+            return
+        page.wait_for_timeout(250)
+        page.reload()
+    assert check()
+
+
+def test_an_owner_adds_a_webhook_sees_its_secret_once_and_replays_a_delivery(
+    browser: Browser, live_shop: Shop
+) -> None:
+    receiver = WebhookReceiver()
+    with serve(receiver) as receiver_url, _context(browser, viewport=PHONE) as context:
+        page = context.new_page()
+        log_in(page, live_shop, OWNER, "/admin/webhooks")
+        page.get_by_label("Address (URL)").fill(f"{receiver_url}/khqr")
+        page.get_by_label("Order paid and completed").check()
+        page.get_by_label("Allow private addresses").check()
+        page.get_by_role("button", name="Add endpoint").click()
+        secret = page.locator("#webhook-secret")
+        expect(secret).to_have_text(re.compile(r"^whsec_[A-Za-z0-9+/=]{32}$"))
+        shown = secret.inner_text()
+        screenshots(page, "webhook-added")
+        page.get_by_role("link", name="Done").click()
+        expect(page.locator(".endpoint-url").last).to_have_text(f"{receiver_url}/khqr")
+        assert shown not in page.content()
+
+        created = live_shop.order(("LIME-JUICE", 1))
+        live_shop.pay(created.payment.qr)
+        page.locator(".endpoint").last.get_by_role("link", name="Delivery log").click()
+        row = page.locator("tr", has=page.locator(f'a[href="/admin/orders/{created.order.id}"]'))
+        _reload_until(page, lambda: row.count() == 1 and "Delivered" in row.inner_text())
+        expect(row.locator("[data-tries]")).to_have_text("1")
+        (first,) = receiver.taken()
+        assert first.json()["data"]["order"]["id"] == created.order.id
+        screenshots(page, "webhook-deliveries")
+
+        row.get_by_role("button", name="Replay").click()
+        expect(page.locator(".notice.ok")).to_contain_text("will be sent again")
+        _reload_until(page, lambda: row.locator("[data-tries]").inner_text() == "2")
+        expect(row.locator(".badge")).to_have_text("Delivered")
+        assert [r.body for r in receiver.taken()] == [first.body, first.body]
+        assert {r.headers["webhook-id"] for r in receiver.taken()} == {first.headers["webhook-id"]}
+
+        page.goto(f"{live_shop.url}/admin/webhooks")
+        page.get_by_text("Add an endpoint").click()
+        page.get_by_label("Address (URL)").fill("http://10.0.0.7/pos")
+        page.get_by_label("Order placed").check()
+        page.get_by_role("button", name="Add endpoint").click()
+        expect(page.locator("#add-error")).to_contain_text("10.0.0.7 is this computer")
+        screenshots(page, "webhooks")
+
+
+def test_the_telegram_page_shows_the_alerts_sent(
+    browser: Browser, simulator: RunningSimulator, tmp_path: Path
+) -> None:
+    bot = FakeBotApi(token=BOT_TOKEN)
+    with (
+        serve(bot) as bot_url,
+        _shop(
+            tmp_path,
+            simulator,
+            worker=True,
+            telegram_bot_token=SecretStr(BOT_TOKEN),
+            telegram_chats="-1001234567890:km,-1009876543210:en",
+            telegram_api_url=bot_url,
+        ) as shop,
+        _context(browser, viewport=PHONE) as context,
+    ):
+        created = shop.order(("ICED-COFFEE", 1))
+        shop.pay(created.payment.qr)
+        page = context.new_page()
+        log_in(page, shop, OWNER, "/admin/telegram")
+        rows = page.locator("table.alerts tbody tr")
+        _reload_until(
+            page, lambda: rows.count() == 2 and "Waiting" not in rows.all_inner_texts()[0]
+        )
+        expect(rows.first).to_contain_text("Payment received")
+        expect(rows.first).to_contain_text("Delivered")
+        assert BOT_TOKEN not in page.content()
+        assert len(bot.sent) == 2
+        screenshots(page, "telegram")

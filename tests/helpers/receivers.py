@@ -53,6 +53,7 @@ class Request:
     body: bytes
     status: int  # what the receiver answered
     at: float  # time.monotonic() when it arrived
+    client: tuple[str, int] | None = None  # the sender's address and port
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -81,7 +82,16 @@ class WebhookReceiver:
             status = self.status
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
             with self._lock:
-                self.requests.append(Request(dict(headers), body, status, arrived))
+                client = scope.get("client")
+                self.requests.append(
+                    Request(
+                        dict(headers),
+                        body,
+                        status,
+                        arrived,
+                        None if client is None else tuple(client),
+                    )
+                )
             answer: list[tuple[bytes, bytes]] = []
             if self.redirect_to is not None:
                 answer.append((b"location", self.redirect_to.encode()))

@@ -85,6 +85,15 @@ async def test_a_delivery_verifies_with_the_standard_webhooks_verifier(
         Webhook(SECRET.reveal()).verify(got.body.replace(b"3.00", b"0.01"), got.headers)
 
 
+async def test_tries_to_an_endpoint_reuse_its_connection(make_sender: SenderFactory) -> None:
+    receiver = WebhookReceiver()
+    sender = make_sender()
+    with serve(receiver) as url:
+        for _ in range(3):
+            assert (await sender.send(_request(f"{url}/hooks"))).delivered
+    assert len({request.client for request in receiver.requests}) == 1
+
+
 async def test_a_host_resolving_to_a_private_address_is_never_connected_to(
     make_sender: SenderFactory,
 ) -> None:

@@ -7,7 +7,8 @@ in the `Host` header and, for https, as the TLS server name (certificates are ch
 it). Redirects are not followed; proxies from the environment are not used (they would connect
 elsewhere). A try has one deadline for all of it, so a receiver that trickles its answer cannot
 hold a delivery slot longer. Every endpoint has its own connection pool: a dead one cannot take
-another's connections.
+another's connections. A short answer is read to its end, so that its connection is kept for the
+next try (without that, every try opened a new connection, and a TLS session for https).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from khqrpay.outbound.port import SendOutcome, Stopwatch, WebhookRequest
 USER_AGENT = "khqrpay-webhooks/0.1"
 # A Retry-After longer than this is read as this (the retry window bounds it anyway).
 MAX_RETRY_AFTER_S = 24 * 3600.0
+# An answer's body up to this long is read (and dropped) to keep its connection; a longer one
+# is not worth the reading: its connection is closed.
+KEEP_ALIVE_MAX_BODY = 64 * 1024
 
 
 def sign(request: WebhookRequest, *, now_ms: int) -> dict[str, str]:
@@ -47,6 +51,17 @@ def sign(request: WebhookRequest, *, now_ms: int) -> dict[str, str]:
         "webhook-timestamp": str(now_ms // 1000),
         "webhook-signature": signature,
     }
+
+
+async def _read_short(response: httpx.Response) -> None:
+    """Read an answer's body to its end if it is short (`KEEP_ALIVE_MAX_BODY`)."""
+    if response.is_stream_consumed:
+        return  # answered from memory (a test's transport): nothing to read
+    read = 0
+    async for chunk in response.aiter_raw():
+        read += len(chunk)
+        if read > KEEP_ALIVE_MAX_BODY:
+            return
 
 
 def retry_after_s(response: httpx.Response) -> float | None:
@@ -161,7 +176,7 @@ class HttpWebhookSender:
         extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
         pinned = original.copy_with(host=str(address))
         client = self._client(request.endpoint_id)
-        # The answer's body is not read: its status is all a delivery needs.
+        # Only the answer's status matters; its body is read to keep the connection (see above).
         async with client.stream(
             "POST",
             pinned,
@@ -169,4 +184,5 @@ class HttpWebhookSender:
             headers=headers,
             extensions=extensions,
         ) as response:
+            await _read_short(response)
             return response

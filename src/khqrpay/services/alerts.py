@@ -21,7 +21,7 @@ from babel.dates import format_datetime
 from khqrpay.clock import ms_to_datetime
 from khqrpay.db import Database, UnitOfWork
 from khqrpay.db.repositories.deliveries import DeliveryQueue
-from khqrpay.db.repositories.telegram import PendingAlert, TelegramMessage
+from khqrpay.db.repositories.telegram import PendingAlert, SentAlert, TelegramMessage
 from khqrpay.orders.events import BakongTokenExpiring
 from khqrpay.orders.model import RecordedEvidence
 from khqrpay.orders.notices import AlertKind, TokenStage, alert_for, token_stage
@@ -171,6 +171,20 @@ def warn_token_expiry(
             return False
         uow.outbox.add_event(event, now_ms=now_ms)
     return True
+
+
+def recent_alerts(database: Database, *, limit: int = 50) -> list[SentAlert]:
+    """The latest messages to chats, newest first, with the alerts they tell of."""
+    with database.read() as uow:
+        return uow.telegram.recent(limit)
+
+
+def masked_chat_id(chat_id: str) -> str:
+    """Enough of a chat's id to tell chats apart, not to write to one: its sign or `@` and its
+    last 4 characters (3 of a short one)."""
+    lead = chat_id[0] if chat_id[0] in "-@" else ""
+    shown = 4 if len(chat_id) - len(lead) > 6 else 3
+    return f"{lead}•••{chat_id[-shown:]}"
 
 
 @dataclass(frozen=True, slots=True)

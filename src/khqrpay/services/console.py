@@ -32,6 +32,7 @@ from khqrpay.orders.model import (
 )
 from khqrpay.services.budget import BEHIND_MS, BudgetStatus, read_use
 from khqrpay.services.orders import OrderDetails, read_order_details
+from khqrpay.services.webhooks import dead_deliveries
 
 CAMBODIA = ZoneInfo("Asia/Phnom_Penh")
 _MINUTE_MS = 60_000
@@ -106,6 +107,8 @@ class Dashboard:
     latency_count: int
     payments_per_hour: list[HourCount]
     bakong: BakongHealth
+    # Webhook deliveries given up (to endpoints still in use): the owner may replay them.
+    dead_deliveries: int
 
 
 def start_of_day_ms(now_ms: int) -> int:
@@ -149,6 +152,7 @@ def dashboard(
                 uow.payments.count_orders_behind(due_before_ms=now_ms - BEHIND_MS),
             )
         )
+        dead = dead_deliveries(uow)
     latencies = sorted(_detection_latencies(evidence))
     return Dashboard(
         now_ms=now_ms,
@@ -162,6 +166,7 @@ def dashboard(
             [e.evidence.paid_ms for e in evidence if e.evidence.paid_ms >= day_ago_ms], now_ms
         ),
         bakong=_health(rounds, last_answer_ms, bakong, now_ms, token_warn_days, budget=budget_now),
+        dead_deliveries=dead,
     )
 
 

@@ -1,8 +1,9 @@
 """Webhooks: endpoints an owner registers, and the delivery of the events they subscribe to.
 
 Public use cases (each owns its transaction): `add_endpoint`, `list_endpoints`,
-`remove_endpoint`, `list_deliveries`, `replay_delivery`. Deliveries are written with the change
-they announce (`uow.outbox.add_event`); the worker sends them through `WebhookChannel`.
+`endpoint_summaries`, `remove_endpoint`, `list_deliveries`, `replay_delivery`. Deliveries are
+written with the change they announce (`uow.outbox.add_event`); the worker sends them through
+`WebhookChannel`.
 
 A message's body, built once when it is first sent and the same on every try:
 
@@ -50,6 +51,14 @@ class WebhookError(ValueError):
     """A webhook request refused (bad URL, unknown endpoint or delivery); nothing was changed."""
 
 
+class PrivateAddressError(WebhookError):
+    """A URL naming this machine or a private network, without the owner allowing it."""
+
+    def __init__(self, message: str, *, host: str) -> None:
+        super().__init__(message)
+        self.host = host
+
+
 def new_secret() -> SigningSecret:
     """A Standard Webhooks secret: `whsec_` and 24 random bytes in base64."""
     return SigningSecret(
@@ -72,9 +81,12 @@ def add_endpoint(
     validate_actor(actor)
     try:
         parsed = parse_webhook_url(url)
-        refuse_local_name(parsed, allow_private=allow_private)
     except AddressRefused as exc:
         raise WebhookError(str(exc)) from None
+    try:
+        refuse_local_name(parsed, allow_private=allow_private)
+    except AddressRefused as exc:
+        raise PrivateAddressError(str(exc), host=parsed.host) from None
     chosen = tuple(dict.fromkeys(event_types))
     if not chosen:
         raise WebhookError("an endpoint subscribes to at least one event type")
@@ -105,6 +117,40 @@ def add_endpoint(
 def list_endpoints(database: Database, *, include_removed: bool = False) -> list[WebhookEndpoint]:
     with database.read() as uow:
         return uow.webhooks.endpoints(include_removed=include_removed)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSummary:
+    """An endpoint with how its deliveries stand: waiting to be sent, given up, the last try."""
+
+    endpoint: WebhookEndpoint
+    pending: int
+    dead: int
+    last_attempt: WebhookAttempt | None
+
+
+def endpoint_summaries(database: Database) -> list[EndpointSummary]:
+    """The endpoints in use, each with its pending and dead deliveries and its latest try."""
+    unfinished = (DeliveryStatus.PENDING, DeliveryStatus.DEAD)
+    with database.read() as uow:
+        endpoints = uow.webhooks.endpoints()
+        counts = uow.webhooks.count_by_status(unfinished, active_only=True)
+        last = uow.webhooks.last_attempts()
+    return [
+        EndpointSummary(
+            endpoint=endpoint,
+            pending=counts.get(endpoint.id, {}).get(DeliveryStatus.PENDING, 0),
+            dead=counts.get(endpoint.id, {}).get(DeliveryStatus.DEAD, 0),
+            last_attempt=last.get(endpoint.id),
+        )
+        for endpoint in endpoints
+    ]
+
+
+def dead_deliveries(uow: UnitOfWork) -> int:
+    """Deliveries given up to endpoints still in use (replayable once their receiver works)."""
+    counts = uow.webhooks.count_by_status((DeliveryStatus.DEAD,), active_only=True)
+    return sum(by_status[DeliveryStatus.DEAD] for by_status in counts.values())
 
 
 def remove_endpoint(
@@ -143,14 +189,18 @@ def list_deliveries(
     endpoint_id: int | None = None,
     status: DeliveryStatus | None = None,
     limit: int = 50,
+    before: int | None = None,
 ) -> list[WebhookDelivery]:
-    """Deliveries, newest first, each with its log of tries."""
+    """Deliveries, newest first, each with its log of tries; `before` a delivery id: the ones
+    older than it (the next page)."""
     if not 1 <= limit <= MAX_LISTED:
         raise WebhookError(f"list 1 to {MAX_LISTED} deliveries")
     with database.read() as uow:
         if endpoint_id is not None:
             _endpoint(uow, endpoint_id)
-        return uow.webhooks.deliveries(endpoint_id=endpoint_id, status=status, limit=limit)
+        return uow.webhooks.deliveries(
+            endpoint_id=endpoint_id, status=status, before_id=before, limit=limit
+        )
 
 
 def replay_delivery(

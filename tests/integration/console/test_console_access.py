@@ -10,6 +10,8 @@ from fastapi import routing
 from fastapi.routing import APIRoute
 
 from helpers.console import Console
+from khqrpay.orders.notices import WebhookEventType
+from khqrpay.services.webhooks import add_endpoint, list_deliveries
 
 # Routes anyone may use.
 PUBLIC = {("GET", "/admin/login"), ("POST", "/admin/login"), ("POST", "/admin/logout")}
@@ -52,14 +54,25 @@ def admin_routes(console: Console) -> list[tuple[str, str]]:
 
 
 def concrete(console: Console, path: str) -> str:
-    """The path with real values in it: an order with a QR, a product, an account."""
+    """The path with real values in it: an order with a QR, a product, an account, a webhook
+    endpoint and a delivery to it."""
+    endpoint = add_endpoint(
+        console.app.database,
+        url="http://127.0.0.1:9/hooks",
+        event_types=[WebhookEventType.ORDER_CREATED],
+        allow_private=True,
+        clock=console.clock,
+    )
     product = console.product()
     created = console.order((product, 1))
+    (delivery,) = list_deliveries(console.app.database, endpoint_id=endpoint.id)
     values = {
         "order_id": created.order.id,
         "payment_id": created.payment.id,
         "sku": product.sku,
         "name": "sam",
+        "endpoint_id": endpoint.id,
+        "delivery_id": delivery.id,
     }
     unknown = set(re.findall(r"{(\w+)}", path)) - set(values)
     assert not unknown, f"give the route walk a value for {unknown} ({path})"

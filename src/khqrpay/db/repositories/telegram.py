@@ -40,6 +40,15 @@ class TelegramMessage:
     state: DeliveryState
 
 
+@dataclass(frozen=True, slots=True)
+class SentAlert:
+    """A message to a chat with the alert it tells of."""
+
+    message: TelegramMessage
+    kind: AlertKind
+    order_id: int | None
+
+
 class TelegramRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -121,17 +130,34 @@ class TelegramRepository:
         if not message_ids:
             return []
         return [
-            TelegramMessage(
-                id=row.id,
-                alert_id=row.alert_id,
-                chat_id=row.chat_id,
-                language=row.language,
-                text=row.text,
-                state=delivery_state(row),
-            )
+            _message(row)
             for row in self._connection.execute(
                 sa.select(_messages)
                 .where(_messages.c.id.in_(list(message_ids)))
                 .order_by(_messages.c.id)
             )
         ]
+
+    def recent(self, limit: int) -> list[SentAlert]:
+        """The latest messages, newest first, with their alerts."""
+        query = (
+            sa.select(_messages, _alerts.c.kind, _alerts.c.order_id)
+            .join(_alerts, _alerts.c.id == _messages.c.alert_id)
+            .order_by(_messages.c.id.desc())
+            .limit(limit)
+        )
+        return [
+            SentAlert(_message(row), AlertKind(row.kind), row.order_id)
+            for row in self._connection.execute(query)
+        ]
+
+
+def _message(row: sa.Row[Any]) -> TelegramMessage:
+    return TelegramMessage(
+        id=row.id,
+        alert_id=row.alert_id,
+        chat_id=row.chat_id,
+        language=row.language,
+        text=row.text,
+        state=delivery_state(row),
+    )

@@ -257,9 +257,11 @@ class WebhookRepository:
         endpoint_id: int | None = None,
         status: DeliveryStatus | None = None,
         delivery_id: int | None = None,
+        before_id: int | None = None,
         limit: int,
     ) -> list[WebhookDelivery]:
-        """Deliveries, newest first, each with its attempt log (oldest try first)."""
+        """Deliveries, newest first (older than `before_id`: the next page), each with its
+        attempt log (oldest try first)."""
         query = sa.select(_deliveries, _messages.c.public_id, _messages.c.event_type).join(
             _messages, _messages.c.id == _deliveries.c.message_id
         )
@@ -269,6 +271,8 @@ class WebhookRepository:
             query = query.where(_deliveries.c.status == status.value)
         if delivery_id is not None:
             query = query.where(_deliveries.c.id == delivery_id)
+        if before_id is not None:
+            query = query.where(_deliveries.c.id < before_id)
         rows = list(self._connection.execute(query.order_by(_deliveries.c.id.desc()).limit(limit)))
         log = self._attempt_log([row.id for row in rows])
         return [
@@ -284,6 +288,44 @@ class WebhookRepository:
             for row in rows
         ]
 
+    def count_by_status(
+        self, statuses: Sequence[DeliveryStatus], *, active_only: bool
+    ) -> dict[int, dict[DeliveryStatus, int]]:
+        """Each endpoint's deliveries in `statuses`, by status (endpoints with some; with
+        `active_only`, not removed ones). Statuses are written into the statement so that the
+        partial indexes on pending and dead rows serve it."""
+        wanted: list[sa.ColumnElement[str]] = [
+            sa.literal_column(f"'{status.value}'") for status in statuses
+        ]
+        query = (
+            sa.select(_deliveries.c.endpoint_id, _deliveries.c.status, sa.func.count())
+            .where(_deliveries.c.status.in_(wanted))
+            .group_by(_deliveries.c.endpoint_id, _deliveries.c.status)
+        )
+        if active_only:
+            query = query.join(_endpoints, _endpoints.c.id == _deliveries.c.endpoint_id).where(
+                _endpoints.c.removed_ms.is_(None)
+            )
+        counts: defaultdict[int, dict[DeliveryStatus, int]] = defaultdict(dict)
+        for endpoint_id, status, count in self._connection.execute(query):
+            counts[endpoint_id][DeliveryStatus(status)] = count
+        return dict(counts)
+
+    def last_attempts(self) -> dict[int, WebhookAttempt]:
+        """Each endpoint's latest try (endpoints tried at least once)."""
+        attempts = t.webhook_attempts
+        latest = (
+            sa.select(sa.func.max(attempts.c.id))
+            .join(_deliveries, _deliveries.c.id == attempts.c.delivery_id)
+            .group_by(_deliveries.c.endpoint_id)
+        )
+        rows = self._connection.execute(
+            sa.select(_deliveries.c.endpoint_id, attempts)
+            .join(_deliveries, _deliveries.c.id == attempts.c.delivery_id)
+            .where(attempts.c.id.in_(latest))
+        )
+        return {row.endpoint_id: _attempt(row) for row in rows}
+
     def _attempt_log(self, delivery_ids: list[int]) -> defaultdict[int, list[WebhookAttempt]]:
         log: defaultdict[int, list[WebhookAttempt]] = defaultdict(list)
         if delivery_ids:
@@ -293,15 +335,14 @@ class WebhookRepository:
                 .where(attempts.c.delivery_id.in_(delivery_ids))
                 .order_by(attempts.c.id)
             ):
-                log[row.delivery_id].append(
-                    WebhookAttempt(
-                        at_ms=row.at_ms,
-                        duration_ms=row.duration_ms,
-                        status_code=row.status_code,
-                        error=row.error,
-                    )
-                )
+                log[row.delivery_id].append(_attempt(row))
         return log
+
+
+def _attempt(row: sa.Row[Any]) -> WebhookAttempt:
+    return WebhookAttempt(
+        at_ms=row.at_ms, duration_ms=row.duration_ms, status_code=row.status_code, error=row.error
+    )
 
 
 def _endpoint(row: sa.Row[Any], event_types: tuple[WebhookEventType, ...]) -> WebhookEndpoint:

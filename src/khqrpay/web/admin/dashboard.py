@@ -43,10 +43,10 @@ async def dashboard_page(request: Request, context: Context, user: Staff) -> Res
 
 
 @router.get("/admin/dashboard/live")
-async def dashboard_live(request: Request, context: Context) -> Response:
+async def dashboard_live(request: Request, context: Context, user: Staff) -> Response:
     return await live_region(
         request,
         context,
-        lambda: fragment(request, "_dashboard.html", _figures(context)),
+        lambda: fragment(request, "_dashboard.html", {**_figures(context), "user": user}),
         refresh_s=REFRESH_S,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from khqrpay.web.admin import dashboard, decisions, login, orders, products, users
+from khqrpay.web.admin import dashboard, decisions, login, orders, products, users, webhooks
 from khqrpay.web.admin.access import require_owner, require_staff
 
 # Staff: orders (see them, Verify Instantly, Check Payment Status, Mark as Paid).
@@ -14,11 +14,13 @@ staff_routes = APIRouter(dependencies=[Depends(require_staff)])
 staff_routes.include_router(dashboard.router)
 staff_routes.include_router(orders.router)
 
-# The owner: also products and stock, cancellations, review decisions and refunds, accounts.
+# The owner: also products and stock, cancellations, review decisions and refunds, accounts,
+# webhooks and Telegram alerts.
 owner_routes = APIRouter(dependencies=[Depends(require_owner)])
 owner_routes.include_router(decisions.router)
 owner_routes.include_router(products.router)
 owner_routes.include_router(users.router)
+owner_routes.include_router(webhooks.router)
 
 router = APIRouter(include_in_schema=False)
 router.include_router(login.router)

@@ -48,6 +48,41 @@ def status(value: str | OrderStatus) -> str:
     }.get(str(value), str(value))
 
 
+def delivery_status(value: str) -> str:
+    """A webhook delivery's or Telegram message's status."""
+    return {
+        "PENDING": _("Waiting"),
+        "DELIVERED": _("Delivered"),
+        "DEAD": _("Given up"),
+    }.get(value, value)
+
+
+def event_type(value: str) -> str:
+    """What a webhook event type announces, in a few words (its name is the receivers')."""
+    return {
+        "order.created": _("Order placed"),
+        "order.completed": _("Order paid and completed"),
+        "order.needs_review": _("Order needs review"),
+        "order.expired": _("Order expired unpaid"),
+        "order.cancelled": _("Order cancelled"),
+        "order.refund_flagged": _("Money to refund"),
+    }.get(value, value)
+
+
+def alert_kind(value: str) -> str:
+    return {
+        "payment": _("Payment received"),
+        "needs_review": _("Needs review"),
+        "refund_flag": _("Money to refund"),
+        "bakong_unauthorized": _("Bakong refused the token"),
+        "token_expiring": _("Bakong token expiring"),
+    }.get(value, value)
+
+
+def language(code: str) -> str:
+    return {"km": _("Khmer"), "en": _("English")}.get(code, code)
+
+
 def action(entry: AuditEntry) -> str:
     """What an audit entry records, in a few words."""
     return {
