@@ -1,6 +1,7 @@
-"""Webhooks sent by the worker beside the verifier: a receiver that takes 10 s to answer does not
-delay payment detection (measured, against the same worker with no webhooks), nor another
-endpoint's deliveries."""
+"""The worker's loop against slow outside parties: a webhook receiver that takes 10 s to answer
+does not delay payment detection (measured, against the same worker with no webhooks), nor another
+endpoint's deliveries; a Bakong call hanging until the client's timeout does not hold back the
+payments that become due meanwhile."""
 
 from __future__ import annotations
 
@@ -155,6 +156,39 @@ async def test_a_10_second_receiver_does_not_delay_payment_detection_nor_other_e
     assert max(with_slow) < max(baseline) + 1.0, measured
     ids = {order_id for order_id, _qr in orders}
     assert {r.json()["data"]["order"]["id"] for r in fast.taken()} == ids
+
+
+async def test_a_hanging_bakong_call_does_not_hold_back_a_payment_found_meanwhile(
+    live_shop: tuple[LiveShop, Worker],
+) -> None:
+    shop, worker = live_shop
+    waiting = shop.order()
+    # The next Bakong request hangs for longer than the client's timeout (5 s).
+    await _set_faults(shop, timeout=1.0, hang_s=8.0)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await _until(lambda: _timeouts_met(shop) >= 1)
+        await _set_faults(shop)
+        started = time.monotonic()
+        # Paid while the first call still hangs: found by the cycles after it.
+        found = await shop.detection_s([shop.order()])
+        assert time.monotonic() - started < 4.0, "the hanging call held the worker back"
+        assert max(found) < 2.5, found
+        assert shop.status(waiting[0]) is OrderStatus.PENDING  # its call is still hanging
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 15)
+
+
+async def _set_faults(shop: LiveShop, **faults: float) -> None:
+    response = await shop.http.post("/_sim/faults", json={"seed": 3, **faults})
+    assert response.status_code == 200, response.text
+
+
+def _timeouts_met(shop: LiveShop) -> int:
+    answer = httpx.get(shop.http.base_url.join("/_sim/requests")).json()
+    return int(answer["faults"].get("timeout", 0))
 
 
 async def test_the_worker_once_sends_the_webhooks_of_the_payments_it_found(

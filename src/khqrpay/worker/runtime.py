@@ -45,6 +45,12 @@ _log = get_logger(__name__)
 _T = TypeVar("_T")
 
 _MINUTE_MS = 60_000
+# A Bakong call answers in well under a second; a cycle still waiting after this long (a call
+# hanging until the client's timeout) goes on by itself, and the loop starts the next cycle, so
+# payments that become due meanwhile (a customer watching) are not held behind it. Its QRs stay
+# leased to it, so no QR is ever in two cycles; at most this many cycles wait at once.
+SLOW_CYCLE_S = 2.0
+MAX_CYCLES_WAITING = 4
 _DAY_MS = 24 * 60 * _MINUTE_MS
 # The age bands of the pending-payments gauge, by upper bound (the last one is open).
 AGE_BANDS: tuple[tuple[str, int], ...] = (
@@ -137,9 +143,10 @@ class Worker:
             if not once:
                 # A sweep reads many rows: beside the check loop, never in it.
                 outbound.append(asyncio.create_task(self._sweeping(outbound_stop)))
+            waiting: set[asyncio.Task[CycleReport | None]] = set()
             try:
                 while True:
-                    report = await self._guarded("verifier cycle", self._cycle(abandon))
+                    report = await self._next_cycle(abandon, waiting, wait=once)
                     batch = self._settings.worker_batch_size
                     self._backlog = report is not None and report.claimed >= batch
                     self._burst = report is not None and _completions(report) >= batch // 2
@@ -160,10 +167,30 @@ class Worker:
                         await self._guarded(dispatcher.channel.name, dispatcher.run_once())
                         await dispatcher.close()
             finally:
+                # Cycles still waiting on Bakong end by themselves, or are abandoned after the
+                # shutdown grace (their leases released).
+                await asyncio.gather(*waiting, return_exceptions=True)
                 outbound_stop.set()
                 await asyncio.gather(*outbound, return_exceptions=True)
                 grace.cancel()
                 _log.info("worker stopped", worker_id=self.worker_id)
+
+    async def _next_cycle(
+        self,
+        abandon: asyncio.Event,
+        waiting: set[asyncio.Task[CycleReport | None]],
+        *,
+        wait: bool,
+    ) -> CycleReport | None:
+        """Run one verifier cycle; its report, or None if it is still waiting on Bakong after
+        `SLOW_CYCLE_S` (it goes on in `waiting`). `wait`: until it ends, however long."""
+        if len(waiting) >= MAX_CYCLES_WAITING:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        cycle = asyncio.create_task(self._guarded("verifier cycle", self._cycle(abandon)))
+        waiting.add(cycle)
+        cycle.add_done_callback(waiting.discard)
+        done, _ = await asyncio.wait({cycle}, timeout=None if wait else SLOW_CYCLE_S)
+        return cycle.result() if done else None
 
     async def _abandon_after_grace(self, stop: asyncio.Event, abandon: asyncio.Event) -> None:
         await stop.wait()
