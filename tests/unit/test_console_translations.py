@@ -4,6 +4,7 @@ keeps the placeholders of its English."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from importlib import resources
 
 from babel.messages.extract import extract_from_dir
@@ -31,3 +32,14 @@ def test_every_console_string_is_in_khmer_with_its_placeholders() -> None:
         translated = catalog[message].string
         khmer = translated if isinstance(translated, str) else translated[0]
         assert sorted(PLACEHOLDER.findall(khmer)) == sorted(PLACEHOLDER.findall(message)), message
+
+
+def test_no_message_is_defined_twice() -> None:
+    """gettext's msgfmt refuses a catalogue that defines a msgid twice, and Babel silently keeps
+    the last definition, which would drop a plural entry's forms."""
+    text = WEB.joinpath("locale/km/LC_MESSAGES/messages.po").read_text(encoding="utf-8")
+    # An entry's msgid may continue on the following quoted lines.
+    msgids = re.findall(r'^msgid ("(?:[^"\\]|\\.)*"(?:\n"(?:[^"\\]|\\.)*")*)', text, re.MULTILINE)
+    counts = Counter(msgids)
+    assert len(counts) > 200
+    assert [msgid for msgid, count in counts.items() if count > 1] == []
