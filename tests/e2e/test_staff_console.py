@@ -311,6 +311,7 @@ def test_screenshots_of_the_console(
         page = context.new_page()
         log_in(page, live_shop, OWNER)
         expect(page.locator("[data-figure=needs-review]")).not_to_have_text("0", timeout=FOUND_MS)
+        _assert_whole_menu_in_sight(page, viewport["width"])
         page.screenshot(path=SCREENSHOTS / f"dashboard-{device}.png", full_page=True)
 
         page.goto(f"{live_shop.url}/admin/orders")
@@ -322,6 +323,18 @@ def test_screenshots_of_the_console(
         page.get_by_role("button", name="Check Payment Status").click()
         expect(page.locator("#action-result")).to_contain_text("What Bakong says now")
         page.screenshot(path=SCREENSHOTS / f"order-{device}.png", full_page=True)
+
+
+def _assert_whole_menu_in_sight(page: Page, width: int) -> None:
+    """Every page of the owner's menu can be seen and tapped without scrolling sideways."""
+    links = page.locator(".nav a")
+    assert links.count() == 6
+    for index in range(links.count()):
+        box = links.nth(index).bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= width
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
 
 
 def test_the_console_speaks_khmer(browser: Browser, quiet_shop: Shop) -> None:
