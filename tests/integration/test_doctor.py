@@ -16,6 +16,8 @@ from khqrpay.bakong import BakongClient
 from khqrpay.cli.main import app as cli
 from khqrpay.clock import Clock, FakeClock, SystemClock
 from khqrpay.db import Database, migrate
+from khqrpay.orders.budget import CallPriority
+from khqrpay.services.budget import SharedCallBudget, budget_status
 from khqrpay.services.doctor import Check, Diagnosis, Level, diagnose
 from khqrpay.settings import Settings, load_settings
 from khqrpay.simulator import SimulatorConfig, run_simulator
@@ -83,7 +85,9 @@ async def examine(settings: Settings, *, clock: Clock | None = None) -> Diagnosi
     return await diagnose(
         lambda: settings,
         clock=clock,
-        open_bakong=lambda configured: BakongClient(settings=configured, clock=clock),
+        open_bakong=lambda configured, gate: BakongClient(
+            settings=configured, clock=clock, gate=gate
+        ),
     )
 
 
@@ -114,7 +118,7 @@ async def test_settings_that_do_not_load_fail_naming_the_variable(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KHQRPAY_BAKONG_TIMEOUT_S", "600")
     diagnosis = await diagnose(
-        load_settings, clock=SystemClock(), open_bakong=lambda _s: pytest.fail("no client")
+        load_settings, clock=SystemClock(), open_bakong=lambda _s, _g: pytest.fail("no client")
     )
     message = expect(diagnosis, Check.SETTINGS, Level.FAIL, "KHQRPAY_BAKONG_TIMEOUT_S", ".env")
     assert "600" not in message  # the values stay out: one of them could be a secret
@@ -225,6 +229,48 @@ async def test_bakongs_troubles_are_named_with_their_fix_and_fail_only_when_fata
     for check, level, says, fix in expected:
         expect(diagnosis, check, level, says, fix)
     assert diagnosis.healthy is all(level is not Level.FAIL for _c, level, _s, _f in expected)
+
+
+def calls_used(settings: Settings) -> int:
+    database = Database.from_url(settings.database_url)
+    try:
+        status = budget_status(database, settings.call_budget(), now_ms=SystemClock().now_ms())
+    finally:
+        database.dispose()
+    return status.use.used
+
+
+def md5_list_requests(simulator: RunningSimulator) -> int:
+    return sum(
+        count for path, count in simulator.simulator.requests.items() if "check_transaction" in path
+    )
+
+
+async def test_the_test_call_is_taken_from_the_shared_request_budget(
+    ready: Settings, simulator: RunningSimulator
+) -> None:
+    before = calls_used(ready)
+    diagnosis = await examine(ready)
+    expect(diagnosis, Check.BAKONG, Level.OK, "accepted the token")
+    assert calls_used(ready) == before + 1
+    assert md5_list_requests(simulator) == 1
+
+
+async def test_with_the_budget_spent_bakong_is_not_asked_and_that_is_a_warning(
+    ready: Settings, simulator: RunningSimulator
+) -> None:
+    tight = ready.model_copy(update={"bakong_max_calls_per_min": 2})
+    database = Database.from_url(tight.database_url)
+    try:
+        spent = SharedCallBudget(database, tight.call_budget(), SystemClock())
+        assert spent.take(2, priority=CallPriority.STAFF) == 2
+    finally:
+        database.dispose()
+    diagnosis = await examine(tight)
+    expect(diagnosis, Check.BAKONG, Level.WARN, "not asked", "again in a minute")
+    assert levels(diagnosis)[Check.MD5_LIST] is Level.SKIP
+    assert md5_list_requests(simulator) == 0
+    assert calls_used(tight) == 2
 
 
 @SQLITE_ONLY

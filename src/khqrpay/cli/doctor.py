@@ -20,6 +20,7 @@ from khqrpay.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from khqrpay.bakong import BakongClient
+    from khqrpay.bakong.budget import CallGate
 
 UNHEALTHY = 1
 
@@ -36,10 +37,10 @@ def run(
     configure_logging(log_level)
     clock = SystemClock()
 
-    def open_bakong(settings: Settings) -> BakongClient:
+    def open_bakong(settings: Settings, gate: CallGate | None) -> BakongClient:
         from khqrpay.bakong import BakongClient  # httpx: only when the doctor asks Bakong
 
-        return BakongClient(settings=settings, clock=clock)
+        return BakongClient(settings=settings, clock=clock, gate=gate)
 
     diagnosis = asyncio.run(diagnose(load_settings, clock=clock, open_bakong=open_bakong))
     if json_output:

@@ -7,6 +7,8 @@ token is there and not expired; the web secret key is set wherever sessions must
 process), the database (reachable, at the latest schema), Bakong (a harmless check of an md5 no
 QR has, which proves the token and the network path; whether the md5 list endpoint answers), the
 receiving account (Bakong says it can receive) and the clock (against Bakong's Date header).
+The test check is a staff call taken from the request budget every process shares (when the
+database is usable), so a doctor run in a loop cannot crowd out the verifier.
 
 A diagnosis is healthy when nothing failed: warnings and skips leave it healthy.
 """
@@ -27,10 +29,12 @@ import pydantic
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from khqrpay.bakong.budget import CallGate, calling_as
 from khqrpay.bakong.errors import (
     BadResponse,
     BakongError,
     Blocked,
+    OverBudget,
     RateLimited,
     Rejected,
     Unauthorized,
@@ -40,8 +44,8 @@ from khqrpay.bakong.token import BakongToken, TokenFormatError, read_jwt_expiry_
 from khqrpay.clock import Clock, ms_to_datetime
 from khqrpay.db import Database, DatabaseError, migrate, redacted
 from khqrpay.khqr import KHQRInputError, encode
-from khqrpay.orders.budget import CallBudget
-from khqrpay.services.budget import budget_status
+from khqrpay.orders.budget import CallBudget, CallPriority
+from khqrpay.services.budget import SharedCallBudget, budget_status
 from khqrpay.services.receiving_account import (
     AccountChecker,
     AccountVerdict,
@@ -116,7 +120,8 @@ class BakongProbe(AccountChecker, Protocol):
     def clock_offset_ms(self) -> int | None: ...
 
 
-OpenBakong = Callable[[Settings], AbstractAsyncContextManager[BakongProbe]]
+# The client for these settings, its payment checks passing `gate` (None: no shared budget).
+OpenBakong = Callable[[Settings, CallGate | None], AbstractAsyncContextManager[BakongProbe]]
 
 
 async def diagnose(
@@ -128,10 +133,16 @@ async def diagnose(
     except ValueError as exc:  # pydantic's ValidationError, or a loader's own refusal
         return Diagnosis((_invalid_settings(exc), *_skipped(list(Check)[1:], "settings")))
     findings = [*check_settings(settings, now_ms=clock.now_ms())]
-    findings += check_database(
+    database_findings = check_database(
         settings.database_url, budget=settings.call_budget(), now_ms=clock.now_ms()
     )
-    findings += await check_bakong(settings, open_bakong)
+    findings += database_findings
+    usable = all(
+        finding.level is Level.OK
+        for finding in database_findings
+        if finding.check in (Check.DATABASE, Check.SCHEMA)
+    )
+    findings += await check_bakong(settings, open_bakong, clock=clock, shared_budget=usable)
     return Diagnosis(tuple(findings))
 
 
@@ -374,11 +385,19 @@ def _schema(current: str | None) -> Finding:
 # Bakong --------------------------------------------------------------------------------------
 
 
-async def check_bakong(settings: Settings, open_bakong: OpenBakong) -> list[Finding]:
-    """A harmless check, the md5 list endpoint, the receiving account and the clock."""
+async def check_bakong(
+    settings: Settings, open_bakong: OpenBakong, *, clock: Clock, shared_budget: bool
+) -> list[Finding]:
+    """A harmless check, the md5 list endpoint, the receiving account and the clock.
+    `shared_budget`: the database is usable, so the test check takes from the request budget."""
     async with contextlib.AsyncExitStack() as stack:
+        gate: CallGate | None = None
+        if shared_budget:
+            database = Database.from_url(settings.database_url)
+            stack.callback(database.dispose)
+            gate = SharedCallBudget(database, settings.call_budget(), clock)
         try:
-            client = await stack.enter_async_context(open_bakong(settings))
+            client = await stack.enter_async_context(open_bakong(settings, gate))
         except ValueError as exc:  # a BakongInputError, or a token that cannot be sent
             return [
                 Finding(
@@ -402,8 +421,10 @@ async def _probe(client: BakongProbe, settings: Settings) -> list[Finding]:
     if not settings.bakong_token.get_secret_value().strip():
         return _skipped([Check.BAKONG, Check.MD5_LIST], "token")
     try:
+        # Staff priority: the doctor is a person asking, like the console's buttons.
         async with asyncio.timeout(settings.bakong_timeout_s):
-            answer = (await client.check_md5_list([PROBE_MD5]))[PROBE_MD5]
+            with calling_as(CallPriority.STAFF):
+                answer = (await client.check_md5_list([PROBE_MD5]))[PROBE_MD5]
     except TimeoutError:
         answer = BakongError(f"no answer within {settings.bakong_timeout_s:g}s")
     except BakongError as exc:
@@ -432,6 +453,15 @@ async def _probe(client: BakongProbe, settings: Settings) -> list[Finding]:
 
 
 def _bakong_error(error: BakongError, settings: Settings) -> Finding:
+    if isinstance(error, OverBudget):
+        return Finding(
+            Check.BAKONG,
+            Level.WARN,
+            "not asked: the request budget every process shares has no call left this minute "
+            f"(KHQRPAY_BAKONG_MAX_CALLS_PER_MIN={settings.bakong_max_calls_per_min})",
+            "run `khqrpay doctor` again in a minute; if the budget stays spent, see the budget "
+            "check above",
+        )
     if isinstance(error, Unauthorized):
         return Finding(
             Check.BAKONG,
