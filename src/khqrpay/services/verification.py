@@ -4,8 +4,9 @@
   to ride along in an md5-list call, `plan_batches`), `FOR UPDATE SKIP LOCKED` on PostgreSQL so
   workers never claim the same rows; on SQLite the write transaction (`BEGIN IMMEDIATE`) excludes
   the other writers. A lease ends by itself, so a worker killed mid-batch loses nothing.
-- Check and apply: the stateless `PaymentChecker` (the same path Verify Instantly takes), with
-  this verifier's leases released as each QR is rescheduled.
+- Check and apply: the stateless `PaymentChecker` (the same path Verify Instantly takes), each
+  call's answers applied in one transaction as soon as that call returns, with this verifier's
+  leases released as each QR is rescheduled.
 - What is the verifier's own: its worker id and leases, and the pause of every Bakong call when
   Bakong asks for one (token refused, rate limited, circuit open).
 - The request budget (`SharedCallBudget`, shared by every process): in the claim's transaction
@@ -31,7 +32,7 @@ from khqrpay.orders.budget import CallPriority
 from khqrpay.orders.model import EvidenceSource, KhqrPayment, validate_actor
 from khqrpay.orders.schedule import MD5_LIST_LIMIT, Candidate, SchedulePolicy, plan_batches
 from khqrpay.services.budget import BudgetUse, SharedCallBudget, lock_use, spend
-from khqrpay.services.checking import CheckRecord, CheckTarget, PaymentChecker
+from khqrpay.services.checking import CheckRecord, CheckRun, CheckTarget, PaymentChecker
 from khqrpay.settings import Settings
 
 
@@ -104,12 +105,34 @@ class Verifier:
         if not batches:
             return CycleReport(now_ms, budget=use)
         sizes = tuple(len(batch) for batch in batches)
-        # The claim took the calls of its batches from the budget.
+        # The claim took the calls of its batches from the budget. Each call's answers are
+        # applied as soon as it returns: a call hanging until the client's timeout holds only
+        # its own QRs, never the payments the other calls found.
         with calling_as(CallPriority.VERIFIER), prepaid(len(batches) if use else 0):
-            checked = await self._checker.ask(batches, abandon=abandon)
+            outcomes = await asyncio.gather(
+                *(self._check_call(batch, abandon=abandon) for batch in batches)
+            )
+        runs = [run for run, _deferred in outcomes if run is not None]
+        self._paused_until_ms = max(self._paused_until_ms, *(run.pause_until_ms for run in runs), 0)
+        return CycleReport(
+            now_ms,
+            sizes,
+            tuple(record for run in runs for record in run.records),
+            abandoned=len(runs) < len(batches),
+            budget=use,
+            deferred=sum(deferred for _run, deferred in outcomes),
+        )
+
+    async def _check_call(
+        self, batch: tuple[CheckTarget, ...], *, abandon: asyncio.Event | None
+    ) -> tuple[CheckRun | None, int]:
+        """Ask Bakong about one batch (one call) and apply its answers in one transaction; the
+        run (None: abandoned while asking, the leases released) and how many QRs the budget
+        had no call for (handed back)."""
+        checked = await self._checker.ask([batch], abandon=abandon)
         if checked is None:
-            await asyncio.to_thread(self._release, [t for batch in batches for t in batch])
-            return CycleReport(now_ms, sizes, abandoned=True, budget=use)
+            await asyncio.to_thread(self._release, batch)
+            return None, 0
         deferred = [item.target for item in checked if isinstance(item.answer, OverBudget)]
         if deferred:
             await asyncio.to_thread(self._release, deferred)
@@ -117,8 +140,7 @@ class Verifier:
         run = await self._checker.apply(
             checked, source=EvidenceSource.VERIFIER, actor=self._actor, lease_owner=self._worker_id
         )
-        self._paused_until_ms = max(self._paused_until_ms, run.pause_until_ms)
-        return CycleReport(now_ms, sizes, run.records, budget=use, deferred=len(deferred))
+        return run, len(deferred)
 
     def _claim(self, now_ms: int) -> tuple[list[tuple[CheckTarget, ...]], BudgetUse | None]:
         """The batches to ask Bakong about now, and the budget as the claim found it (None:
