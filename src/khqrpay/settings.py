@@ -116,6 +116,17 @@ class Settings(BaseSettings):
             "service use 12 to 60 s, and a longer wait would only hold a batch's leases."
         ),
     )
+    bakong_hedge_after_s: float = Field(
+        default=4.0,
+        ge=0,
+        le=60,
+        description=(
+            "A verifier call carrying a QR a customer is watching that Bakong has not answered "
+            "after this long is asked again in a second call (one more call from the request "
+            "budget); the first answer is used and the other call cancelled, so a hanging request "
+            "costs the customer seconds, not the timeout. 0: never ask twice."
+        ),
+    )
     bakong_user_agent: str = Field(
         default="khqrpay/0.1 (+https://github.com/khqrpay)",
         description="Sent with every request: Bakong's firewall refuses requests without one.",

@@ -1,6 +1,7 @@
 """A verifier cycle asks Bakong in several md5-list calls at once. Each call's answers are applied
 as soon as that call returns: one call hanging (until the client's timeout, 15 s) does not hold
-the payment another call of the same cycle found."""
+the payment another call of the same cycle found. A hanging call carrying a QR a customer
+watches is asked again after `bakong_hedge_after_s`, and the first answer wins."""
 
 from __future__ import annotations
 
@@ -8,14 +9,21 @@ import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import httpx
+
 from khqrpay.bakong import BakongClient, BakongError, CheckResult
 from khqrpay.clock import SystemClock
 from khqrpay.orders.model import OrderStatus
 from khqrpay.orders.schedule import MD5_LIST_LIMIT
+from khqrpay.services.budget import SharedCallBudget
+from khqrpay.services.customers import watch
 from khqrpay.services.verification import Verifier
 
 if TYPE_CHECKING:
     from conftest import Engine, Shop
+    from khqrpay.services.checkout import CreatedOrder
+
+HEDGE_AFTER_S = 0.3
 
 
 class HangingUnless(BakongClient):
@@ -66,3 +74,97 @@ async def test_a_hanging_call_does_not_hold_what_the_other_calls_of_its_cycle_fo
         OrderStatus.PENDING
     ] * MD5_LIST_LIMIT
     assert engine.stock(product.id) == 99
+
+
+class FirstRequestHangs(httpx.AsyncBaseTransport):
+    """The network to Bakong: the first request hangs (past the test's end), the others go
+    through. Below the client, so the hanging call has taken its call from the budget."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._requests = 0
+        self._never = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._requests += 1
+        if self._requests == 1:
+            await self._never.wait()
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def hedged_cycle(engine: Engine, paid: CreatedOrder, *, budget: bool = False) -> object:
+    """One verifier cycle against `FirstCallHangs`, with a short hedge delay; its report, or
+    None if the cycle was still waiting after 5 s."""
+    settings = engine.settings.model_copy(
+        update={
+            "bakong_hedge_after_s": HEDGE_AFTER_S,
+            "bakong_max_calls_per_min": 2,
+            "bakong_timeout_s": 30.0,
+        }
+    )
+    shared = SharedCallBudget(engine.database, settings.call_budget(), engine.clock)
+    gate = shared if budget else None
+    async with BakongClient(
+        settings=settings, clock=SystemClock(), transport=FirstRequestHangs(), gate=gate
+    ) as bakong:
+        verifier = Verifier(
+            database=engine.database,
+            client=bakong,
+            settings=settings,
+            clock=engine.clock,
+            worker_id="hedging",
+            budget=gate,
+        )
+        cycle = asyncio.create_task(verifier.run_cycle())
+        done, _ = await asyncio.wait({cycle}, timeout=5)
+        if not done:
+            cycle.cancel()
+            await asyncio.gather(cycle, return_exceptions=True)
+            return None
+        return cycle.result()
+
+
+async def test_a_watched_qr_in_a_hanging_call_is_asked_again_and_found(
+    engine: Engine, shop: Shop
+) -> None:
+    product = shop.product(stock=5)
+    paid = shop.order((product, 1))
+    await engine.pay(paid.payment.qr)
+    watch(
+        engine.database, paid.order.id, policy=engine.settings.schedule_policy(), clock=engine.clock
+    )
+    engine.clock.advance(seconds=engine.settings.schedule_initial_delay_s)
+
+    report = await hedged_cycle(engine, paid)
+
+    assert report is not None, "the hanging call held the watched payment"
+    assert report.hedged == 1  # type: ignore[attr-defined]
+    assert engine.order(paid.order.id).status is OrderStatus.COMPLETED
+    assert engine.evidence_count(paid.order.id) == 1
+    assert engine.stock(product.id) == 4
+
+
+async def test_a_call_nobody_watches_is_not_asked_twice(engine: Engine, shop: Shop) -> None:
+    paid = shop.order((shop.product(stock=5), 1))
+    await engine.pay(paid.payment.qr)
+    engine.clock.advance(seconds=engine.settings.schedule_initial_delay_s)
+
+    assert await hedged_cycle(engine, paid) is None  # still waiting on the one call
+    assert engine.order(paid.order.id).status is OrderStatus.PENDING
+
+
+async def test_a_second_call_the_budget_refuses_does_not_win(engine: Engine, shop: Shop) -> None:
+    paid = shop.order((shop.product(stock=5), 1))
+    await engine.pay(paid.payment.qr)
+    watch(
+        engine.database, paid.order.id, policy=engine.settings.schedule_policy(), clock=engine.clock
+    )
+    engine.clock.advance(seconds=engine.settings.schedule_initial_delay_s)
+
+    # 2 calls a minute, 1 kept for staff: the cycle's own call is the verifier's last. The hedge
+    # is refused: the cycle keeps waiting on the first call, and hands nothing back.
+    assert await hedged_cycle(engine, paid, budget=True) is None
+    assert engine.order(paid.order.id).status is OrderStatus.PENDING

@@ -32,7 +32,13 @@ from khqrpay.orders.budget import CallPriority
 from khqrpay.orders.model import EvidenceSource, KhqrPayment, validate_actor
 from khqrpay.orders.schedule import MD5_LIST_LIMIT, Candidate, SchedulePolicy, plan_batches
 from khqrpay.services.budget import BudgetUse, SharedCallBudget, lock_use, spend
-from khqrpay.services.checking import CheckRecord, CheckRun, CheckTarget, PaymentChecker
+from khqrpay.services.checking import (
+    CheckedQr,
+    CheckRecord,
+    CheckRun,
+    CheckTarget,
+    PaymentChecker,
+)
 from khqrpay.settings import Settings
 
 
@@ -49,6 +55,8 @@ class CycleReport:
     # after all (handed back to be claimed again, first, when the budget allows).
     budget: BudgetUse | None = None
     deferred: int = 0
+    # Calls asked a second time because Bakong was slow while a customer watched.
+    hedged: int = 0
 
     @property
     def claimed(self) -> int:
@@ -77,6 +85,7 @@ class Verifier:
         self._actor = validate_actor(f"worker:{worker_id}")
         self._batch_size = settings.worker_batch_size
         self._lease_ms = round(settings.worker_lease_s * 1000)
+        self._hedge_after_s = settings.bakong_hedge_after_s or None
         self._fresh_window_ms = self._checker.policy.fresh_window_ms
         self._paused_until_ms = 0
 
@@ -112,7 +121,7 @@ class Verifier:
             outcomes = await asyncio.gather(
                 *(self._check_call(batch, abandon=abandon) for batch in batches)
             )
-        runs = [run for run, _deferred in outcomes if run is not None]
+        runs = [outcome.run for outcome in outcomes if outcome.run is not None]
         self._paused_until_ms = max(self._paused_until_ms, *(run.pause_until_ms for run in runs), 0)
         return CycleReport(
             now_ms,
@@ -120,19 +129,19 @@ class Verifier:
             tuple(record for run in runs for record in run.records),
             abandoned=len(runs) < len(batches),
             budget=use,
-            deferred=sum(deferred for _run, deferred in outcomes),
+            deferred=sum(outcome.deferred for outcome in outcomes),
+            hedged=sum(outcome.hedged for outcome in outcomes),
         )
 
     async def _check_call(
         self, batch: tuple[CheckTarget, ...], *, abandon: asyncio.Event | None
-    ) -> tuple[CheckRun | None, int]:
-        """Ask Bakong about one batch (one call) and apply its answers in one transaction; the
-        run (None: abandoned while asking, the leases released) and how many QRs the budget
-        had no call for (handed back)."""
-        checked = await self._checker.ask([batch], abandon=abandon)
+    ) -> _CallOutcome:
+        """Ask Bakong about one batch (one call, or two when hedged) and apply its answers in
+        one transaction. The run is None when abandoned while asking (the leases released)."""
+        checked, hedged = await self._ask_hedged(batch, abandon=abandon)
         if checked is None:
             await asyncio.to_thread(self._release, batch)
-            return None, 0
+            return _CallOutcome(None, 0, hedged)
         deferred = [item.target for item in checked if isinstance(item.answer, OverBudget)]
         if deferred:
             await asyncio.to_thread(self._release, deferred)
@@ -140,7 +149,34 @@ class Verifier:
         run = await self._checker.apply(
             checked, source=EvidenceSource.VERIFIER, actor=self._actor, lease_owner=self._worker_id
         )
-        return run, len(deferred)
+        return _CallOutcome(run, len(deferred), hedged)
+
+    async def _ask_hedged(
+        self, batch: tuple[CheckTarget, ...], *, abandon: asyncio.Event | None
+    ) -> tuple[list[CheckedQr] | None, bool]:
+        """The answers to one call (None: abandoned), and whether it was asked twice: when a
+        customer watches one of its QRs and Bakong has not answered after the hedge delay, a
+        second call goes out (Bakong's check is a read, safe to repeat) and the first answer
+        wins. A second call the budget refuses does not win: the first is awaited."""
+        now_ms = self._clock.now_ms()
+        watched = any(t.hot_until_ms is not None and t.hot_until_ms > now_ms for t in batch)
+        if self._hedge_after_s is None or not watched:
+            return await self._checker.ask([batch], abandon=abandon), False
+        calls = [asyncio.ensure_future(self._checker.ask([batch], abandon=abandon))]
+        try:
+            done, _ = await asyncio.wait(calls, timeout=self._hedge_after_s)
+            if done:
+                return calls[0].result(), False
+            calls.append(asyncio.ensure_future(self._checker.ask([batch], abandon=abandon)))
+            done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
+            answers = calls[0].result() if calls[0] in done else calls[1].result()
+            if calls[0] not in done and answers is not None and _refused_by_budget(answers):
+                answers = await calls[0]
+            return answers, True
+        finally:
+            for call in calls:
+                call.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
 
     def _claim(self, now_ms: int) -> tuple[list[tuple[CheckTarget, ...]], BudgetUse | None]:
         """The batches to ask Bakong about now, and the budget as the claim found it (None:
@@ -180,6 +216,20 @@ class Verifier:
             uow.payments.release_leases(
                 [target.payment_id for target in targets], owner=self._worker_id
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _CallOutcome:
+    """One call of a cycle: its applied run (None: abandoned), QRs handed back for want of a
+    budget call, and whether it was hedged."""
+
+    run: CheckRun | None
+    deferred: int
+    hedged: bool
+
+
+def _refused_by_budget(answers: list[CheckedQr]) -> bool:
+    return any(isinstance(item.answer, OverBudget) for item in answers)
 
 
 def _candidate(payment: KhqrPayment) -> Candidate[int]:

@@ -70,6 +70,11 @@ DEFERRED = Counter(
     "QR checks deferred because the request budget had no call left (checked later, never "
     "dropped).",
 )
+HEDGED_CALLS = Counter(
+    "khqrpay_verifier_hedged_calls_total",
+    "md5-list calls asked a second time because Bakong had not answered within "
+    "KHQRPAY_BAKONG_HEDGE_AFTER_S while a customer watched one of their QRs.",
+)
 BEHIND_SCHEDULE = Gauge(
     "khqrpay_orders_behind_schedule",
     "Orders with a QR whose check is more than 30 s late (the budget cannot keep up).",

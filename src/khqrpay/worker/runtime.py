@@ -288,6 +288,7 @@ def observe(report: CycleReport) -> None:
     """A cycle's report as metrics."""
     metrics.BAKONG_PAUSED.set(1 if report.paused else 0)
     metrics.DEFERRED.inc(report.deferred)
+    metrics.HEDGED_CALLS.inc(report.hedged)
     if report.budget is not None:
         metrics.BUDGET_LIMIT.set(report.budget.budget.calls_per_min)
         metrics.BUDGET_USED.set(report.budget.used)
