@@ -10,19 +10,20 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from limits import parse_many
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
-from khqrpay.khqr import KHQRInput
 from khqrpay.orders.budget import CallBudget
 from khqrpay.orders.notices import RetrySchedule
 from khqrpay.orders.schedule import SchedulePolicy
+
+# Imported where used (validating a set value, making the shop's QR): loading the settings, which
+# every command does at start, needs none of them.
+if TYPE_CHECKING:
+    from khqrpay.khqr import KHQRInput
 
 ENV_PREFIX = "KHQRPAY_"
 
@@ -479,11 +480,17 @@ class Settings(BaseSettings):
         "web_rate_api_bakong",
     )
     @classmethod
-    def _rate_limit(cls, value: str) -> str:
+    def _rate_limit(cls, value: str, info: ValidationInfo) -> str:
+        # A default is valid (a test parses each): `limits` is imported only for a value set in
+        # the environment, not by every command that loads the settings.
+        if info.field_name is not None and value == cls.model_fields[info.field_name].default:
+            return value
+        from limits import parse_many
+
         try:
             parse_many(value)
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a rate limit like 10/minute") from exc
+        except ValueError:  # its message quotes the value; settings errors never do
+            raise ValueError("is not a rate limit like 10/minute") from None
         return value
 
     @field_validator("*", mode="before")
@@ -500,6 +507,9 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _a_database_url(cls, url: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             make_url(url)
         except (ArgumentError, ValueError):  # the messages may quote the URL and its password
@@ -519,6 +529,8 @@ class Settings(BaseSettings):
     def merchant_qr(self) -> KHQRInput:
         """The shop's receiving account as a static KHQR; an order's code adds its amount,
         currency, bill number and expiry to it (`dataclasses.replace`)."""
+        from khqrpay.khqr import KHQRInput
+
         return KHQRInput(
             bakong_account_id=self.merchant_account,
             merchant_name=self.merchant_name,

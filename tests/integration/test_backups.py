@@ -42,7 +42,7 @@ def unit_commands(name: str) -> list[str]:
 def stock_of(url: str, sku: str) -> int:
     database = Database.from_url(url)
     try:
-        assert migrate.current_revision(database) == migrate.head_revision()
+        assert migrate.current_revision(database) == migrate.HEAD_REVISION
         with database.read() as uow:
             return uow.products.by_skus([sku])[sku].stock
     finally:

@@ -152,7 +152,7 @@ def test_a_database_that_was_never_upgraded_is_refused_with_the_fix(tmp_path: Pa
     upgraded = cli.ok("db", "upgrade")
     assert upgraded == {
         "database": f"sqlite:///{tmp_path / 'new.sqlite3'}",
-        "revision": migrate.head_revision(),
+        "revision": migrate.HEAD_REVISION,
     }
     assert cli.ok("orders", "list") == []
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import DatabaseError as DriverError
 
 from khqrpay.db import Database, DatabaseError, migrate
@@ -49,7 +51,7 @@ def _tables(database: Database) -> set[str]:
 def test_upgrade_creates_the_schema_the_code_describes(empty_database: Database) -> None:
     assert migrate.current_revision(empty_database) is None
     migrate.upgrade(empty_database)
-    assert migrate.current_revision(empty_database) == migrate.head_revision()
+    assert migrate.current_revision(empty_database) == migrate.HEAD_REVISION
     assert _tables(empty_database) == TABLES == set(metadata.tables)
     # Alembic's autogenerate comparison: columns, types, nullability, indexes, uniques, keys.
     assert migrate.schema_differences(empty_database) == []
@@ -72,7 +74,32 @@ def test_upgrade_is_repeatable_and_downgrade_removes_everything(empty_database: 
 
 
 def test_a_database_behind_the_code_is_refused_with_the_fix(empty_database: Database) -> None:
-    with pytest.raises(DatabaseError, match="run `khqrpay db upgrade`"):
+    for revision in ("none", "0001"):
+        if revision != "none":
+            migrate.upgrade(empty_database, revision)
+        fix = f"is at schema {revision}, not {migrate.HEAD_REVISION}: run `khqrpay db upgrade`"
+        with pytest.raises(DatabaseError, match=re.escape(fix)):
+            migrate.require_current(empty_database)
+
+
+def _alembic_revision(database: Database) -> str | None:
+    with database.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def test_the_revision_read_without_alembic_is_alembics(empty_database: Database) -> None:
+    assert migrate.current_revision(empty_database) is _alembic_revision(empty_database) is None
+    for revision in ("0001", "0003", "head"):
+        migrate.upgrade(empty_database, revision)
+        assert migrate.current_revision(empty_database) == _alembic_revision(empty_database)
+    assert migrate.current_revision(empty_database) == migrate.HEAD_REVISION
+
+
+def test_a_database_with_several_revisions_is_refused(empty_database: Database) -> None:
+    migrate.upgrade(empty_database)
+    with empty_database.write() as uow:
+        uow.connection.execute(sa.text("INSERT INTO alembic_version VALUES ('0001')"))
+    with pytest.raises(DatabaseError, match="several schema revisions"):
         migrate.require_current(empty_database)
 
 
@@ -112,7 +139,7 @@ def test_db_upgrade_works_from_the_installed_command(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert f'"revision": "{migrate.head_revision()}"' in result.stdout
+    assert f'"revision": "{migrate.HEAD_REVISION}"' in result.stdout
     database = Database.from_url(url)
     try:
         assert _tables(database) == TABLES

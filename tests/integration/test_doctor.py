@@ -343,7 +343,7 @@ async def test_a_database_behind_the_code_fails_with_the_upgrade_command(ready: 
     finally:
         database.dispose()
     diagnosis = await examine(ready)
-    expect(diagnosis, Check.SCHEMA, Level.FAIL, migrate.head_revision(), "khqrpay db upgrade")
+    expect(diagnosis, Check.SCHEMA, Level.FAIL, migrate.HEAD_REVISION, "khqrpay db upgrade")
 
 
 # The command -----------------------------------------------------------------------------------

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
+from helpers.imports import start
 from khqrpay.cli import common
 from khqrpay.cli.main import LAZY_COMMANDS, app
 
@@ -25,31 +24,12 @@ HEAVY_MODULES = (
     "khqrpay.services",
 )
 
-IMPORTED_AFTER_HELP = """
-import sys
-from khqrpay.cli.main import app
-sys.argv = ["khqrpay", "--help"]
-try:
-    app()
-except SystemExit:
-    pass
-sys.stderr.write("\\nimported: " + " ".join(sorted(sys.modules)) + "\\n")
-"""
-
 
 def test_help_imports_neither_the_web_stack_nor_the_simulator_nor_the_demo() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", IMPORTED_AFTER_HELP],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    assert "Commands" in result.stdout
-    imported = set(result.stderr.rsplit("imported: ", 1)[1].split())
-    assert "khqrpay.cli.main" in imported
-    loaded = [m for m in HEAVY_MODULES if any(n == m or n.startswith(f"{m}.") for n in imported)]
-    assert loaded == []
+    started = start("--help")
+    assert "Commands" in started.stdout
+    assert "khqrpay.cli.main" in started.imported
+    assert started.loaded(HEAVY_MODULES) == []
 
 
 @pytest.mark.parametrize("name", list(LAZY_COMMANDS))

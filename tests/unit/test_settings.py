@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+from limits import parse_many
 
 from khqrpay.bakong.token import BakongToken
-from khqrpay.settings import SettingsError, load_settings
+from khqrpay.settings import Settings, SettingsError, load_settings
 
 SECRET = "hunter2-secret"
 
@@ -33,6 +34,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ("KHQRPAY_DATABASE_URL", f"{SECRET}-not-a-url", "not a database URL"),
         ("KHQRPAY_MERCHANT_NAME", f"{SECRET}\udcff", "is not UTF-8 text"),
         ("KHQRPAY_BAKONG_TOKEN", f"{SECRET}\udcff", "is not UTF-8 text"),
+        ("KHQRPAY_WEB_RATE_LOOKUP", f"{SECRET}/minute", "is not a rate limit like 10/minute"),
     ],
 )
 def test_a_wrong_setting_is_named_with_the_reason_and_never_its_value(
@@ -65,3 +67,12 @@ def test_a_token_the_settings_accept_is_one_the_client_accepts(
     monkeypatch.setenv("KHQRPAY_BAKONG_TOKEN", "  eyJhbGciOiJIUzI1NiJ9.e30.c2ln  ")
     token = load_settings().bakong_token.get_secret_value()
     assert BakongToken(token).reveal() == "eyJhbGciOiJIUzI1NiJ9.e30.c2ln"
+
+
+def test_the_default_rate_limits_are_rate_limits() -> None:
+    # The settings take the defaults without parsing them (so that loading them needs no
+    # `limits`): they are checked here instead.
+    rates = [name for name in Settings.model_fields if name.startswith("web_rate_")]
+    assert len(rates) == 7
+    for name in rates:
+        assert parse_many(Settings.model_fields[name].default), name

@@ -1,9 +1,11 @@
 """The Bakong Open API adapter: an async client with typed results and typed errors.
 
-The client (and httpx with it) is imported on first use, so that code which only needs the answer
-and error types (the services, commands that make no Bakong call) starts fast.
+The client (and httpx with it), the metrics (prometheus_client), the token (the settings and the
+log set-up) and the resilience parts (tenacity, asyncio) are imported on first use, so that code
+which only needs the answer and error types (the services, the views a command prints) starts fast.
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from khqrpay.bakong.deeplink import DeeplinkSource
@@ -20,7 +22,6 @@ from khqrpay.bakong.errors import (
     Unauthorized,
     Unavailable,
 )
-from khqrpay.bakong.metrics import BakongMetrics
 from khqrpay.bakong.outcomes import (
     AccountState,
     AccountStatus,
@@ -31,20 +32,28 @@ from khqrpay.bakong.outcomes import (
     StaticQr,
     Transaction,
 )
-from khqrpay.bakong.resilience import CircuitState
-from khqrpay.bakong.token import BakongToken, TokenFormatError
 
 if TYPE_CHECKING:
     from khqrpay.bakong.client import MAX_LIST_KEYS, BakongClient, Endpoint
+    from khqrpay.bakong.metrics import BakongMetrics
+    from khqrpay.bakong.resilience import CircuitState
+    from khqrpay.bakong.token import BakongToken, TokenFormatError
 
-_CLIENT_NAMES = frozenset({"MAX_LIST_KEYS", "BakongClient", "Endpoint"})
+# The names imported on first use, and their module.
+_LAZY = {
+    "MAX_LIST_KEYS": "client",
+    "BakongClient": "client",
+    "Endpoint": "client",
+    "BakongMetrics": "metrics",
+    "CircuitState": "resilience",
+    "BakongToken": "token",
+    "TokenFormatError": "token",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _CLIENT_NAMES:
-        from khqrpay.bakong import client
-
-        return getattr(client, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"khqrpay.bakong.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'khqrpay.bakong' has no attribute {name!r}")
 
 

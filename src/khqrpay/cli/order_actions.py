@@ -1,18 +1,17 @@
 """`khqrpay orders verify|check|mark-paid ID`: the staff actions, each printing JSON.
 
-`register(app)` adds them to the `orders` command group.
+`register(app)` adds them to the `orders` command group. Each imports the view it prints, and
+asyncio with the Bakong services, when it runs: the other `orders` commands start without them.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from khqrpay.cli.common import OrderId, Staff, open_app, print_json, staff_actor
-from khqrpay.services.schemas import MarkPaidView, PaymentStatusView, VerifyView
 
 if TYPE_CHECKING:
     from khqrpay.bootstrap import App
@@ -22,6 +21,8 @@ _T = TypeVar("_T")
 
 
 def _run(action: Callable[[ManualActions], Awaitable[_T]]) -> _T:
+    import asyncio
+
     async def main(app: App) -> _T:
         async with app.bakong() as bakong:
             return await action(bakong.staff)
@@ -32,6 +33,8 @@ def _run(action: Callable[[ManualActions], Awaitable[_T]]) -> _T:
 
 def verify(order_id: OrderId, staff: Staff = None) -> None:
     """Verify Instantly: check every unexpired QR of the order now; complete it if paid."""
+    from khqrpay.services.schemas import VerifyView
+
     actor = staff_actor(staff)
     result = _run(lambda actions: actions.verify_instantly(order_id, actor=actor))
     print_json(VerifyView.of(result).json_dict())
@@ -40,6 +43,8 @@ def verify(order_id: OrderId, staff: Staff = None) -> None:
 def check(order_id: OrderId) -> None:
     """Check Payment Status: what Bakong says now for each QR, and the recent attempts.
     Changes nothing."""
+    from khqrpay.services.schemas import PaymentStatusView
+
     print_json(
         PaymentStatusView.of(_run(lambda actions: actions.check_status(order_id))).json_dict()
     )
@@ -58,6 +63,8 @@ def mark_paid(
     staff: Staff = None,
 ) -> None:
     """Mark as Paid (staff override)."""
+    from khqrpay.services.schemas import MarkPaidView
+
     actor = staff_actor(staff)
     result = _run(
         lambda actions: actions.mark_paid(order_id, reason=reason, bakong_hash=hash_, actor=actor)

@@ -1,5 +1,9 @@
 """`khqrpay orders ...`: create, show and list orders; cancel one, resolve its review, clear its
-refund flag (staff and scripts, until the web console)."""
+refund flag (staff and scripts, until the web console).
+
+Each command imports the service it calls and the view it prints when it runs: `orders show`
+starts without the checkout, the staff actions or the other views.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,6 @@ import typer
 from khqrpay.cli import order_actions
 from khqrpay.cli.common import OrderId, Reason, Staff, fail, open_app, print_json, staff_actor
 from khqrpay.orders.model import LineRequest, OrderStatus, StaffAction
-from khqrpay.services.checkout import create_order
-from khqrpay.services.orders import list_orders, order_details
-from khqrpay.services.schemas import CreatedOrderView, OrderSummary, OrderView, StaffActionView
-from khqrpay.services.staff import cancel_order, clear_refund_flag, resolve_review
 
 app = typer.Typer(help="Create, show and list orders; staff actions on one.", no_args_is_help=True)
 
@@ -24,6 +24,9 @@ def create(
     phone: Annotated[str | None, typer.Option(help="The customer's Cambodian phone.")] = None,
 ) -> None:
     """Create a PENDING order and its KHQR code."""
+    from khqrpay.services.checkout import create_order
+    from khqrpay.services.schemas import CreatedOrderView
+
     with open_app() as app:
         requests = [LineRequest.parse(text) for text in line]
         created = create_order(
@@ -40,6 +43,9 @@ def create(
 @app.command()
 def show(order_id: OrderId) -> None:
     """An order's status, lines, QR codes, payment evidence and audit trail."""
+    from khqrpay.services.orders import order_details
+    from khqrpay.services.schemas import OrderView
+
     with open_app() as app:
         details = order_details(app.database, order_id)
     print_json(OrderView.details(details).json_dict())
@@ -52,6 +58,9 @@ def list_command(
     ] = None,
 ) -> None:
     """Orders, newest first."""
+    from khqrpay.services.orders import list_orders
+    from khqrpay.services.schemas import OrderSummary
+
     wanted = None
     if status is not None:
         try:
@@ -66,6 +75,9 @@ def list_command(
 @app.command()
 def cancel(order_id: OrderId, reason: Reason, staff: Staff = None) -> None:
     """Cancel a PENDING order (a payment found later sends it to review, flagged for refund)."""
+    from khqrpay.services.schemas import StaffActionView
+    from khqrpay.services.staff import cancel_order
+
     with open_app() as app:
         result = cancel_order(
             app.database, order_id, actor=staff_actor(staff), reason=reason, clock=app.clock
@@ -89,6 +101,9 @@ def resolve(
     staff: Staff = None,
 ) -> None:
     """Resolve a NEEDS_REVIEW order: --accept the payment, or --refund REFERENCE."""
+    from khqrpay.services.schemas import StaffActionView
+    from khqrpay.services.staff import resolve_review
+
     if accept == (refund is not None):
         fail("give either --accept or --refund REFERENCE")
     resolution = StaffAction.ACCEPT_PAYMENT if accept else StaffAction.REFUND
@@ -113,6 +128,9 @@ def clear_refund_flag_command(
     staff: Staff = None,
 ) -> None:
     """Clear an order's refund flag once the money went back, with the refund's reference."""
+    from khqrpay.services.schemas import StaffActionView
+    from khqrpay.services.staff import clear_refund_flag
+
     with open_app() as app:
         result = clear_refund_flag(
             app.database,

@@ -67,7 +67,7 @@ def amount(money: Money) -> str:
 
 
 class Schema(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     def json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
