@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -347,6 +348,32 @@ def test_the_events_stream_replays_the_order_and_resumes_after_last_event_id(
         done = resumed.wait_for(lambda event: event.data.get("to") == "COMPLETED")
     assert int(done.id or 0) > int(created.id or 0)
     assert all(event.data["topic"] != "order.created" for event in resumed.events)
+
+
+def _watched(web: Web, order_id: int) -> bool:
+    with web.app.database.read() as uow:
+        (payment,) = uow.payments.for_order(order_id)
+    return payment.hot_until_ms is not None and payment.hot_until_ms > web.app.clock.now_ms()
+
+
+def test_a_till_asking_about_a_pending_order_watches_it(web: Web, api: httpx.Client) -> None:
+    """Polling the order, showing its code or following its events is a customer about to pay,
+    as the order's page is: the order is checked every watched interval."""
+    asked, shown, followed = (api.post("/api/v1/orders", json=BY_AMOUNT).json() for _ in "abc")
+    assert not any(_watched(web, order["id"]) for order in (asked, shown, followed))
+
+    api.get(f"/api/v1/orders/{asked['id']}").raise_for_status()
+    api.get(f"/api/v1/orders/{shown['id']}/qr.svg").raise_for_status()
+    with event_stream(api, f"/api/v1/orders/{followed['id']}/events") as stream:
+        stream.wait_for(lambda event: event.data["topic"] == "order.created")
+        # The stream's watch is written beside it, not before its first event.
+        deadline = time.monotonic() + 5
+        while not _watched(web, followed["id"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _watched(web, followed["id"])
+
+    assert _watched(web, asked["id"])
+    assert _watched(web, shown["id"])
 
 
 @SQLITE_ONLY

@@ -4,6 +4,7 @@ call services."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
 from khqrpay.bootstrap import App, BakongServices
+from khqrpay.services.customers import watch
 from khqrpay.web.feed import EventFeed
 from khqrpay.web.ratelimit import RateLimits
 
@@ -29,6 +31,18 @@ class WebContext:
     ) -> Response:
         """A server-rendered page; templates get `csrf_token()` and the request's language."""
         return self.templates.TemplateResponse(request, name, context, status_code=status_code)
+
+    def watch(self, order_id: int) -> None:
+        """Someone is looking at this order (its page, or a till asking through the API): while
+        it is pending its codes are checked every watched interval for the hot window."""
+        watch(self.app.database, order_id, policy=self.app.policy, clock=self.app.clock)
+
+    async def keep_watching(self, order_id: int) -> None:
+        """Watched now and for as long as this runs (an open event stream); cancel to stop."""
+        interval_s = max(30.0, self.app.settings.schedule_hot_window_s / 2)
+        while True:
+            await asyncio.to_thread(self.watch, order_id)
+            await asyncio.sleep(interval_s)
 
 
 def web_context(request: Request) -> WebContext:

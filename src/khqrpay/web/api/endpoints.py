@@ -212,7 +212,10 @@ def list_orders(
     responses=_errors(401, 404, 422, 429),
 )
 def get_order(order_id: int, request: Request, context: Context, client: Client) -> Response:
+    """Asking about a pending order watches it, as its page does: a till polling while the
+    customer pays sees the payment within about a second."""
     details = client_order(context.app.database, client, order_id)
+    context.watch(order_id)
     view = ApiOrderView.details(details, _links(request, context, details.order))
     return JSONResponse(view.json_dict())
 
@@ -273,11 +276,16 @@ async def order_events(
 
 
 async def _events(context: WebContext, order_id: int, after: int) -> AsyncIterator[ServerSentEvent]:
-    async with context.feed.subscribe(after_id=after, order_id=order_id) as events:
-        yield ServerSentEvent(comment="following", retry=RECONNECT_MS)
-        async for event in events:
-            data = {"topic": event.topic, **event.payload}
-            yield ServerSentEvent(data=json.dumps(data), id=str(event.id))
+    # While a client follows the order, it is watched (checked every watched interval).
+    keep_watching = asyncio.create_task(context.keep_watching(order_id))
+    try:
+        async with context.feed.subscribe(after_id=after, order_id=order_id) as events:
+            yield ServerSentEvent(comment="following", retry=RECONNECT_MS)
+            async for event in events:
+                data = {"topic": event.topic, **event.payload}
+                yield ServerSentEvent(data=json.dumps(data), id=str(event.id))
+    finally:
+        keep_watching.cancel()
 
 
 QrStyle = Annotated[
@@ -287,7 +295,10 @@ QrStyle = Annotated[
 
 
 def _current_qr(context: WebContext, client: ApiKey, order_id: int) -> str:
-    return current_code(client_order(context.app.database, client, order_id).payments).qr
+    """The code to show; showing it means a customer is about to pay: the order is watched."""
+    details = client_order(context.app.database, client, order_id)
+    context.watch(order_id)
+    return current_code(details.payments).qr
 
 
 # The current code as an image: the payment card (default) or the bare code, PNG or SVG.

@@ -37,7 +37,6 @@ from khqrpay.services.customers import (
     customer_has_paid,
     customer_order,
     order_again,
-    watch,
 )
 from khqrpay.services.event_log import last_event_id
 from khqrpay.services.orders import OrderDetails
@@ -87,16 +86,12 @@ def _panel(context: WebContext, details: OrderDetails) -> dict[str, object]:
     }
 
 
-def _watch(context: WebContext, order: Order) -> None:
-    watch(context.app.database, order.id, policy=context.app.policy, clock=context.app.clock)
-
-
 @router.get("")
 def payment_page(token: str, request: Request, context: Context) -> Response:
     """The order's page; opening it puts the order in this browser's My orders and, while it is
     pending, has its codes checked often."""
     details = _order(context, token)
-    _watch(context, details.order)
+    context.watch(details.order.id)
     session.remember_orders(request, token)
     data = _panel(context, details) | {"after": last_event_id(context.app.database)}
     return render(context, request, "pay.html", data)
@@ -145,7 +140,7 @@ def live(events: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
 async def _order_stream(
     context: WebContext, order: Order, after_id: int | None
 ) -> AsyncIterator[ServerSentEvent]:
-    keep_watching = asyncio.create_task(_keep_watching(context, order))
+    keep_watching = asyncio.create_task(context.keep_watching(order.id))
     try:
         async with context.feed.subscribe(after_id=after_id, order_id=order.id) as events:
             yield ServerSentEvent(comment="following", retry=RECONNECT_MS)
@@ -161,14 +156,6 @@ def order_event(event: OutboxEvent) -> ServerSentEvent:
     return ServerSentEvent(
         data=json.dumps({"topic": event.topic, "status": status}), id=str(event.id)
     )
-
-
-async def _keep_watching(context: WebContext, order: Order) -> None:
-    """While the page is open, the order stays hot (its watch lasts the hot window)."""
-    interval_s = max(30.0, context.app.settings.schedule_hot_window_s / 2)
-    while True:
-        await asyncio.sleep(interval_s)
-        await asyncio.to_thread(_watch, context, order)
 
 
 @router.get("/qr.svg")
