@@ -17,6 +17,7 @@ from khqrpay.bakong import BakongClient
 from khqrpay.bootstrap import App
 from khqrpay.clock import Clock, SystemClock
 from khqrpay.db import Database
+from khqrpay.services.budget import SharedCallBudget
 from khqrpay.services.manual import ManualActions
 from khqrpay.services.verification import Verifier
 from khqrpay.settings import Settings
@@ -24,10 +25,20 @@ from khqrpay.simulator.server import RunningSimulator
 
 
 def new_verifier(
-    database: Database, client: BakongClient, settings: Settings, clock: Clock, worker_id: str
+    database: Database,
+    client: BakongClient,
+    settings: Settings,
+    clock: Clock,
+    worker_id: str,
+    budget: SharedCallBudget | None = None,
 ) -> Verifier:
     return Verifier(
-        database=database, client=client, settings=settings, clock=clock, worker_id=worker_id
+        database=database,
+        client=client,
+        settings=settings,
+        clock=clock,
+        worker_id=worker_id,
+        budget=budget,
     )
 
 

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from helpers.engine import new_verifier
 from khqrpay.bakong import BakongClient, BakongError, CheckResult
 from khqrpay.clock import SystemClock
 from khqrpay.orders.model import OrderStatus
 from khqrpay.orders.schedule import MD5_LIST_LIMIT
 from khqrpay.services.budget import SharedCallBudget
 from khqrpay.services.customers import watch
-from khqrpay.services.verification import Verifier
 
 if TYPE_CHECKING:
     from conftest import Engine, Shop
@@ -51,13 +51,7 @@ async def test_a_hanging_call_does_not_hold_what_the_other_calls_of_its_cycle_fo
 
     async with HangingUnless(settings=engine.settings, clock=SystemClock()) as bakong:
         bakong.answered, bakong.release = paid.payment.md5, asyncio.Event()
-        verifier = Verifier(
-            database=engine.database,
-            client=bakong,
-            settings=engine.settings,
-            clock=engine.clock,
-            worker_id="hanging",
-        )
+        verifier = new_verifier(engine.database, bakong, engine.settings, engine.clock, "hanging")
         cycle = asyncio.create_task(verifier.run_cycle())
         async with asyncio.timeout(10):
             while engine.order(paid.order.id).status is not OrderStatus.COMPLETED:
@@ -110,14 +104,7 @@ async def hedged_cycle(engine: Engine, paid: CreatedOrder, *, budget: bool = Fal
     async with BakongClient(
         settings=settings, clock=SystemClock(), transport=FirstRequestHangs(), gate=gate
     ) as bakong:
-        verifier = Verifier(
-            database=engine.database,
-            client=bakong,
-            settings=settings,
-            clock=engine.clock,
-            worker_id="hedging",
-            budget=gate,
-        )
+        verifier = new_verifier(engine.database, bakong, settings, engine.clock, "hedging", gate)
         cycle = asyncio.create_task(verifier.run_cycle())
         done, _ = await asyncio.wait({cycle}, timeout=5)
         if not done:
