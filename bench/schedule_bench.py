@@ -347,13 +347,8 @@ class ScheduleRun:
         for candidate in candidates:
             index = candidate.payment_id
             order = orders[index]
-            order.check_version += 1
-            if order.pay_ms is not None and order.pay_ms <= now:
-                order.version += 1
-                order.detected_ms = now
-                record_detection(outcome, order, now)
+            if self.found(order, now):
                 continue
-            order.last_checked_ms = now
             next_ms = policy.next_check_ms(
                 created_ms=order.created_ms,
                 now_ms=now,
@@ -377,14 +372,20 @@ class ScheduleRun:
             self.reschedule(index, now)
         for index in riders:  # their schedule stays as it is
             order = orders[index]
-            order.check_version += 1
-            if order.pay_ms is not None and order.pay_ms <= now:
-                order.version += 1
-                order.detected_ms = now
-                record_detection(outcome, order, now)
-            else:
-                order.last_checked_ms = now
+            if not self.found(order, now):
                 checked.append((now, index, order.check_version))
+
+    def found(self, order: Order, now: int) -> bool:
+        """Check one payment at `now`: whether it was found paid (recorded), else it was just
+        checked."""
+        order.check_version += 1
+        if order.pay_ms is not None and order.pay_ms <= now:
+            order.version += 1
+            order.detected_ms = now
+            record_detection(self.outcome, order, now)
+            return True
+        order.last_checked_ms = now
+        return False
 
     def reschedule(self, index: int, now_ms: int) -> None:
         """After a check at `now_ms` moved the payment's schedule (a hook: nothing here)."""
