@@ -251,7 +251,7 @@ class Settings(BaseSettings):
         ),
     )
     schedule_fresh_window_s: float = Field(
-        default=60.0,
+        default=30.0,
         ge=0,
         description=(
             "A QR younger than this is fresh (checked every fast interval). Later, a QR nobody "
@@ -302,7 +302,7 @@ class Settings(BaseSettings):
         ),
     )
     schedule_ride_along_after_s: float = Field(
-        default=60.0,
+        default=30.0,
         gt=0,
         description=(
             "Free places in a Bakong call that goes out anyway go to ride-alongs: pending QRs "
@@ -311,7 +311,7 @@ class Settings(BaseSettings):
         ),
     )
     schedule_sweep_interval_s: float = Field(
-        default=90.0,
+        default=100.0,
         gt=0,
         description=(
             "When no Bakong call goes out anyway and a pending QR has not been checked for this "

@@ -33,7 +33,7 @@ POLICY = SchedulePolicy(
     initial_delay_ms=5 * S,
     fast_interval_ms=2 * S,
     watched_interval_ms=1 * S,
-    fresh_window_ms=1 * MIN,
+    fresh_window_ms=30 * S,
     hot_window_ms=10 * MIN,
     age_factor=0.1,
     max_interval_ms=30 * MIN,
@@ -41,8 +41,8 @@ POLICY = SchedulePolicy(
     final_grace_ms=60 * S,
     early_fraction=0.5,
     error_backoff_max_ms=60 * S,
-    ride_along_after_ms=60 * S,
-    sweep_interval_ms=90 * S,
+    ride_along_after_ms=30 * S,
+    sweep_interval_ms=100 * S,
 )
 END = T0 + 30 * DAY
 FINAL = END + 60 * S
@@ -122,8 +122,9 @@ def test_first_check_waits_the_initial_delay() -> None:
     ("age_ms", "hot", "interval_ms"),
     [
         (0, False, 2 * S),
-        (MIN - 1, False, 2 * S),  # fresh
-        (MIN, False, 6 * S),  # 10% of the age from then on
+        (30 * S - 1, False, 2 * S),  # fresh
+        (30 * S, False, 3 * S),  # 10% of the age from then on
+        (MIN, False, 6 * S),
         (15 * MIN, False, 90 * S),
         (HOUR, False, 6 * MIN),
         (5 * HOUR, False, 30 * MIN),  # reaches the cap
@@ -149,7 +150,8 @@ def test_interval_refuses_a_negative_age() -> None:
 
 def test_next_check_is_fast_while_fresh_then_grows_with_age() -> None:
     assert next_check(T0 + 5 * S) == T0 + 7 * S
-    assert next_check(T0 + 50 * S) == T0 + 52 * S
+    assert next_check(T0 + 25 * S) == T0 + 27 * S
+    assert next_check(T0 + 50 * S) == T0 + 55 * S
     assert next_check(T0 + 14 * MIN) == T0 + 14 * MIN + 84 * S
     assert next_check(T0 + HOUR) == T0 + HOUR + 6 * MIN
     assert next_check(T0 + 2 * DAY) == T0 + 2 * DAY + 30 * MIN
@@ -196,9 +198,9 @@ def test_an_unpaid_payment_over_its_whole_window() -> None:
         checks.append(clock.now_ms())
     gaps = [later - earlier for earlier, later in itertools.pairwise(checks)]
     assert checks[0] == T0 + 5 * S
-    fresh = [gap for check, gap in zip(checks, gaps, strict=False) if check - T0 < MIN]
+    fresh = [gap for check, gap in zip(checks, gaps, strict=False) if check - T0 < 30 * S]
     assert set(fresh) == {2 * S}
-    assert len(fresh) == (MIN - 5 * S) // (2 * S) + 1
+    assert len(fresh) == (30 * S - 5 * S) // (2 * S) + 1
     assert gaps[:-1] == sorted(gaps[:-1])  # regular gaps only grow with age
     assert max(gaps[:-1]) == 30 * MIN
     assert checks[-2] <= END < checks[-2] + 30 * MIN  # the last regular check, then ...
@@ -400,8 +402,8 @@ def test_every_due_payment_is_checked_and_every_call_is_filled() -> None:
 
 def test_a_sweep_is_due_once_the_longest_unchecked_payment_has_waited_its_interval() -> None:
     assert not POLICY.sweep_due(oldest_checked_ms=None, now_ms=T0)  # nothing checked yet
-    assert not POLICY.sweep_due(oldest_checked_ms=T0 - 90 * S + 1, now_ms=T0)
-    assert POLICY.sweep_due(oldest_checked_ms=T0 - 90 * S, now_ms=T0)
+    assert not POLICY.sweep_due(oldest_checked_ms=T0 - 100 * S + 1, now_ms=T0)
+    assert POLICY.sweep_due(oldest_checked_ms=T0 - 100 * S, now_ms=T0)
     assert POLICY.sweep_due(oldest_checked_ms=T0 - DAY, now_ms=T0)
 
 
