@@ -1,7 +1,8 @@
 """The verifier: claim due payments → check them with Bakong → apply each answer.
 
 - Claim: one short write transaction leases the payments that are due (plus those close enough
-  to ride along in an md5-list call, `plan_batches`), `FOR UPDATE SKIP LOCKED` on PostgreSQL so
+  to ride along in an md5-list call, `plan_batches`; with none due, one call of the longest
+  unchecked when the sweep is due), `FOR UPDATE SKIP LOCKED` on PostgreSQL so
   workers never claim the same rows; on SQLite the write transaction (`BEGIN IMMEDIATE`) excludes
   the other writers. A lease ends by itself, so a worker killed mid-batch loses nothing.
 - Check and apply: the stateless `PaymentChecker` (the same path Verify Instantly takes), with
