@@ -86,9 +86,14 @@ class Variant:
 
 def today_policy(policy: SchedulePolicy) -> SchedulePolicy:
     """The policy before issue 9: every QR checked every 2 s while fresh (15 minutes) or
-    watched; the rest of `policy` (the age factor, the window...) as configured."""
+    watched (10 minutes after a visit); the rest of `policy` (the age factor, the window...) as
+    configured."""
     return dataclasses.replace(
-        policy, fast_interval_ms=2_000, watched_interval_ms=2_000, fresh_window_ms=15 * MINUTE_MS
+        policy,
+        fast_interval_ms=2_000,
+        watched_interval_ms=2_000,
+        fresh_window_ms=15 * MINUTE_MS,
+        hot_window_ms=10 * MINUTE_MS,
     )
 
 

@@ -259,7 +259,7 @@ class Settings(BaseSettings):
         ),
     )
     schedule_hot_window_s: float = Field(
-        default=10 * 60,
+        default=15 * 60,
         ge=0,
         description="A QR stays hot (fast checks) this long after its customer last looked at it.",
     )

@@ -34,7 +34,7 @@ POLICY = SchedulePolicy(
     fast_interval_ms=2 * S,
     watched_interval_ms=1 * S,
     fresh_window_ms=30 * S,
-    hot_window_ms=10 * MIN,
+    hot_window_ms=15 * MIN,
     age_factor=0.1,
     max_interval_ms=30 * MIN,
     payment_window_ms=30 * DAY,
@@ -249,7 +249,7 @@ def watch(now: int, *, last: int | None, next_ms: int, earliest: int | None = No
 def test_watching_makes_the_payment_hot_and_checks_now() -> None:
     now = T0 + 3 * DAY
     result = watch(now, last=now - 20 * MIN, next_ms=now + 10 * MIN, earliest=now - MIN)
-    assert result.hot_until_ms == now + 10 * MIN
+    assert result.hot_until_ms == now + 15 * MIN
     assert result.next_check_ms == now
     assert result.earliest_check_ms == now - MIN  # already eligible: stays so
 
