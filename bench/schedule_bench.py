@@ -1,9 +1,11 @@
 """Scheduler benchmark: Bakong requests and detection latency of our schedule, whose calls are
-filled with ride-alongs, against today's policy (only early payments fill a call) and the naive
-schedule.
+filled with ride-alongs and which sweeps the longest-unchecked payments when no call goes out
+anyway, against today's policy (before issue 9: 2-s pace while fresh or watched, only early
+payments fill a call, no sweep) and the naive schedule.
 
 Virtual time (plain epoch-ms ints), event-driven: the verifier only wakes on a tick (every
-`--tick-s`, default 1 s) at which some payment is due, so idle virtual time costs nothing.
+`--tick-s`, default 1 s) at which some payment is due or the sweep is, so idle virtual time costs
+nothing.
 
 Model (issue 4, "Measured"): `--orders` orders arrive uniformly over 30 days; each customer's
 payment delay is drawn from `PayLaterDistribution` (5% never pay). Customers who pay within 15
@@ -13,14 +15,15 @@ payers open their order page within a minute after paying (watching from then; t
 The run goes on after the last order until every payment is found or expired.
 
 Both schedules run the same code: `SchedulePolicy` from `Settings` (defaults, or
-`KHQRPAY_SCHEDULE_*` from the environment); at each tick the claim takes the due payments and as
-many others as their md5-list calls (at most 50 md5s; one call = one request) can carry, ranked as
-`plan_batches` ranks them (the worker's claim does the same in SQL), and `plan_batches` groups them
-into calls. Ours fills the free places with ride-alongs (payments last checked at least
-`ride_along_after` ago, the longest ago first, their schedule left as it is); today's policy, the
-baseline, has none. The naive schedule (`NaiveSchedule`, what users described and the demo
-compares with): every pending order checked on its own every 2 s from the age of 1 minute, until
-detected or the same 30-day window ends; counted in closed form.
+`KHQRPAY_SCHEDULE_*` from the environment; today's with its own pace, `today_policy`); at each tick
+the claim takes the due payments and as many others as their md5-list calls (at most 50 md5s; one
+call = one request) can carry, ranked as `plan_batches` ranks them (the worker's claim does the same
+in SQL), and `plan_batches` groups them into calls. Ours fills the free places with ride-alongs
+(payments last checked at least `ride_along_after` ago, the longest ago first, their schedule left
+as it is) and, when none is due but the longest-unchecked payment has waited `sweep_interval`, makes
+one call of them; today's policy, the baseline, has neither. The naive schedule (`NaiveSchedule`,
+what users described and the demo compares with): every pending order checked on its own every 2 s
+from the age of 1 minute, until detected or the same 30-day window ends; counted in closed form.
 
 Detection latency: for watched payments, from the later of the payment and the moment the customer
 starts watching; for all payments by age band, from the payment.
