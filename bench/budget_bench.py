@@ -127,10 +127,11 @@ class BudgetRun(ScheduleRun):
         elif self.is_fresh(order, now_ms):
             heapq.heappush(self.fresh, entry)
 
-    def claim(self, now: int) -> list[Candidate[int]]:
-        capacity = self.calls_left(now) * self.max_per_call
+    def claim(self, now: int, sweep: bool) -> tuple[list[Candidate[int]], list[int]]:
+        calls_left = self.calls_left(now)
+        capacity = calls_left * self.max_per_call
         if not capacity:
-            return []
+            return [], []
         orders, heappop = self.orders, heapq.heappop
         chosen: list[Candidate[int]] = []
         taken: set[int] = set()
@@ -150,10 +151,13 @@ class BudgetRun(ScheduleRun):
                 chosen.append(Candidate(index, next_ms, order.earliest_ms, order.last_checked_ms))
                 taken.add(index)
         # The rest of the due QRs stay in `by_next` (deferred); the free places are filled.
-        slots = ride_along_slots(len(chosen), max_per_call=self.max_per_call)
-        return chosen + self.fill(now, slots, taken)
+        # As the verifier: a sweep call only while a call is left for the due ones after it.
+        sweep = sweep and not chosen and calls_left >= 2
+        slots = ride_along_slots(len(chosen), sweep=sweep, max_per_call=self.max_per_call)
+        early, riders = self.fill(now, slots, taken)
+        return chosen + early, riders
 
-    def fill(self, now: int, slots: int, taken: set[int]) -> list[Candidate[int]]:
+    def fill(self, now: int, slots: int, taken: set[int]) -> tuple[list[Candidate[int]], list[int]]:
         """Early payments, then ride-alongs, into the free places, as the base claim ranks them."""
         orders, heappop, heappush = self.orders, heapq.heappop, heapq.heappush
         while self.by_earliest and self.by_earliest[0][0] <= now:
@@ -170,13 +174,14 @@ class BudgetRun(ScheduleRun):
                 slots -= 1
         assert self.ride_along_after_ms is not None
         checked_before = now - self.ride_along_after_ms
+        riders: list[int] = []
         while slots and self.checked and self.checked[0][0] <= checked_before:
-            last_ms, index, version = self.checked.popleft()
+            _, index, version = self.checked.popleft()
             order = orders[index]
             if order.check_version == version and index not in taken and order.earliest_ms > now:
-                filled.append(Candidate(index, order.next_ms, order.earliest_ms, last_ms))
+                riders.append(index)
                 slots -= 1
-        return filled
+        return filled, riders
 
     def tick(self, now: int) -> None:
         assert now > self.last_tick_ms, "virtual time only goes forwards"

@@ -1,9 +1,11 @@
 """Scheduler benchmark: Bakong requests and detection latency of our schedule, whose calls are
-filled with ride-alongs, against today's policy (only early payments fill a call) and the naive
-schedule.
+filled with ride-alongs and which sweeps the longest-unchecked payments when no call goes out
+anyway, against today's policy (before issue 9: 2-s pace while fresh or watched, only early
+payments fill a call, no sweep) and the naive schedule.
 
 Virtual time (plain epoch-ms ints), event-driven: the verifier only wakes on a tick (every
-`--tick-s`, default 1 s) at which some payment is due, so idle virtual time costs nothing.
+`--tick-s`, default 1 s) at which some payment is due or the sweep is, so idle virtual time costs
+nothing.
 
 Model (issue 4, "Measured"): `--orders` orders arrive uniformly over 30 days; each customer's
 payment delay is drawn from `PayLaterDistribution` (5% never pay). Customers who pay within 15
@@ -13,14 +15,15 @@ payers open their order page within a minute after paying (watching from then; t
 The run goes on after the last order until every payment is found or expired.
 
 Both schedules run the same code: `SchedulePolicy` from `Settings` (defaults, or
-`KHQRPAY_SCHEDULE_*` from the environment); at each tick the claim takes the due payments and as
-many others as their md5-list calls (at most 50 md5s; one call = one request) can carry, ranked as
-`plan_batches` ranks them (the worker's claim does the same in SQL), and `plan_batches` groups them
-into calls. Ours fills the free places with ride-alongs (payments last checked at least
-`ride_along_after` ago, the longest ago first, their schedule left as it is); today's policy, the
-baseline, has none. The naive schedule (`NaiveSchedule`, what users described and the demo
-compares with): every pending order checked on its own every 2 s from the age of 1 minute, until
-detected or the same 30-day window ends; counted in closed form.
+`KHQRPAY_SCHEDULE_*` from the environment; today's with its own pace, `today_policy`); at each tick
+the claim takes the due payments and as many others as their md5-list calls (at most 50 md5s; one
+call = one request) can carry, ranked as `plan_batches` ranks them (the worker's claim does the same
+in SQL), and `plan_batches` groups them into calls. Ours fills the free places with ride-alongs
+(payments last checked at least `ride_along_after` ago, the longest ago first, their schedule left
+as it is) and, when none is due but the longest-unchecked payment has waited `sweep_interval`, makes
+one call of them; today's policy, the baseline, has neither. The naive schedule (`NaiveSchedule`,
+what users described and the demo compares with): every pending order checked on its own every 2 s
+from the age of 1 minute, until detected or the same 30-day window ends; counted in closed form.
 
 Detection latency: for watched payments, from the later of the payment and the moment the customer
 starts watching; for all payments by age band, from the payment.
@@ -31,6 +34,7 @@ Run: .venv/bin/python bench/schedule_bench.py [--orders N] [--seed S] [--tick-s 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 import math
 import random
@@ -46,7 +50,6 @@ from khqrpay.orders.schedule import (
     SchedulePolicy,
     plan_batches,
     ride_along_slots,
-    rides_along,
 )
 from khqrpay.settings import Settings
 from khqrpay.simulator.paylater import PayLaterDistribution
@@ -75,18 +78,32 @@ GOAL_WATCHED_P95_MS = 1_500
 
 @dataclass(frozen=True, slots=True)
 class Variant:
-    """A schedule to simulate: the policy, and after how long a payment may ride along (None:
-    never, today's policy, where only early payments fill a call)."""
+    """A schedule to simulate: the policy, after how long a payment may ride along (None: never,
+    today's policy, where only early payments fill a call), and whether the sweep makes calls."""
 
     name: str
     policy: SchedulePolicy
     ride_along_after_ms: int | None
+    sweep: bool
+
+
+def today_policy(policy: SchedulePolicy) -> SchedulePolicy:
+    """The policy before issue 9: every QR checked every 2 s while fresh (15 minutes) or
+    watched (10 minutes after a visit); the rest of `policy` (the age factor, the window...) as
+    configured."""
+    return dataclasses.replace(
+        policy,
+        fast_interval_ms=2_000,
+        watched_interval_ms=2_000,
+        fresh_window_ms=15 * MINUTE_MS,
+        hot_window_ms=10 * MINUTE_MS,
+    )
 
 
 def variants(policy: SchedulePolicy) -> tuple[Variant, Variant]:
     return (
-        Variant("today", policy, ride_along_after_ms=None),
-        Variant("ours", policy, ride_along_after_ms=policy.ride_along_after_ms),
+        Variant("today", today_policy(policy), ride_along_after_ms=None, sweep=False),
+        Variant("ours", policy, ride_along_after_ms=policy.ride_along_after_ms, sweep=True),
     )
 
 
@@ -194,7 +211,9 @@ class ScheduleRun:
         self.orders = orders
         self.policy = variant.policy
         self.ride_along_after_ms = variant.ride_along_after_ms
+        self.sweeps = variant.sweep
         self.tick_ms = tick_ms
+        self.last_tick_ms = 0
         self.outcome = Outcome()
         self.by_next: list[tuple[int, int, int]] = []
         self.by_earliest: list[tuple[int, int, int]] = []
@@ -213,7 +232,14 @@ class ScheduleRun:
         while True:
             while by_next and orders[by_next[0][1]].version != by_next[0][2]:
                 heapq.heappop(by_next)
-            wake = self.next_wake(-(-by_next[0][0] // tick_ms) * tick_ms) if by_next else None
+            due_ms = by_next[0][0] if by_next else None
+            oldest = self.oldest_checked_ms() if self.sweeps else None
+            if oldest is not None:
+                # The sweep's wake: on a later tick than the last (one that found no call to
+                # make would otherwise wake again at the same moment).
+                sweep_ms = max(oldest + self.policy.sweep_interval_ms, self.last_tick_ms + 1)
+                due_ms = sweep_ms if due_ms is None else min(due_ms, sweep_ms)
+            wake = None if due_ms is None else self.next_wake(-(-due_ms // tick_ms) * tick_ms)
             if event_at < len(events) and (wake is None or events[event_at][0] <= wake):
                 moment, kind, index = events[event_at]
                 event_at += 1
@@ -225,6 +251,18 @@ class ScheduleRun:
                 return self.outcome
             else:
                 self.tick(wake)
+
+    def oldest_checked_ms(self) -> int | None:
+        """When the longest-unchecked pending payment was last checked (the sweep's query)."""
+        checked, orders = self.checked, self.orders
+        while checked and orders[checked[0][1]].check_version != checked[0][2]:
+            checked.popleft()
+        return checked[0][0] if checked else None
+
+    def sweep_due(self, now: int) -> bool:
+        return self.sweeps and self.policy.sweep_due(
+            oldest_checked_ms=self.oldest_checked_ms(), now_ms=now
+        )
 
     def next_wake(self, wake_ms: int) -> int:
         """When the verifier wakes, given that a payment is due at `wake_ms` (on a tick)."""
@@ -250,9 +288,11 @@ class ScheduleRun:
         order.earliest_ms = watch.earliest_check_ms
         self.schedule(index)
 
-    def claim(self, now: int) -> list[Candidate[int]]:
+    def claim(self, now: int, sweep: bool) -> tuple[list[Candidate[int]], list[int]]:
         """The worker's claim: the due payments, then the early ones, the soonest due first, then
-        ride-alongs, the longest unchecked first, as many as the calls carry."""
+        ride-alongs, the longest unchecked first, as many as the calls carry (with `sweep`, a
+        whole call even without a due payment). The ride-alongs come apart, as bare indexes:
+        there are tens of millions of them, and their schedule is not read."""
         orders, by_next, by_earliest = self.orders, self.by_next, self.by_earliest
         early_by_next, checked = self.early_by_next, self.checked
         heappop, heappush = heapq.heappop, heapq.heappush
@@ -268,7 +308,7 @@ class ScheduleRun:
             if order.version == version:
                 chosen.append(Candidate(index, next_ms, order.earliest_ms, order.last_checked_ms))
                 taken.add(index)
-        slots = ride_along_slots(len(chosen))
+        slots = ride_along_slots(len(chosen), sweep=sweep)
         while slots and early_by_next:
             next_ms, index, version = heappop(early_by_next)
             order = orders[index]
@@ -276,47 +316,47 @@ class ScheduleRun:
                 chosen.append(Candidate(index, next_ms, order.earliest_ms, order.last_checked_ms))
                 taken.add(index)
                 slots -= 1
+        riders: list[int] = []
         if self.ride_along_after_ms is None:
-            return chosen
+            return chosen, riders
         checked_before = now - self.ride_along_after_ms
         while slots and checked and checked[0][0] <= checked_before:
-            last_ms, index, version = checked.popleft()
-            order = orders[index]
-            if order.check_version == version and index not in taken:
-                assert order.earliest_ms > now, "an early payment is taken above"
-                chosen.append(Candidate(index, order.next_ms, order.earliest_ms, last_ms))
+            _, index, version = checked.popleft()
+            if orders[index].check_version == version and index not in taken:
+                riders.append(index)  # not early: the early ones are all taken above
                 slots -= 1
-        return chosen
+        return chosen, riders
 
     def tick(self, now: int) -> None:
         """The worker wakes at `now`: claim, plan the calls, check, reschedule."""
-        candidates = self.claim(now)
+        self.last_tick_ms = now
+        sweep = self.sweep_due(now)
+        candidates, riders = self.claim(now, sweep)
+        # The due and early ones as `plan_batches` groups them; the ride-alongs take the free
+        # places it leaves (a whole call when a sweep is due and none is due).
         batches = plan_batches(
             candidates,
             now_ms=now,
             ride_along_after_ms=self.ride_along_after_ms,
+            sweep=sweep,
             max_per_call=self.max_per_call,
         )
         assert sum(map(len, batches)) == len(candidates), "every claimed payment is checked"
+        due = sum(candidate.next_check_ms <= now for candidate in candidates)
+        free = ride_along_slots(due, sweep=sweep, max_per_call=self.max_per_call)
+        assert len(candidates) - due + len(riders) <= free, "ride-alongs never make a call"
+        calls = len(batches) or (1 if riders else 0)
         outcome = self.outcome
-        outcome.requests += len(batches)
-        outcome.requests_by_day[(now - START_MS) // DAY_MS] += len(batches)
-        outcome.md5_checks += len(candidates)
+        outcome.requests += calls
+        outcome.requests_by_day[(now - START_MS) // DAY_MS] += calls
+        outcome.md5_checks += len(candidates) + len(riders)
         orders, policy, checked = self.orders, self.policy, self.checked
         by_next, by_earliest, heappush = self.by_next, self.by_earliest, heapq.heappush
         for candidate in candidates:
             index = candidate.payment_id
             order = orders[index]
-            order.check_version += 1
-            if order.pay_ms is not None and order.pay_ms <= now:
-                order.version += 1
-                order.detected_ms = now
-                record_detection(outcome, order, now)
+            if self.found(order, now):
                 continue
-            order.last_checked_ms = now
-            if rides_along(earliest_check_ms=candidate.earliest_check_ms, now_ms=now):
-                checked.append((now, index, order.check_version))
-                continue  # its schedule stays as it is
             next_ms = policy.next_check_ms(
                 created_ms=order.created_ms,
                 now_ms=now,
@@ -338,6 +378,22 @@ class ScheduleRun:
             heappush(by_next, (next_ms, index, order.version))
             heappush(by_earliest, (earliest_ms, index, order.version))
             self.reschedule(index, now)
+        for index in riders:  # their schedule stays as it is
+            order = orders[index]
+            if not self.found(order, now):
+                checked.append((now, index, order.check_version))
+
+    def found(self, order: Order, now: int) -> bool:
+        """Check one payment at `now`: whether it was found paid (recorded), else it was just
+        checked."""
+        order.check_version += 1
+        if order.pay_ms is not None and order.pay_ms <= now:
+            order.version += 1
+            order.detected_ms = now
+            record_detection(self.outcome, order, now)
+            return True
+        order.last_checked_ms = now
+        return False
 
     def reschedule(self, index: int, now_ms: int) -> None:
         """After a check at `now_ms` moved the payment's schedule (a hook: nothing here)."""

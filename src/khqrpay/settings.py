@@ -263,12 +263,15 @@ class Settings(BaseSettings):
         ),
     )
     schedule_fresh_window_s: float = Field(
-        default=15 * 60,
+        default=30.0,
         ge=0,
-        description="A QR younger than this is fresh.",
+        description=(
+            "A QR younger than this is fresh (checked every fast interval). Later, a QR nobody "
+            "watches is checked every age × the age factor, and by the sweep."
+        ),
     )
     schedule_hot_window_s: float = Field(
-        default=10 * 60,
+        default=15 * 60,
         ge=0,
         description="A QR stays hot (fast checks) this long after its customer last looked at it.",
     )
@@ -311,12 +314,21 @@ class Settings(BaseSettings):
         ),
     )
     schedule_ride_along_after_s: float = Field(
-        default=60.0,
+        default=30.0,
         gt=0,
         description=(
             "Free places in a Bakong call that goes out anyway go to ride-alongs: pending QRs "
             "last checked at least this long ago, the longest ago first (their schedule stays "
             "as it is)."
+        ),
+    )
+    schedule_sweep_interval_s: float = Field(
+        default=100.0,
+        gt=0,
+        description=(
+            "When no Bakong call goes out anyway and a pending QR has not been checked for this "
+            "long, one call goes out full of the longest-unchecked QRs (the sweep): every pending "
+            "QR, whatever its age, is checked about this often."
         ),
     )
     schedule_error_backoff_max_s: float = Field(
@@ -648,6 +660,7 @@ class Settings(BaseSettings):
             early_fraction=self.schedule_early_fraction,
             error_backoff_max_ms=_seconds_to_ms(self.schedule_error_backoff_max_s),
             ride_along_after_ms=_seconds_to_ms(self.schedule_ride_along_after_s),
+            sweep_interval_ms=_seconds_to_ms(self.schedule_sweep_interval_s),
         )
 
 

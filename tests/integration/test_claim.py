@@ -127,3 +127,30 @@ def test_watched_and_fresh_qrs_are_claimed_before_a_more_overdue_backlog(
     assert claim(2) == [watched, fresh]  # the earliest due of the first tier first
     assert claim(4) == [watched, fresh, backlog[0], backlog[1]]
     assert len(claim(200)) == 7  # per_call 1 (single checks): no place for a ride-along
+
+
+def test_a_due_sweep_claims_one_call_of_the_longest_unchecked(
+    shop: Shop, database: Database, clock: FakeClock
+) -> None:
+    """Nothing due: no call, unless the sweep is due; then one call of the longest-unchecked QRs
+    no lease holds. The sweep's question (the oldest check) leaves out leased and never-checked
+    QRs too."""
+    product = shop.product(stock=1_000)
+    ids = [shop.order((product, 1)).payment.id for _ in range(55)]
+    now = clock.now_ms() + 60 * MIN
+    for rank, payment_id in enumerate(ids[:-1]):
+        last_ms = now - 30 * MIN + rank * S
+        schedule(database, payment_id, next_ms=now + MIN, earliest_ms=now + S, last_ms=last_ms)
+    schedule(database, ids[-1], next_ms=now + MIN, earliest_ms=now + S, last_ms=None)
+    with database.write() as uow:
+        uow.payments.lease([ids[0]], owner="worker:other", until_ms=now + 1)
+
+    with database.read() as uow:
+        assert uow.payments.oldest_pending_check_ms(now_ms=now) == now - 30 * MIN + S
+        assert uow.payments.oldest_pending_check_ms(now_ms=now + 1) == now - 30 * MIN
+    with database.write() as uow:
+        assert uow.payments.lock_due(now_ms=now, limit=200, ride_along_after_ms=RIDE_AFTER) == []
+        claimed = uow.payments.lock_due(
+            now_ms=now, limit=200, ride_along_after_ms=RIDE_AFTER, sweep=True
+        )
+    assert [payment.id for payment in claimed] == ids[1:51]

@@ -14,6 +14,7 @@ from khqrpay.db import tables as t
 from khqrpay.events import Event
 from khqrpay.orders.model import AttemptOutcome, EvidenceSource, OrderStatus, PaymentStatus
 from khqrpay.services.checkout import new_qr_for_order
+from khqrpay.services.customers import watch
 
 if TYPE_CHECKING:
     from conftest import Engine, Shop
@@ -298,3 +299,60 @@ async def test_an_old_payment_rides_along_a_call_made_anyway_and_keeps_its_sched
     )
     assert rode.check_count == checked.check_count + 1
     assert rode.last_checked_ms == engine.clock.now_ms()
+
+
+async def test_an_old_unwatched_payment_is_swept_within_the_sweep_interval(
+    engine: Engine, shop: Shop
+) -> None:
+    """Nothing due and nobody watching: once the longest-unchecked QR has waited the sweep
+    interval, one call carries the pending QRs, as ride-alongs (their schedule stays as it is)."""
+    product = shop.product(stock=5)
+    paid, unpaid = shop.order((product, 1)), shop.order((product, 1))
+    engine.clock.advance(seconds=2 * 3600)  # checked every 12 minutes at this age
+    verifier = engine.verifier()
+    assert (await verifier.run_cycle()).batch_sizes == (2,)
+    (before,) = engine.payments(unpaid.order.id)
+    await engine.pay(paid.payment.qr)
+    sweep_s = round(engine.settings.schedule_sweep_interval_s)
+    engine.clock.advance(seconds=sweep_s - 1)
+    assert (await verifier.run_cycle()).claimed == 0  # nothing due, no sweep yet
+    engine.clock.advance(seconds=1)
+    assert (await verifier.run_cycle()).batch_sizes == (2,)
+    assert engine.order(paid.order.id).status is OrderStatus.COMPLETED
+    (after,) = engine.payments(unpaid.order.id)
+    assert (after.next_check_ms, after.earliest_check_ms) == (
+        before.next_check_ms,
+        before.earliest_check_ms,
+    )
+    assert (after.check_count, after.last_checked_ms) == (
+        before.check_count + 1,
+        engine.clock.now_ms(),
+    )
+    assert (await verifier.run_cycle()).claimed == 0  # just swept
+
+
+async def test_the_sweep_makes_no_call_while_a_watched_qrs_calls_carry_every_payment(
+    engine: Engine, shop: Shop
+) -> None:
+    product = shop.product(stock=5)
+    old = shop.order((product, 1))
+    engine.clock.advance(seconds=2 * 3600)
+    verifier = engine.verifier()
+    await verifier.run_cycle()
+    watched = shop.order((product, 1))
+    watch(engine.database, watched.order.id, policy=verifier.policy, clock=engine.clock)
+    engine.clock.advance(seconds=5)
+    sweep_s = round(engine.settings.schedule_sweep_interval_s)
+    seconds = 3 * sweep_s
+    for _ in range(seconds):
+        report = await verifier.run_cycle()
+        # Exactly the watched QR's call, every second; the old QR rides along in it.
+        assert report.batch_sizes in {(1,), (2,)}
+        assert watched.payment.id in {record.target.payment_id for record in report.records}
+        engine.clock.advance(seconds=1)
+    (payment,) = engine.payments(old.order.id)
+    assert payment.last_checked_ms is not None
+    assert engine.clock.now_ms() - payment.last_checked_ms < sweep_s * 1000
+    # Once a minute (`schedule_ride_along_after_s`), in a call made anyway.
+    ride_along_s = engine.settings.schedule_ride_along_after_s
+    assert payment.check_count >= 1 + seconds // (ride_along_s + 1)

@@ -309,6 +309,7 @@ def screen(*orders: DemoOrder) -> DemoScreen:
         acceleration=8640.0,
         initial_delay_s=5.0,
         fast_interval_s=2.0,
+        fresh_window_s=30.0,
         duration_s=None,
         orders=orders,
         delays={1: 7200.0},

@@ -33,15 +33,16 @@ POLICY = SchedulePolicy(
     initial_delay_ms=5 * S,
     fast_interval_ms=2 * S,
     watched_interval_ms=1 * S,
-    fresh_window_ms=15 * MIN,
-    hot_window_ms=10 * MIN,
+    fresh_window_ms=30 * S,
+    hot_window_ms=15 * MIN,
     age_factor=0.1,
     max_interval_ms=30 * MIN,
     payment_window_ms=30 * DAY,
     final_grace_ms=60 * S,
     early_fraction=0.5,
     error_backoff_max_ms=60 * S,
-    ride_along_after_ms=60 * S,
+    ride_along_after_ms=30 * S,
+    sweep_interval_ms=100 * S,
 )
 END = T0 + 30 * DAY
 FINAL = END + 60 * S
@@ -69,12 +70,14 @@ def test_from_settings_reads_the_environment_in_seconds(monkeypatch: pytest.Monk
     monkeypatch.setenv("KHQRPAY_PAYMENT_WINDOW_S", "86400")
     monkeypatch.setenv("KHQRPAY_SCHEDULE_FINAL_GRACE_S", "0")
     monkeypatch.setenv("KHQRPAY_SCHEDULE_RIDE_ALONG_AFTER_S", "90")
+    monkeypatch.setenv("KHQRPAY_SCHEDULE_SWEEP_INTERVAL_S", "75")
     policy = Settings(_env_file=None).schedule_policy()
     assert policy.fast_interval_ms == 3_500
     assert policy.watched_interval_ms == 750
     assert policy.payment_window_ms == DAY
     assert policy.final_grace_ms == 0
     assert policy.ride_along_after_ms == 90 * S
+    assert policy.sweep_interval_ms == 75 * S
 
 
 @pytest.mark.parametrize(
@@ -92,6 +95,7 @@ def test_from_settings_reads_the_environment_in_seconds(monkeypatch: pytest.Monk
         ({"early_fraction": 1.0}, "early_fraction"),
         ({"early_fraction": -0.1}, "early_fraction"),
         ({"ride_along_after_ms": 0}, "ride_along_after_ms"),
+        ({"sweep_interval_ms": 0}, "sweep_interval_ms"),
     ],
 )
 def test_inconsistent_policies_are_refused(change: dict[str, float], message: str) -> None:
@@ -118,8 +122,10 @@ def test_first_check_waits_the_initial_delay() -> None:
     ("age_ms", "hot", "interval_ms"),
     [
         (0, False, 2 * S),
-        (15 * MIN - 1, False, 2 * S),  # fresh
-        (15 * MIN, False, 90 * S),  # 10% of the age from then on
+        (30 * S - 1, False, 2 * S),  # fresh
+        (30 * S, False, 3 * S),  # 10% of the age from then on
+        (MIN, False, 6 * S),
+        (15 * MIN, False, 90 * S),
         (HOUR, False, 6 * MIN),
         (5 * HOUR, False, 30 * MIN),  # reaches the cap
         (20 * DAY, False, 30 * MIN),
@@ -144,7 +150,9 @@ def test_interval_refuses_a_negative_age() -> None:
 
 def test_next_check_is_fast_while_fresh_then_grows_with_age() -> None:
     assert next_check(T0 + 5 * S) == T0 + 7 * S
-    assert next_check(T0 + 14 * MIN) == T0 + 14 * MIN + 2 * S
+    assert next_check(T0 + 25 * S) == T0 + 27 * S
+    assert next_check(T0 + 50 * S) == T0 + 55 * S
+    assert next_check(T0 + 14 * MIN) == T0 + 14 * MIN + 84 * S
     assert next_check(T0 + HOUR) == T0 + HOUR + 6 * MIN
     assert next_check(T0 + 2 * DAY) == T0 + 2 * DAY + 30 * MIN
 
@@ -190,9 +198,9 @@ def test_an_unpaid_payment_over_its_whole_window() -> None:
         checks.append(clock.now_ms())
     gaps = [later - earlier for earlier, later in itertools.pairwise(checks)]
     assert checks[0] == T0 + 5 * S
-    fresh = [gap for check, gap in zip(checks, gaps, strict=False) if check - T0 < 15 * MIN]
+    fresh = [gap for check, gap in zip(checks, gaps, strict=False) if check - T0 < 30 * S]
     assert set(fresh) == {2 * S}
-    assert len(fresh) == (15 * MIN - 5 * S) // (2 * S) + 1
+    assert len(fresh) == (30 * S - 5 * S) // (2 * S) + 1
     assert gaps[:-1] == sorted(gaps[:-1])  # regular gaps only grow with age
     assert max(gaps[:-1]) == 30 * MIN
     assert checks[-2] <= END < checks[-2] + 30 * MIN  # the last regular check, then ...
@@ -241,7 +249,7 @@ def watch(now: int, *, last: int | None, next_ms: int, earliest: int | None = No
 def test_watching_makes_the_payment_hot_and_checks_now() -> None:
     now = T0 + 3 * DAY
     result = watch(now, last=now - 20 * MIN, next_ms=now + 10 * MIN, earliest=now - MIN)
-    assert result.hot_until_ms == now + 10 * MIN
+    assert result.hot_until_ms == now + 15 * MIN
     assert result.next_check_ms == now
     assert result.earliest_check_ms == now - MIN  # already eligible: stays so
 
@@ -326,10 +334,15 @@ def plan(
     candidates: list[Candidate[int]],
     *,
     ride_along_after_ms: int | None = RIDE_AFTER,
+    sweep: bool = False,
     max_per_call: int = MD5_LIST_LIMIT,
 ) -> list[tuple[Candidate[int], ...]]:
     return plan_batches(
-        candidates, now_ms=T0, ride_along_after_ms=ride_along_after_ms, max_per_call=max_per_call
+        candidates,
+        now_ms=T0,
+        ride_along_after_ms=ride_along_after_ms,
+        sweep=sweep,
+        max_per_call=max_per_call,
     )
 
 
@@ -385,6 +398,31 @@ def test_every_due_payment_is_checked_and_every_call_is_filled() -> None:
     assert ids(batches)[0][:3] == [119, 118, 117]  # most overdue first
     assert ids(batches)[2][20:30] == list(range(1_000, 1_010))  # then the early ones
     assert ids(batches)[2][30:] == list(range(2_000, 2_020))  # then the longest unchecked
+
+
+def test_a_sweep_is_due_once_the_longest_unchecked_payment_has_waited_its_interval() -> None:
+    assert not POLICY.sweep_due(oldest_checked_ms=None, now_ms=T0)  # nothing checked yet
+    assert not POLICY.sweep_due(oldest_checked_ms=T0 - 100 * S + 1, now_ms=T0)
+    assert POLICY.sweep_due(oldest_checked_ms=T0 - 100 * S, now_ms=T0)
+    assert POLICY.sweep_due(oldest_checked_ms=T0 - DAY, now_ms=T0)
+
+
+def test_a_due_sweep_makes_one_full_call_of_early_payments_then_the_longest_unchecked() -> None:
+    riders = [rider(2_000 + i, T0 - HOUR + i * S) for i in range(60)]
+    candidates = [*riders, early(10, T0 + 900, T0 - 100), rider(23, None)]
+    assert plan(candidates) == []  # no sweep due: no call
+    assert ids(plan(candidates, sweep=True)) == [[10, *range(2_000, 2_049)]]
+    assert ids(plan(candidates, sweep=True, max_per_call=1)) == [[10]]  # single checks
+
+
+def test_a_sweep_adds_no_call_to_the_calls_made_anyway_nor_one_with_nothing_to_carry() -> None:
+    candidates = [due(1, T0), *(rider(2_000 + i, T0 - HOUR + i * S) for i in range(80))]
+    assert plan(candidates, sweep=True) == plan(candidates)
+    assert ids(plan(candidates, sweep=True)) == [[1, *range(2_000, 2_049)]]
+    assert plan([rider(22, T0 - RIDE_AFTER + 1), rider(23, None)], sweep=True) == []
+    assert ride_along_slots(0, sweep=True) == MD5_LIST_LIMIT
+    assert ride_along_slots(0, sweep=True, max_per_call=1) == 1
+    assert ride_along_slots(1, sweep=True) == 49
 
 
 def test_a_ride_along_leaves_the_schedule_and_an_early_check_counts_as_the_next() -> None:

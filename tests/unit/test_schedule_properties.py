@@ -38,6 +38,7 @@ def policies(draw: st.DrawFn) -> SchedulePolicy:
         early_fraction=draw(st.floats(0.0, 0.99)),
         error_backoff_max_ms=draw(st.integers(fast, 100 * fast)),
         ride_along_after_ms=draw(st.integers(1, 2 * max_interval)),
+        sweep_interval_ms=draw(st.integers(1, 2 * max_interval)),
     )
 
 
@@ -218,7 +219,9 @@ def candidate_sets(draw: st.DrawFn) -> list[Candidate[int]]:
     candidates = []
     for payment_id in range(count):
         next_ms = T0 + draw(st.integers(-5_000, 5_000))
-        candidates.append(Candidate(payment_id, next_ms, next_ms - draw(st.integers(0, 5_000))))
+        earliest_ms = next_ms - draw(st.integers(0, 5_000))
+        last_ms = draw(st.one_of(st.none(), st.integers(T0 - 10_000, T0)))
+        candidates.append(Candidate(payment_id, next_ms, earliest_ms, last_ms))
     return draw(st.permutations(candidates))
 
 
@@ -226,13 +229,18 @@ def candidate_sets(draw: st.DrawFn) -> list[Candidate[int]]:
     candidate_sets(),
     st.integers(1, MD5_LIST_LIMIT),
     st.one_of(st.none(), st.integers(1, 6_000)),
+    st.booleans(),
 )
 def test_plan_batches_checks_every_due_payment_and_fills_calls_only(
-    candidates: list[Candidate[int]], max_per_call: int, ride_after: int | None
+    candidates: list[Candidate[int]], max_per_call: int, ride_after: int | None, sweep: bool
 ) -> None:
     now = T0
     batches = plan_batches(
-        candidates, now_ms=now, ride_along_after_ms=ride_after, max_per_call=max_per_call
+        candidates,
+        now_ms=now,
+        ride_along_after_ms=ride_after,
+        sweep=sweep,
+        max_per_call=max_per_call,
     )
     planned = [candidate for batch in batches for candidate in batch]
     due = [c for c in candidates if c.next_check_ms <= now]
@@ -249,9 +257,12 @@ def test_plan_batches_checks_every_due_payment_and_fills_calls_only(
     assert {c.payment_id for c in due} <= {c.payment_id for c in planned}
     assert all(c in due or c in early or c in riders for c in planned)
     assert all(1 <= len(batch) <= max_per_call for batch in batches)
-    assert len(batches) == math.ceil(len(due) / max_per_call)  # the due ones alone make calls
+    # The due ones make calls, and a due sweep one call when none is due and it has passengers.
+    swept = sweep and not due and bool(early or riders)
+    assert len(batches) == math.ceil(len(due) / max_per_call) + swept
     free_places = len(batches) * max_per_call - len(due)
-    assert free_places == ride_along_slots(len(due), max_per_call=max_per_call)
+    if batches:
+        assert free_places == ride_along_slots(len(due), sweep=sweep, max_per_call=max_per_call)
     fill = planned[len(due) :]
     assert len(fill) == min(len(early) + len(riders), free_places)  # every call full, if it can be
     assert planned[: len(due)] == sorted(due, key=lambda c: c.next_check_ms)
@@ -282,3 +293,6 @@ def test_ride_alongs_fill_the_last_call_and_never_make_one(due: int, max_per_cal
     assert 0 <= slots < max_per_call
     assert (due + slots) % max_per_call == 0
     assert math.ceil((due + slots) / max_per_call) == math.ceil(due / max_per_call)
+    # A due sweep changes nothing when some payment is due, and makes one call when none is.
+    swept = ride_along_slots(due, sweep=True, max_per_call=max_per_call)
+    assert swept == (max_per_call if due == 0 else slots)

@@ -57,6 +57,7 @@ class DemoScreen:
     acceleration: float
     initial_delay_s: float
     fast_interval_s: float
+    fresh_window_s: float
     duration_s: float | None
     orders: tuple[DemoOrder, ...]
     # The pay-later customers' drawn delays (None: never pays), by order id.
@@ -88,7 +89,7 @@ class DemoScreen:
             f"Customers pay on the shops' pay-later pattern {self.acceleration:,.0f}× faster "
             f"(1 day = {DAY_S / self.acceleration:.3g} s here). The engine runs in real time: "
             f"first check {self.initial_delay_s:g} s after checkout, then every "
-            f"{self.fast_interval_s:g} s while an order is fresh."
+            f"{self.fast_interval_s:g} s while an order is fresh ({self.fresh_window_s:g} s)."
         )
 
 

@@ -376,6 +376,7 @@ class DemoRun:
                     acceleration=prepared.options.acceleration,
                     initial_delay_s=settings.schedule_initial_delay_s,
                     fast_interval_s=settings.schedule_fast_interval_s,
+                    fresh_window_s=settings.schedule_fresh_window_s,
                     duration_s=prepared.options.duration_s,
                     orders=orders,
                     delays=await hand_to_customers(control, orders),

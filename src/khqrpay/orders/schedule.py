@@ -21,7 +21,12 @@ The rules, each figure a setting:
   pending payments last checked at least `ride_along_after` ago, the longest ago first. A
   ride-along leaves its payment's schedule as it is, so the calls the schedule makes stay the
   same and only get fuller: a call costs the same with 1 md5 or 50, and the free places check old
-  payments every minute or so instead of every half hour, at no extra request.
+  payments every minute or so instead of every half hour, at no extra request;
+- the sweep: when no call goes out anyway and the longest-unchecked pending payment has waited
+  `sweep_interval`, one call goes out full of ride-alongs (`sweep_due`). Every pending payment is
+  then checked at least about every `sweep_interval` whatever its age, and the sweep adds calls
+  only in the gaps the schedule's own calls leave (pending / (50 × interval) calls a second at
+  most).
 
 `NaiveSchedule` is the yardstick: the schedule shops described, every order on its own every 2 s.
 """
@@ -106,6 +111,7 @@ class SchedulePolicy:
     early_fraction: float
     error_backoff_max_ms: int
     ride_along_after_ms: int
+    sweep_interval_ms: int
 
     def __post_init__(self) -> None:
         for name in ("initial_delay_ms", "fresh_window_ms", "hot_window_ms", "final_grace_ms"):
@@ -117,6 +123,7 @@ class SchedulePolicy:
             "payment_window_ms",
             "error_backoff_max_ms",
             "ride_along_after_ms",
+            "sweep_interval_ms",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -222,6 +229,13 @@ class SchedulePolicy:
             earliest_check_ms=min(earliest_check_ms, next_ms),
         )
 
+    def sweep_due(self, *, oldest_checked_ms: int | None, now_ms: int) -> bool:
+        """Whether a sweep call should go out at `now_ms`, given when the longest-unchecked
+        pending payment was last checked (None: no pending payment was ever checked)."""
+        return (
+            oldest_checked_ms is not None and oldest_checked_ms <= now_ms - self.sweep_interval_ms
+        )
+
     def error_backoff_ms(
         self, kind: ErrorKind, *, consecutive_errors: int, retry_after_s: float | None = None
     ) -> int | None:
@@ -245,13 +259,18 @@ class SchedulePolicy:
         return min(self.error_backoff_max_ms, self.fast_interval_ms << doublings)
 
 
-def ride_along_slots(due_count: int, *, max_per_call: int = MD5_LIST_LIMIT) -> int:
+def ride_along_slots(
+    due_count: int, *, sweep: bool = False, max_per_call: int = MD5_LIST_LIMIT
+) -> int:
     """How many ride-alongs the calls that `due_count` due payments need can carry: the free
-    places of their last call; none without a due payment: ride-alongs never cause a call."""
+    places of their last call. Without a due payment, a whole call if a sweep is due
+    (`SchedulePolicy.sweep_due`), else none: only the sweep makes a call for ride-alongs."""
     if due_count < 0:
         raise ValueError("due_count must not be negative")
     if not 1 <= max_per_call <= MD5_LIST_LIMIT:
         raise ValueError(f"max_per_call must be between 1 and {MD5_LIST_LIMIT}")
+    if due_count == 0 and sweep:
+        return max_per_call
     return -due_count % max_per_call
 
 
@@ -267,6 +286,7 @@ def plan_batches(
     *,
     now_ms: int,
     ride_along_after_ms: int | None,
+    sweep: bool = False,
     max_per_call: int = MD5_LIST_LIMIT,
 ) -> list[tuple[Candidate[PaymentId], ...]]:
     """Split the checks to make at `now_ms` into md5-list calls.
@@ -276,8 +296,10 @@ def plan_batches(
     (`earliest_check_ms <= now_ms`), the soonest due first, whose check counts as their next one;
     then with ride-alongs, candidates last checked at least `ride_along_after_ms` ago (None: no
     ride-alongs, the policy before every call was filled), the longest ago first (ties in no
-    particular order). Neither ever causes a call; candidates that are none of these are ignored.
-    The claim fetches in this order, so it needs no more candidates than the calls carry.
+    particular order). Neither causes a call, except with `sweep` (the sweep is due): without a due
+    candidate, one call then carries the early ones and ride-alongs. Candidates that are none of
+    these are ignored. The claim fetches in this order, so it needs no more candidates than the
+    calls carry.
     """
     if not 1 <= max_per_call <= MD5_LIST_LIMIT:
         raise ValueError(f"max_per_call must be between 1 and {MD5_LIST_LIMIT}")
@@ -302,13 +324,11 @@ def plan_batches(
             and last <= now_ms - ride_along_after_ms
         ):
             riders.append((last, candidate))
-    if not due:
-        return []
     due.sort(key=lambda c: c.next_check_ms)
     early.sort(key=lambda c: c.next_check_ms)
     riders.sort(key=lambda rider: rider[0])
     fill = [*early, *(candidate for _, candidate in riders)]
-    chosen = due + fill[: ride_along_slots(len(due), max_per_call=max_per_call)]
+    chosen = due + fill[: ride_along_slots(len(due), sweep=sweep, max_per_call=max_per_call)]
     return [tuple(chosen[i : i + max_per_call]) for i in range(0, len(chosen), max_per_call)]
 
 

@@ -1,7 +1,8 @@
 """The verifier: claim due payments → check them with Bakong → apply each answer.
 
 - Claim: one short write transaction leases the payments that are due (plus those close enough
-  to ride along in an md5-list call, `plan_batches`), `FOR UPDATE SKIP LOCKED` on PostgreSQL so
+  to ride along in an md5-list call, `plan_batches`; with none due, one call of the longest
+  unchecked when the sweep is due), `FOR UPDATE SKIP LOCKED` on PostgreSQL so
   workers never claim the same rows; on SQLite the write transaction (`BEGIN IMMEDIATE`) excludes
   the other writers. A lease ends by itself, so a worker killed mid-batch loses nothing.
 - Check and apply: the stateless `PaymentChecker` (the same path Verify Instantly takes), each
@@ -189,18 +190,26 @@ class Verifier:
                 per_call = use.per_call
                 if limit == 0:
                     return [], use
-            riders_after_ms = self._checker.policy.ride_along_after_ms
+            policy = self._checker.policy
+            # A sweep call only while the budget leaves a call for the due ones after it: the
+            # sweep stretches, it never holds back a watched payment.
+            sweep = limit >= 2 * per_call and policy.sweep_due(
+                oldest_checked_ms=uow.payments.oldest_pending_check_ms(now_ms=now_ms),
+                now_ms=now_ms,
+            )
             due = uow.payments.lock_due(
                 now_ms=now_ms,
                 limit=limit,
-                ride_along_after_ms=riders_after_ms,
+                ride_along_after_ms=policy.ride_along_after_ms,
                 fresh_since_ms=now_ms - self._fresh_window_ms,
                 per_call=per_call,
+                sweep=sweep,
             )
             plan = plan_batches(
                 map(_candidate, due),
                 now_ms=now_ms,
-                ride_along_after_ms=riders_after_ms,
+                ride_along_after_ms=policy.ride_along_after_ms,
+                sweep=sweep,
                 max_per_call=per_call,
             )
             chosen = [candidate.payment_id for batch in plan for candidate in batch]

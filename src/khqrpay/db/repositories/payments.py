@@ -114,15 +114,17 @@ class PaymentRepository:
         ride_along_after_ms: int | None,
         fresh_since_ms: int | None = None,
         per_call: int = MD5_LIST_LIMIT,
+        sweep: bool = False,
     ) -> list[KhqrPayment]:
         """The payments to check now, locked until the transaction ends: due ones (at most
         `limit`) in tiers, first those a customer is watching (hot), then those created after
         `fresh_since_ms` (None: no such tier), each the earliest due first, then the rest, the
         most overdue first; so when the budget or `limit` cannot take every due QR, a fresh
         payment is never stuck behind the backlog. Then as many as the calls those need can
-        carry, `per_call` a call (`ride_along_slots`), ranked as `plan_batches` ranks them: the
-        early ones (past their earliest check) the soonest due first, then ride-alongs last
-        checked at least `ride_along_after_ms` ago (None: none), the longest ago first. Payments
+        carry, `per_call` a call (`ride_along_slots`; with `sweep`, a whole call even when none
+        is due), ranked as `plan_batches` ranks them: the early ones (past their earliest check)
+        the soonest due first, then ride-alongs last checked at least `ride_along_after_ms` ago
+        (None: none), the longest ago first. Payments
         a live lease holds are left out; on PostgreSQL so are rows another transaction has locked
         (`FOR UPDATE SKIP LOCKED`), so concurrent workers never claim the same ones."""
         payments = t.khqr_payments.c
@@ -149,7 +151,7 @@ class PaymentRepository:
             limit=limit - len(first),
         )
         due = [*first, *rest]
-        slots = ride_along_slots(len(due), max_per_call=per_call)
+        slots = ride_along_slots(len(due), sweep=sweep, max_per_call=per_call)
         early = self._lock_pending(
             payments.earliest_check_ms <= now_ms,
             payments.next_check_ms > now_ms,
@@ -167,6 +169,22 @@ class PaymentRepository:
             limit=slots - len(early),
         )
         return [*due, *early, *riders]
+
+    def oldest_pending_check_ms(self, *, now_ms: int) -> int | None:
+        """When the longest-unchecked pending QR that no live lease holds was last checked
+        (None: none was ever checked): whether a sweep is due (`SchedulePolicy.sweep_due`). The
+        first row of the pending last-checked index, not a scan."""
+        payments = t.khqr_payments.c
+        return self._connection.execute(
+            sa.select(payments.last_checked_ms)
+            .where(
+                payments.status == PaymentStatus.PENDING.value,
+                payments.last_checked_ms.is_not(None),
+                sa.or_(payments.lease_until_ms.is_(None), payments.lease_until_ms <= now_ms),
+            )
+            .order_by(payments.last_checked_ms)
+            .limit(1)
+        ).scalar_one_or_none()
 
     def _lock_pending(
         self,
