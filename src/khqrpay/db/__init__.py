@@ -7,6 +7,8 @@ from khqrpay.db.repositories import (
     DuplicateHash,
     DuplicateSku,
     DuplicateUserName,
+    NewAuditEntry,
+    NewEvidence,
     OrderQuery,
     OrderSearch,
 )
@@ -20,6 +22,8 @@ __all__ = [
     "DuplicateHash",
     "DuplicateSku",
     "DuplicateUserName",
+    "NewAuditEntry",
+    "NewEvidence",
     "OrderQuery",
     "OrderSearch",
     "UnitOfWork",
