@@ -121,6 +121,22 @@ async def test_postgres_bus_carries_events_between_connections(
         await listener.aclose()
 
 
+async def test_postgres_bus_publishes_a_batch_in_one_go_and_in_order(
+    postgres_server_url: str, channel: str
+) -> None:
+    publisher = PostgresEventBus(postgres_server_url, channel)
+    listener = PostgresEventBus(postgres_server_url, channel)
+    try:
+        async with listener.subscribe() as events:
+            batch = [Event("order.status_changed", n, {"n": n}, n) for n in range(1, 301)]
+            await publisher.publish_all(batch)
+            got = [await asyncio.wait_for(anext(events), 5) for _ in batch]
+        assert got == batch
+    finally:
+        await publisher.aclose()
+        await listener.aclose()
+
+
 async def test_postgres_bus_refuses_payloads_notify_cannot_carry(
     postgres_server_url: str, channel: str
 ) -> None:
