@@ -288,13 +288,6 @@ class _Application:
             key=lambda item: (item.target.order_id, item.target.payment_id),
         )
         with self.database.write() as uow:
-            if paid:
-                # Orders, then their products, each in id order (as every completion locks
-                # them): two transactions completing overlapping batches never deadlock. Taken
-                # here, outside the completions' savepoint, so they are kept if it rolls back.
-                order_ids = [item.target.order_id for item in paid]
-                uow.orders.lock_all(order_ids)
-                uow.products.lock_for_orders(order_ids)
             completed: list[CheckRecord] = []
             rest = [item for item in items if not isinstance(item.answer, Paid)]
             for item, result in zip(paid, self._record(uow, paid), strict=True):
@@ -362,6 +355,12 @@ class _Application:
                 )
         except (HashRecordedMeanwhile, DBAPIError, ConcurrentChange) as exc:
             _log.warning("recording payments together failed: one by one", error=str(exc))
+        # The savepoint's rollback released its locks: orders, then their products, each in id
+        # order (as every completion locks them) again up front, so that two transactions
+        # completing overlapping batches never deadlock.
+        order_ids = [item.target.order_id for item in paid]
+        uow.orders.lock_all(order_ids)
+        uow.products.lock_for_orders(order_ids)
         return [self._record_one(uow, item) for item in paid]
 
     @staticmethod
