@@ -115,22 +115,11 @@ async def test_postgres_bus_carries_events_between_connections(
                 await other.execute("SELECT pg_notify(%s, 'garbage')", (channel,))
             await publisher.publish(Event("order.status_changed", 9, {"status": "COMPLETED"}, 1))
             event = await asyncio.wait_for(anext(events), 5)
-        assert (event.order_id, event.payload["status"], event.outbox_id) == (9, "COMPLETED", 1)
-    finally:
-        await publisher.aclose()
-        await listener.aclose()
-
-
-async def test_postgres_bus_publishes_a_batch_in_one_go_and_in_order(
-    postgres_server_url: str, channel: str
-) -> None:
-    publisher = PostgresEventBus(postgres_server_url, channel)
-    listener = PostgresEventBus(postgres_server_url, channel)
-    try:
-        async with listener.subscribe() as events:
-            batch = [Event("order.status_changed", n, {"n": n}, n) for n in range(1, 301)]
+            # A batch (the relay's) goes in one statement, and arrives in order.
+            batch = [Event("order.status_changed", n, {"n": n}, n) for n in range(2, 302)]
             await publisher.publish_all(batch)
             got = [await asyncio.wait_for(anext(events), 5) for _ in batch]
+        assert (event.order_id, event.payload["status"], event.outbox_id) == (9, "COMPLETED", 1)
         assert got == batch
     finally:
         await publisher.aclose()

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from khqrpay.db import NewAuditEntry, UnitOfWork
+from khqrpay.db import UnitOfWork
 from khqrpay.orders.events import OrderEvent, OrderStatusChanged
-from khqrpay.orders.model import Order, OrderStatus
+from khqrpay.orders.model import NewAuditEntry, Order, OrderStatus
 
 
 class ConcurrentChange(RuntimeError):

@@ -11,7 +11,7 @@ from khqrpay.db.repositories.api_clients import (
     IdempotencyRepository,
 )
 from khqrpay.db.repositories.attempts import AttemptRepository, CheckRound
-from khqrpay.db.repositories.audit import AuditRepository, NewAuditEntry
+from khqrpay.db.repositories.audit import AuditRepository
 from khqrpay.db.repositories.budget import BudgetRepository
 from khqrpay.db.repositories.evidence import DuplicateHash, EvidenceRepository, NewEvidence
 from khqrpay.db.repositories.job_leases import JobLeaseRepository
@@ -41,7 +41,6 @@ __all__ = [
     "IdempotencyRepository",
     "JobLeaseRepository",
     "LoginFailureRepository",
-    "NewAuditEntry",
     "NewEvidence",
     "OrderQuery",
     "OrderRepository",

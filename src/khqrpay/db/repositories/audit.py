@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from khqrpay.db import tables as t
-from khqrpay.orders.model import AuditEntry, OrderStatus
+from khqrpay.orders.model import AuditEntry, NewAuditEntry, OrderStatus
 
 
 def _status(value: str | None) -> OrderStatus | None:
     return None if value is None else OrderStatus(value)
-
-
-@dataclass(frozen=True, slots=True)
-class NewAuditEntry:
-    """An audit entry to append (`AuditEntry` once written)."""
-
-    order_id: int | None
-    at_ms: int
-    actor: str
-    action: str
-    from_status: OrderStatus | None
-    to_status: OrderStatus | None
-    reason: str | None
-    details: Mapping[str, object]
 
 
 class AuditRepository:
