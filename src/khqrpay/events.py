@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -99,6 +99,9 @@ class EventBus(Protocol):
 
     async def publish(self, event: Event) -> None: ...
 
+    async def publish_all(self, events: Sequence[Event]) -> None:
+        """Publish these events, in order (at once: one round trip on PostgreSQL)."""
+
     def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[Event]]: ...
 
     async def aclose(self) -> None: ...
@@ -128,13 +131,17 @@ class InProcessEventBus:
         self._closed = False
 
     async def publish(self, event: Event) -> None:
+        await self.publish_all([event])
+
+    async def publish_all(self, events: Sequence[Event]) -> None:
         with self._lock:
             if self._closed:
                 raise EventError("the event bus is closed")
             subscribers = list(self._subscribers)
         for subscriber in subscribers:
             try:
-                subscriber.loop.call_soon_threadsafe(subscriber.offer, event)
+                for event in events:
+                    subscriber.loop.call_soon_threadsafe(subscriber.offer, event)
             except RuntimeError:  # its loop has closed: the subscriber is gone
                 with self._lock:
                     self._subscribers.discard(subscriber)
@@ -193,23 +200,30 @@ class PostgresEventBus:
         return f"PostgresEventBus(channel={self._channel!r})"
 
     async def publish(self, event: Event) -> None:
+        await self.publish_all([event])
+
+    async def publish_all(self, events: Sequence[Event]) -> None:
         if self._closed:
             raise EventError("the event bus is closed")
-        payload = event.to_json()
-        if len(payload.encode()) > MAX_NOTIFY_PAYLOAD_BYTES:
+        payloads = [event.to_json() for event in events]
+        if any(len(payload.encode()) > MAX_NOTIFY_PAYLOAD_BYTES for payload in payloads):
             raise EventError(f"event payload over {MAX_NOTIFY_PAYLOAD_BYTES} bytes")
         async with self._publish_lock:
             try:
-                await self._notify(payload)
+                await self._notify(payloads)
             except psycopg.OperationalError:
                 # A dropped connection (server restart, idle timeout): reconnect once.
                 await self._close_publisher()
-                await self._notify(payload)
+                await self._notify(payloads)
 
-    async def _notify(self, payload: str) -> None:
+    async def _notify(self, payloads: list[str]) -> None:
         if self._publisher is None or self._publisher.closed:
             self._publisher = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-        await self._publisher.execute("SELECT pg_notify(%s, %s)", (self._channel, payload))
+        # One statement, one transaction: listeners get the events in array order at its commit.
+        await self._publisher.execute(
+            "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
+            (self._channel, payloads),
+        )
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:

@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Barrier as ProcessBarrier
@@ -183,6 +183,7 @@ class _Racer:
 _racer: ContextVar[_Racer | None] = ContextVar("racer", default=None)
 _original_write = Database.write
 _original_lock = OrderRepository.lock
+_original_lock_all = OrderRepository.lock_all
 
 
 @contextlib.contextmanager
@@ -206,10 +207,20 @@ def _racing_write(database: Database) -> Iterator[UnitOfWork]:
 
 
 def _racing_lock(repository: OrderRepository, order_id: int) -> Order:
-    racer = _racer.get()
-    if racer is not None and order_id == racer.order_id and racer.locking_write is None:
-        racer.locking_write = racer.writes
+    _note_lock([order_id])
     return _original_lock(repository, order_id)
+
+
+def _racing_lock_all(repository: OrderRepository, order_ids: Iterable[int]) -> dict[int, Order]:
+    order_ids = list(order_ids)
+    _note_lock(order_ids)
+    return _original_lock_all(repository, order_ids)
+
+
+def _note_lock(order_ids: Iterable[int]) -> None:
+    racer = _racer.get()
+    if racer is not None and racer.order_id in order_ids and racer.locking_write is None:
+        racer.locking_write = racer.writes
 
 
 def _arrive(racer: _Racer) -> None:
@@ -224,6 +235,7 @@ def _arrive(racer: _Racer) -> None:
 PATCHES: tuple[tuple[type, str, object], ...] = (
     (Database, "write", _racing_write),
     (OrderRepository, "lock", _racing_lock),
+    (OrderRepository, "lock_all", _racing_lock_all),
 )
 
 

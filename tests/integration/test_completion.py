@@ -427,7 +427,7 @@ def test_a_failure_midway_leaves_no_trace(
     def broken_outbox(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("the disk is full")
 
-    monkeypatch.setattr(OutboxRepository, "add_event", broken_outbox)
+    monkeypatch.setattr(OutboxRepository, "add_events", broken_outbox)
     with pytest.raises(RuntimeError, match="disk is full"):
         record(
             database,

@@ -94,10 +94,10 @@ def test_a_hash_is_recorded_once_across_all_orders(
 def test_stock_is_taken_only_when_there_is_enough(shop: Shop, database: Database) -> None:
     product = shop.product(stock=3)
     with database.write() as uow:
-        assert uow.products.take_stock(product.id, 2, now_ms=1)
-        assert not uow.products.take_stock(product.id, 2, now_ms=2)
-        assert uow.products.take_stock(product.id, 1, now_ms=3)
-        assert not uow.products.take_stock(product.id, 1, now_ms=4)
+        assert uow.products.take_all_stock({product.id: 2}, now_ms=1) is None
+        assert uow.products.take_all_stock({product.id: 2}, now_ms=2) == product.id
+        assert uow.products.take_all_stock({product.id: 1}, now_ms=3) is None
+        assert uow.products.take_all_stock({product.id: 1}, now_ms=4) == product.id
         product_now = uow.products.get(product.id)
     assert product_now is not None
     assert (product_now.stock, product_now.updated_ms) == (0, 3)

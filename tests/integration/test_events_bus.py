@@ -115,7 +115,12 @@ async def test_postgres_bus_carries_events_between_connections(
                 await other.execute("SELECT pg_notify(%s, 'garbage')", (channel,))
             await publisher.publish(Event("order.status_changed", 9, {"status": "COMPLETED"}, 1))
             event = await asyncio.wait_for(anext(events), 5)
+            # A batch (the relay's) goes in one statement, and arrives in order.
+            batch = [Event("order.status_changed", n, {"n": n}, n) for n in range(2, 302)]
+            await publisher.publish_all(batch)
+            got = [await asyncio.wait_for(anext(events), 5) for _ in batch]
         assert (event.order_id, event.payload["status"], event.outbox_id) == (9, "COMPLETED", 1)
+        assert got == batch
     finally:
         await publisher.aclose()
         await listener.aclose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -339,8 +340,8 @@ def test_two_crossed_conflicts_found_at_once_never_deadlock(
 ) -> None:
     """Transfer 1 paid A's QR but staff recorded it for B; transfer 2 paid B's QR but was recorded
     for A. Bakong shows both at once: each conflict locks both orders. Each call waits (up to a
-    second) after its first lock for the other's, so that two calls locking the orders in
-    different orders would each hold one and wait for the other: a deadlock."""
+    second) after its first locking statement for the other's, so that two calls locking the
+    orders in different orders would each hold one and wait for the other: a deadlock."""
     product = shop.product(stock=10)
     a, b = shop.order((product, 1)), shop.order((product, 1))
     to_a, to_b = shop.evidence(a.payment), shop.evidence(b.payment)
@@ -349,17 +350,17 @@ def test_two_crossed_conflicts_found_at_once_never_deadlock(
 
     first_locks = threading.Barrier(2)
     holding = threading.local()
-    lock = OrderRepository.lock
+    lock_all = OrderRepository.lock_all
 
-    def lock_and_meet(repository: OrderRepository, order_id: int) -> Order:
-        locked = lock(repository, order_id)
+    def lock_and_meet(repository: OrderRepository, order_ids: Iterable[int]) -> dict[int, Order]:
+        locked = lock_all(repository, order_ids)
         if not getattr(holding, "one", False):
             holding.one = True
             with contextlib.suppress(threading.BrokenBarrierError):
                 first_locks.wait(timeout=1)
         return locked
 
-    monkeypatch.setattr(OrderRepository, "lock", lock_and_meet)
+    monkeypatch.setattr(OrderRepository, "lock_all", lock_and_meet)
     jobs = [(a.order.id, to_a, a.payment.id), (b.order.id, to_b, b.payment.id)]
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(

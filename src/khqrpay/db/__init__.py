@@ -7,6 +7,7 @@ from khqrpay.db.repositories import (
     DuplicateHash,
     DuplicateSku,
     DuplicateUserName,
+    NewEvidence,
     OrderQuery,
     OrderSearch,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "DuplicateHash",
     "DuplicateSku",
     "DuplicateUserName",
+    "NewEvidence",
     "OrderQuery",
     "OrderSearch",
     "UnitOfWork",

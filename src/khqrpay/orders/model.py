@@ -477,8 +477,9 @@ class RecordedEvidence:
 
 
 @dataclass(frozen=True, slots=True)
-class AuditEntry:
-    id: int
+class NewAuditEntry:
+    """An entry of the audit trail, to be appended."""
+
     order_id: int | None
     at_ms: int
     actor: str
@@ -487,6 +488,13 @@ class AuditEntry:
     to_status: OrderStatus | None
     reason: str | None
     details: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry(NewAuditEntry):
+    """An entry as written."""
+
+    id: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,12 @@
 """Check QRs with Bakong and apply the answers: the one check → apply path.
 
 Stateless and claim-free: given QRs, ask Bakong (md5-list calls, outside any transaction), then
-apply the answers of a call in one transaction. Paid → the completion function, each payment in a
-savepoint of its own (one that fails rolls back alone). Not paid → the next check of the schedule
-(set-based statements); after the final check the QR expires, and an order left without a
-pending QR expires too. An error → back off per its kind; an error never completes or expires
-anything. Unauthorized raises an alert (error log + `bakong.unauthorized` outbox event). Every
-attempt is recorded and logged.
+apply the answers of a call in one transaction. Paid → the completion function, all of them in one
+call (set-based statements); if that fails, each payment in a savepoint of its own (one that fails
+rolls back alone). Not paid → the next check of the schedule (set-based statements); after the
+final check the QR expires, and an order left without a pending QR expires too. An error → back
+off per its kind; an error never completes or expires anything. Unauthorized raises an alert
+(error log + `bakong.unauthorized` outbox event). Every attempt is recorded and logged.
 
 The verifier loop (leased claims), Verify Instantly, and later the web app all call it. What is
 not its own (leases, pausing Bakong calls, cadence) belongs to the caller: a run reports until
@@ -51,8 +51,15 @@ from khqrpay.services.bakong_answers import (
     outcome_of,
     usable,
 )
-from khqrpay.services.completion import CompletionResult, HashRecordedMeanwhile, record_payment
+from khqrpay.services.completion import (
+    CompletionResult,
+    HashRecordedMeanwhile,
+    ReportedPayment,
+    record_payment,
+    record_payments,
+)
 from khqrpay.services.expiry import expire_order_if_unpaid
+from khqrpay.services.transitions import ConcurrentChange
 from khqrpay.settings import Settings
 
 _log = get_logger(__name__)
@@ -271,8 +278,8 @@ class _Application:
     def _apply(
         self, items: Sequence[CheckedQr], calls: int
     ) -> tuple[list[CheckRecord], list[CheckRecord]]:
-        """One transaction for the answers of a call (one commit, one WAL flush): each Paid
-        answer through the completion function in a savepoint of its own, then every other QR
+        """One transaction for the answers of a call (one commit, one WAL flush): the Paid
+        answers through the completion function together (`_record`), then every other QR
         rescheduled, backed off or expired in set-based statements, all attempts and the round
         (its `calls`) recorded, and the alert raised if Bakong refused the token. The records
         of the completions and of the rest."""
@@ -281,16 +288,10 @@ class _Application:
             key=lambda item: (item.target.order_id, item.target.payment_id),
         )
         with self.database.write() as uow:
-            if paid:
-                # Orders, then their products, each in id order (as every completion locks
-                # them): two transactions completing overlapping batches never deadlock.
-                order_ids = [item.target.order_id for item in paid]
-                uow.orders.lock_all(order_ids)
-                uow.products.lock_for_orders(order_ids)
             completed: list[CheckRecord] = []
             rest = [item for item in items if not isinstance(item.answer, Paid)]
-            for item in paid:
-                record = self._complete(uow, item)
+            for item, result in zip(paid, self._record(uow, paid), strict=True):
+                record = None if result is None else self._completion(item, result)
                 if record is None:
                     rest.append(item)
                 else:
@@ -328,17 +329,55 @@ class _Application:
                 self._alert_unauthorized(uow, refused)
         return completed, records
 
-    def _complete(self, uow: UnitOfWork, item: CheckedQr) -> CheckRecord | None:
+    def _record(self, uow: UnitOfWork, paid: Sequence[CheckedQr]) -> list[CompletionResult | None]:
+        """The Paid answers through the completion function, all in one call (a few statements
+        for all of them), in a savepoint; if that fails (a hash recorded meanwhile, a database
+        error), one by one, each in a savepoint of its own, so a failing one rolls back alone."""
+        if not paid:
+            return []
+        try:
+            with uow.connection.begin_nested():
+                return list(
+                    record_payments(
+                        uow,
+                        [
+                            ReportedPayment(
+                                item.target.order_id,
+                                evidence_of(self._transaction(item)),
+                                item.target.payment_id,
+                            )
+                            for item in paid
+                        ],
+                        source=self.source,
+                        actor=self.actor,
+                        now_ms=self.now_ms,
+                    )
+                )
+        except (HashRecordedMeanwhile, DBAPIError, ConcurrentChange) as exc:
+            _log.warning("recording payments together failed: one by one", error=str(exc))
+        # The savepoint's rollback released its locks: orders, then their products, each in id
+        # order (as every completion locks them) again up front, so that two transactions
+        # completing overlapping batches never deadlock.
+        order_ids = [item.target.order_id for item in paid]
+        uow.orders.lock_all(order_ids)
+        uow.products.lock_for_orders(order_ids)
+        return [self._record_one(uow, item) for item in paid]
+
+    @staticmethod
+    def _transaction(item: CheckedQr) -> Transaction:
+        assert isinstance(item.answer, Paid)
+        return item.answer.transaction
+
+    def _record_one(self, uow: UnitOfWork, item: CheckedQr) -> CompletionResult | None:
         """A Paid answer through the completion function, in a savepoint: when it fails only
         its own writes are undone, and None is returned (the QR stays pending and is checked
         again on its schedule)."""
-        assert isinstance(item.answer, Paid)
-        transaction, target = item.answer.transaction, item.target
-        evidence = evidence_of(transaction)
+        target = item.target
+        evidence = evidence_of(self._transaction(item))
         for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
             try:
                 with uow.connection.begin_nested():
-                    result = record_payment(
+                    return record_payment(
                         uow,
                         order_id=target.order_id,
                         evidence=evidence,
@@ -347,7 +386,6 @@ class _Application:
                         now_ms=self.now_ms,
                         payment_id=target.payment_id,
                     )
-                break
             except HashRecordedMeanwhile as exc:
                 # Run again: it now sees the order holding the hash and locks it up front.
                 if attempt < TRANSACTION_ATTEMPTS:
@@ -357,6 +395,12 @@ class _Application:
                 error = str(exc)
             _log.error("recording a payment failed", payment_id=target.payment_id, error=error)
             return None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _completion(self, item: CheckedQr, result: CompletionResult) -> CheckRecord | None:
+        """The record of a Paid answer the completion function recorded; None when it refused
+        it (the QR stays pending and is checked again on its schedule)."""
+        transaction, target = self._transaction(item), item.target
         if result.action is Action.REFUSED:
             _log.error(
                 "bakong payment not recorded",

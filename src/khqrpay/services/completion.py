@@ -1,18 +1,21 @@
 """The one completion function: every path that records a payment or completes an order calls it.
 
-`record_payment` runs inside the caller's write transaction (`Database.write()`), which it must be
-given fresh: it locks the order first. Callers check Bakong *before* opening the transaction; no
-transaction is ever held open across a Bakong call.
+`record_payments` (`record_payment` for one) runs inside the caller's write transaction
+(`Database.write()`), which it must be given fresh: it locks the orders first. Callers check
+Bakong *before* opening the transaction; no transaction is ever held open across a Bakong call.
+The verifier records the paid answers of a round in one call: a few statements for all of them,
+not a dozen per payment.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from khqrpay import fault_points
-from khqrpay.db import DuplicateHash, UnitOfWork
+from khqrpay.db import NewEvidence, UnitOfWork
 from khqrpay.orders.events import (
     EvidenceAttached,
     OrderEvent,
@@ -29,8 +32,11 @@ from khqrpay.orders.model import (
     Order,
     OrderError,
     OrderFacts,
+    OrderLine,
+    OrderNotFound,
     OrderStatus,
     PaymentStatus,
+    Product,
     conflict_reason_for_recorded_order,
     decide,
     flags_refund,
@@ -38,7 +44,7 @@ from khqrpay.orders.model import (
     validate_actor,
     validate_reason,
 )
-from khqrpay.services.transitions import transition_order
+from khqrpay.services.transitions import ConcurrentChange, OrderChange, transition_orders
 
 # The audit trail's name for what each action did to the order.
 AUDIT_ACTIONS = {
@@ -76,6 +82,16 @@ class CompletionResult:
         return self.action is Action.COMPLETE
 
 
+@dataclass(frozen=True, slots=True)
+class ReportedPayment:
+    """A payment to record: what Bakong said about a transfer for order `order_id` (`evidence`;
+    None: staff vouch for a payment without it), paid to its QR `payment_id` if known."""
+
+    order_id: int
+    evidence: Evidence | None
+    payment_id: int | None = None
+
+
 def record_payment(
     uow: UnitOfWork,
     *,
@@ -87,75 +103,62 @@ def record_payment(
     reason: str | None = None,
     payment_id: int | None = None,
 ) -> CompletionResult:
-    """Record what Bakong said about a payment of the order (or a staff mark without evidence,
-    `evidence=None`) and apply the decision of `khqrpay.orders.model.decide`.
-
-    In the caller's transaction: lock the order, decide, insert the evidence (its hash is unique
-    across all orders), take the stock with guarded decrements (too little: NEEDS_REVIEW, nothing
-    taken), guarded status update, the paid QR (`payment_id`) marked PAID and unscheduled, one
-    audit record and one outbox event. Idempotent: the same hash again is ALREADY_RECORDED and
-    writes nothing new. Staff (`MARK_PAID`) must give a reason.
-
-    A hash recorded for another order is REFUSED for staff; from Bakong (automatic sources) it is
-    a CONFLICT: both orders are locked in id order and flagged, the QR is marked PAID, no evidence
-    is inserted. Raises `HashRecordedMeanwhile` when such a hash was recorded concurrently: the
-    caller runs the transaction again.
-    """
-    validate_actor(actor)
-    staff_reason = _staff_reason(source, reason)
-    if evidence is None and source is not EvidenceSource.MARK_PAID:
-        raise OrderError("only Mark as Paid may record a payment without Bakong evidence")
-    if evidence is None and payment_id is not None:
-        # Only Bakong can say which QR was paid; staff's word leaves every QR checked.
-        raise OrderError("a QR is marked paid only with Bakong evidence of its payment")
-    # A recorded hash never moves to another order, so reading its owner before the locks is
-    # safe; a conflict flags that order too, so both are locked, in id order (no deadlock).
-    owner = None if evidence is None else uow.evidence.order_of_hash(evidence.bakong_hash)
-    other_order_id = owner if owner != order_id else None
-    conflict_with = None if source is EvidenceSource.MARK_PAID else other_order_id
-    lock_ids = {order_id} if conflict_with is None else {order_id, conflict_with}
-    locked = {locked_id: uow.orders.lock(locked_id) for locked_id in sorted(lock_ids)}
-    order = locked[order_id]
-    payments = uow.payments.for_order(order_id)
-    payment = _payment_of(payments, order_id, payment_id)
-    recorded = uow.evidence.for_order(order_id)
-    facts = OrderFacts(
-        status=order.status,
-        window_end_ms=order.window_end_ms,
-        expected=order.total,
-        receiving_accounts=frozenset(p.to_account for p in payments),
-        recorded_hashes=frozenset(r.evidence.bakong_hash for r in recorded),
-        paid_manually_without_hash=order.paid_manually_without_hash,
-        conflict_hashes=frozenset() if conflict_with is None else _conflict_hashes(uow, order_id),
-    )
-    decision = decide(
-        facts,
-        evidence,
+    """Record one payment: `record_payments` of one."""
+    (result,) = record_payments(
+        uow,
+        [ReportedPayment(order_id, evidence, payment_id)],
         source=source,
-        other_order_id=other_order_id,
-        qr_md5=None if payment is None else payment.md5,
-        qr_created_ms=order.created_ms if payment is None else payment.created_ms,
+        actor=actor,
+        now_ms=now_ms,
+        reason=reason,
     )
-    recording = _Recording(
-        uow, order, facts, evidence, payment, source, actor, staff_reason, now_ms
-    )
-    if conflict_with is not None:
-        result = recording.apply_conflict(decision, locked[conflict_with])
-    else:
-        result = recording.apply(decision)
-    fault_points.reached(fault_points.COMPLETION_BEFORE_COMMIT)
     return result
 
 
-def _conflict_hashes(uow: UnitOfWork, order_id: int) -> frozenset[str]:
-    """The hashes of the conflicts already applied to this order (its audit trail records them),
-    so the same conflict seen again writes nothing."""
-    return frozenset(
-        str(entry.details["bakong_hash"])
-        for entry in uow.audit.for_order(order_id)
-        if entry.action == AUDIT_ACTIONS[Action.CONFLICT]
-        and entry.details.get("paid_order_id") == order_id
-    )
+def record_payments(
+    uow: UnitOfWork,
+    payments: Sequence[ReportedPayment],
+    *,
+    source: EvidenceSource,
+    actor: str,
+    now_ms: int,
+    reason: str | None = None,
+) -> list[CompletionResult]:
+    """Record what Bakong said about payments (or a staff mark without evidence,
+    `evidence=None`), one after another in the order given, each applying the decision of
+    `khqrpay.orders.model.decide`; their results, in that order.
+
+    In the caller's transaction: lock the orders (one statement, in id order), then their
+    products; read what the decisions need (a few queries for all); decide each payment against
+    what the ones before it did; then write it all in set-based statements: the evidence (a hash
+    is unique across all orders), the paid QRs (PAID and unscheduled), the stock (too little
+    for an order sends it to NEEDS_REVIEW, nothing taken), the guarded status updates, one audit
+    record and one outbox event per change. The outcome is the same as recording the payments
+    one by one. Idempotent: the same hash again is ALREADY_RECORDED and writes nothing new.
+    Staff (`MARK_PAID`) record one payment at a time and must give a reason.
+
+    A hash recorded for another order is REFUSED for staff; from Bakong (automatic sources) it is
+    a CONFLICT: both orders are locked and flagged, the QR is marked PAID, no evidence is
+    inserted. Raises `HashRecordedMeanwhile` when such a hash was recorded concurrently: the
+    caller runs the transaction again (or the payments one by one).
+    """
+    validate_actor(actor)
+    staff_reason = _staff_reason(source, reason)
+    if source is EvidenceSource.MARK_PAID and len(payments) != 1:
+        raise OrderError("staff record one payment at a time")
+    for payment in payments:
+        if payment.evidence is None and source is not EvidenceSource.MARK_PAID:
+            raise OrderError("only Mark as Paid may record a payment without Bakong evidence")
+        if payment.evidence is None and payment.payment_id is not None:
+            # Only Bakong can say which QR was paid; staff's word leaves every QR checked.
+            raise OrderError("a QR is marked paid only with Bakong evidence of its payment")
+    batch = _Batch.read(uow, payments, source=source, now_ms=now_ms)
+    recordings = [
+        batch.record(payment, source=source, staff_reason=staff_reason) for payment in payments
+    ]
+    results = batch.write(recordings, source=source, actor=actor)
+    fault_points.reached(fault_points.COMPLETION_BEFORE_COMMIT)
+    return results
 
 
 def _staff_reason(source: EvidenceSource, reason: str | None) -> str | None:
@@ -177,80 +180,257 @@ def _payment_of(
     return payment
 
 
-@dataclass(frozen=True, slots=True)
-class _Recording:
-    """One call of `record_payment`, once the order is locked and the facts are read."""
+@dataclass(slots=True)
+class _Batch:
+    """What the payments of one `record_payments` call need to know, read under the locks and
+    kept up to date as each payment is decided (the next one sees it as if the ones before it
+    were written), and the writes they plan, done together at the end."""
 
     uow: UnitOfWork
+    now_ms: int
+    orders: dict[int, Order]
+    qrs: dict[int, list[KhqrPayment]]
+    recorded: dict[int, set[str]]
+    owners: dict[str, int]
+    lines: dict[int, list[OrderLine]]
+    products: dict[int, Product]
+    conflicts: dict[int, set[str]] = field(default_factory=dict)
+    new_evidence: list[NewEvidence] = field(default_factory=list)
+    paid_qrs: list[int] = field(default_factory=list)
+    links: list[tuple[str, int]] = field(default_factory=list)
+    taken: Counter[int] = field(default_factory=Counter)
+    changes: list[OrderChange] = field(default_factory=list)
+
+    @classmethod
+    def read(
+        cls,
+        uow: UnitOfWork,
+        payments: Sequence[ReportedPayment],
+        *,
+        source: EvidenceSource,
+        now_ms: int,
+    ) -> _Batch:
+        order_ids = {payment.order_id for payment in payments}
+        hashes = {p.evidence.bakong_hash for p in payments if p.evidence is not None}
+        # A recorded hash never moves to another order, so reading its owner before the locks is
+        # safe; a conflict flags that order too, so it is locked with the others, in id order.
+        owners = uow.evidence.orders_of_hashes(hashes) if hashes else {}
+        automatic = source is not EvidenceSource.MARK_PAID
+        orders = uow.orders.lock_all({*order_ids, *(owners.values() if automatic else ())})
+        if missing := sorted(order_ids - orders.keys()):
+            raise OrderNotFound(f"order {missing[0]} not found")
+        return cls(
+            uow=uow,
+            now_ms=now_ms,
+            orders=orders,
+            qrs=uow.payments.for_orders(order_ids),
+            recorded=uow.evidence.hashes_of_orders(order_ids),
+            owners=owners,
+            lines=uow.orders.lines_of(sorted(order_ids)),
+            products=uow.products.lock_for_orders(order_ids),
+        )
+
+    def record(
+        self,
+        payment: ReportedPayment,
+        *,
+        source: EvidenceSource,
+        staff_reason: str | None,
+    ) -> _Recording:
+        """Decide one payment against what the batch knows now, and plan its writes."""
+        order_id, evidence = payment.order_id, payment.evidence
+        owner = None if evidence is None else self.owners.get(evidence.bakong_hash)
+        other_order_id = owner if owner != order_id else None
+        conflict_with = None if source is EvidenceSource.MARK_PAID else other_order_id
+        order = self.orders[order_id]
+        qrs = self.qrs.get(order_id, [])
+        qr = _payment_of(qrs, order_id, payment.payment_id)
+        facts = OrderFacts(
+            status=order.status,
+            window_end_ms=order.window_end_ms,
+            expected=order.total,
+            receiving_accounts=frozenset(p.to_account for p in qrs),
+            recorded_hashes=frozenset(self.recorded.get(order_id, ())),
+            paid_manually_without_hash=order.paid_manually_without_hash,
+            conflict_hashes=(
+                frozenset() if conflict_with is None else frozenset(self._conflicts(order_id))
+            ),
+        )
+        decision = decide(
+            facts,
+            evidence,
+            source=source,
+            other_order_id=other_order_id,
+            qr_md5=None if qr is None else qr.md5,
+            qr_created_ms=order.created_ms if qr is None else qr.created_ms,
+        )
+        recording = _Recording(self, order, facts, evidence, qr, source, staff_reason)
+        if conflict_with is not None:
+            recording.apply_conflict(decision, self.orders[conflict_with])
+        else:
+            recording.apply(decision)
+        return recording
+
+    def _conflicts(self, order_id: int) -> set[str]:
+        """The hashes of the conflicts already applied to this order (its audit trail records
+        them, and this batch), so the same conflict seen again writes nothing."""
+        if order_id not in self.conflicts:
+            self.conflicts[order_id] = {
+                str(entry.details["bakong_hash"])
+                for entry in self.uow.audit.for_order(order_id)
+                if entry.action == AUDIT_ACTIONS[Action.CONFLICT]
+                and entry.details.get("paid_order_id") == order_id
+            }
+        return self.conflicts[order_id]
+
+    def add_evidence(self, entry: NewEvidence) -> None:
+        self.new_evidence.append(entry)
+        self.owners[entry.evidence.bakong_hash] = entry.order_id
+        self.recorded.setdefault(entry.order_id, set()).add(entry.evidence.bakong_hash)
+
+    def mark_qr_paid(self, qr: KhqrPayment) -> None:
+        self.paid_qrs.append(qr.id)
+        self.qrs[qr.order_id] = [
+            replace(p, status=PaymentStatus.PAID) if p.id == qr.id else p
+            for p in self.qrs[qr.order_id]
+        ]
+
+    def take_stock(self, order_id: int) -> str | None:
+        """Take every line's stock, or none of it; the reason when a product has too little.
+        The products are locked and their stock read, so deciding here is exact."""
+        needed = Counter[int]()
+        for line in self.lines.get(order_id, []):
+            needed[line.product_id] += line.quantity
+        short_id = next((i for i in sorted(needed) if self.products[i].stock < needed[i]), None)
+        if short_id is not None:
+            product = self.products[short_id]
+            return (
+                f"insufficient stock for {product.sku}: "
+                f"{needed[short_id]} needed, {product.stock} left"
+            )
+        for product_id, quantity in needed.items():
+            product = self.products[product_id]
+            self.products[product_id] = replace(product, stock=product.stock - quantity)
+        self.taken.update(needed)
+        return None
+
+    def transition(self, change: OrderChange) -> None:
+        self.changes.append(change)
+        columns: dict[str, Any] = dict(change.columns)
+        self.orders[change.order.id] = replace(
+            change.order, status=change.target, updated_ms=self.now_ms, **columns
+        )
+
+    def write(
+        self, recordings: Sequence[_Recording], *, source: EvidenceSource, actor: str
+    ) -> list[CompletionResult]:
+        """Do the planned writes; the recordings' results, with the ids of their evidence."""
+        uow = self.uow
+        evidence_ids = uow.evidence.add_all(self.new_evidence, source=source, now_ms=self.now_ms)
+        if taken := [e for e in self.new_evidence if e.evidence.bakong_hash not in evidence_ids]:
+            # Recorded meanwhile for another order (these are locked, so not for them).
+            if source is not EvidenceSource.MARK_PAID:
+                raise HashRecordedMeanwhile(taken[0].evidence.short_hash)
+            # Staff record one payment, and its evidence is its first write: nothing was written.
+            (recording,) = recordings
+            return [recording.refused_meanwhile()]
+        if self.paid_qrs:
+            uow.payments.mark_all_paid(self.paid_qrs, now_ms=self.now_ms)
+        for bakong_hash, payment_id in self.links:
+            uow.evidence.link_payment(bakong_hash, payment_id)
+        if self.taken and (short := uow.products.take_all_stock(self.taken, now_ms=self.now_ms)):
+            raise ConcurrentChange(f"the stock of product {short} changed while locked")
+        transition_orders(uow, self.changes, actor=actor, now_ms=self.now_ms)
+        return [recording.result_with(evidence_ids) for recording in recordings]
+
+
+@dataclass(slots=True)
+class _Recording:
+    """One payment of `record_payments`, once its order is locked and its facts are read: its
+    decision applied to the batch (`result` without the evidence's id until written)."""
+
+    batch: _Batch
     order: Order
     facts: OrderFacts
     evidence: Evidence | None
     payment: KhqrPayment | None
     source: EvidenceSource
-    actor: str
     staff_reason: str | None
-    now_ms: int
+    result: CompletionResult | None = None
+    adds_evidence: bool = False
+
+    @property
+    def now_ms(self) -> int:
+        return self.batch.now_ms
 
     def _result(self, action: Action, status: OrderStatus, reason: str | None) -> CompletionResult:
         return CompletionResult(self.order.id, action, self.order.status, status, reason, None)
 
-    def apply(self, decision: Decision) -> CompletionResult:
+    def result_with(self, evidence_ids: Mapping[str, int]) -> CompletionResult:
+        assert self.result is not None
+        if not self.adds_evidence:
+            return self.result
+        assert self.evidence is not None
+        return replace(self.result, evidence_id=evidence_ids[self.evidence.bakong_hash])
+
+    def refused_meanwhile(self) -> CompletionResult:
+        """Staff gave a hash that another transaction recorded for another order meanwhile."""
+        assert self.evidence is not None
+        owner = self.batch.uow.evidence.order_of_hash(self.evidence.bakong_hash)
+        refusal = decide(self.facts, self.evidence, source=self.source, other_order_id=owner)
+        return self._result(refusal.action, self.order.status, refusal.reason)
+
+    def apply(self, decision: Decision) -> None:
         order, evidence = self.order, self.evidence
         if decision.action is Action.REFUSED:
-            return self._result(Action.REFUSED, order.status, decision.reason)
+            self.result = self._result(Action.REFUSED, order.status, decision.reason)
+            return
         is_new = evidence is not None and evidence.bakong_hash not in self.facts.recorded_hashes
-        evidence_id = None
         if evidence is not None and is_new:
-            try:
-                evidence_id = self.uow.evidence.add(
+            self.adds_evidence = True
+            self.batch.add_evidence(
+                NewEvidence(
                     evidence,
-                    order_id=order.id,
-                    payment_id=None if self.payment is None else self.payment.id,
-                    source=self.source,
-                    mismatch_reason=decision.mismatch,
-                    now_ms=self.now_ms,
+                    order.id,
+                    None if self.payment is None else self.payment.id,
+                    decision.mismatch,
                 )
-            except DuplicateHash as exc:
-                # Recorded meanwhile for another order (this one is locked, so not for it).
-                if self.source is not EvidenceSource.MARK_PAID:
-                    raise HashRecordedMeanwhile(evidence.short_hash) from exc
-                other_order_id = self.uow.evidence.order_of_hash(evidence.bakong_hash)
-                refusal = decide(
-                    self.facts, evidence, source=self.source, other_order_id=other_order_id
-                )
-                return self._result(refusal.action, order.status, refusal.reason)
+            )
         self._mark_qr_paid()
         if self.payment is not None and evidence is not None and not is_new:
-            self.uow.evidence.link_payment(evidence.bakong_hash, self.payment.id)
+            self.batch.links.append((evidence.bakong_hash, self.payment.id))
         if decision.action is Action.ALREADY_RECORDED:
-            return self._result(Action.ALREADY_RECORDED, order.status, None)
+            self.result = self._result(Action.ALREADY_RECORDED, order.status, None)
+            return
 
         action, reason = decision.action, decision.reason
-        if action is Action.COMPLETE and (shortage := self._take_stock()):
+        if action is Action.COMPLETE and (shortage := self.batch.take_stock(order.id)):
             action, reason = Action.NEEDS_REVIEW, shortage
         status = status_after(action, order.status)
         self._transition(order, action, status, reason, {})
-        return CompletionResult(order.id, action, order.status, status, reason, evidence_id)
+        self.result = CompletionResult(order.id, action, order.status, status, reason, None)
 
-    def apply_conflict(self, decision: Decision, recorded_for: Order) -> CompletionResult:
+    def apply_conflict(self, decision: Decision, recorded_for: Order) -> None:
         """Bakong found this order's QR paid by a transfer recorded for `recorded_for`: the QR is
         paid (no more checks), and both orders are flagged for people (no evidence row: the other
         order's row is the record of the money). The same conflict again writes nothing."""
         self._mark_qr_paid()
         if decision.action is not Action.CONFLICT:  # ALREADY_RECORDED: seen before
-            return self._result(decision.action, self.order.status, None)
+            self.result = self._result(decision.action, self.order.status, None)
+            return
         assert self.evidence is not None  # a conflict is about a transfer
         link = {"paid_order_id": self.order.id, "recorded_order_id": recorded_for.id}
         status = status_after(Action.CONFLICT, self.order.status)
-        self._flag_conflict(self.order, status, decision.reason, link)
+        self._transition(self.order, Action.CONFLICT, status, decision.reason, link)
+        self.batch.conflicts[self.order.id].add(self.evidence.bakong_hash)
         other_reason = conflict_reason_for_recorded_order(
             self.evidence,
             qr_md5=None if self.payment is None else self.payment.md5,
             paid_order_id=self.order.id,
         )
         other_status = status_after(Action.CONFLICT, recorded_for.status)
-        self._flag_conflict(recorded_for, other_status, other_reason, link)
-        return CompletionResult(
+        self._transition(recorded_for, Action.CONFLICT, other_status, other_reason, link)
+        self.result = CompletionResult(
             self.order.id,
             Action.CONFLICT,
             self.order.status,
@@ -260,28 +440,10 @@ class _Recording:
             other_order_id=recorded_for.id,
         )
 
-    def _flag_conflict(
-        self, order: Order, status: OrderStatus, reason: str | None, link: Mapping[str, int]
-    ) -> None:
-        self._transition(order, Action.CONFLICT, status, reason, link)
-
     def _mark_qr_paid(self) -> None:
         # Already PAID: nothing to write (the same answer seen again).
         if self.payment is not None and self.payment.status is not PaymentStatus.PAID:
-            self.uow.payments.mark_paid(self.payment.id, now_ms=self.now_ms)
-
-    def _take_stock(self) -> str | None:
-        """Take every line's stock, or none of it; the reason when a product has too little."""
-        needed = Counter[int]()
-        for line in self.uow.orders.lines(self.order.id):
-            needed[line.product_id] += line.quantity
-        short_id = self.uow.products.take_all_stock(needed, now_ms=self.now_ms)
-        if short_id is None:
-            return None
-        product = self.uow.products.get(short_id)
-        left = 0 if product is None else product.stock
-        sku = short_id if product is None else product.sku
-        return f"insufficient stock for {sku}: {needed[short_id]} needed, {left} left"
+            self.batch.mark_qr_paid(self.payment)
 
     def _transition(
         self,
@@ -291,7 +453,7 @@ class _Recording:
         reason: str | None,
         link: Mapping[str, int],
     ) -> None:
-        """Apply `action` to `order`: the status and columns, one audit row, one event."""
+        """Plan `action` on `order`: the status and columns, one audit row, one event."""
         details: dict[str, object] = {"source": self.source.value, "decision_reason": reason}
         if self.payment is not None:
             details["payment_id"] = self.payment.id
@@ -302,17 +464,16 @@ class _Recording:
                 "currency": self.evidence.currency,
                 "paid_ms": self.evidence.paid_ms,
             }
-        transition_order(
-            self.uow,
-            order,
-            status,
-            actor=self.actor,
-            action=AUDIT_ACTIONS[action],
-            reason=self.staff_reason or reason,
-            now_ms=self.now_ms,
-            event=self._event(order, action, status, reason, link),
-            details={**details, **link},
-            **self._columns(order, action, status, reason),
+        self.batch.transition(
+            OrderChange(
+                order,
+                status,
+                action=AUDIT_ACTIONS[action],
+                reason=self.staff_reason or reason,
+                event=self._event(order, action, status, reason, link),
+                details={**details, **link},
+                columns=self._columns(order, action, status, reason),
+            )
         )
 
     def _columns(

@@ -13,7 +13,7 @@ from khqrpay.db.repositories.api_clients import (
 from khqrpay.db.repositories.attempts import AttemptRepository, CheckRound
 from khqrpay.db.repositories.audit import AuditRepository
 from khqrpay.db.repositories.budget import BudgetRepository
-from khqrpay.db.repositories.evidence import DuplicateHash, EvidenceRepository
+from khqrpay.db.repositories.evidence import DuplicateHash, EvidenceRepository, NewEvidence
 from khqrpay.db.repositories.job_leases import JobLeaseRepository
 from khqrpay.db.repositories.orders import OrderQuery, OrderRepository, OrderSearch
 from khqrpay.db.repositories.outbox import OutboxRepository
@@ -41,6 +41,7 @@ __all__ = [
     "IdempotencyRepository",
     "JobLeaseRepository",
     "LoginFailureRepository",
+    "NewEvidence",
     "OrderQuery",
     "OrderRepository",
     "OrderSearch",

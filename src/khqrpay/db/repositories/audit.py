@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from khqrpay.db import tables as t
-from khqrpay.orders.model import AuditEntry, OrderStatus
+from khqrpay.orders.model import AuditEntry, NewAuditEntry, OrderStatus
 
 
 def _status(value: str | None) -> OrderStatus | None:
@@ -34,17 +34,33 @@ class AuditRepository:
         reason: str | None = None,
         details: Mapping[str, object] | None = None,
     ) -> None:
+        self.append_all(
+            [
+                NewAuditEntry(
+                    order_id, at_ms, actor, action, from_status, to_status, reason, details or {}
+                )
+            ]
+        )
+
+    def append_all(self, entries: Sequence[NewAuditEntry]) -> None:
+        """Several entries in one statement, in the order given."""
+        if not entries:
+            return
         self._connection.execute(
-            t.audit_log.insert().values(
-                order_id=order_id,
-                at_ms=at_ms,
-                actor=actor,
-                action=action,
-                from_status=None if from_status is None else from_status.value,
-                to_status=None if to_status is None else to_status.value,
-                reason=reason,
-                details=dict(details or {}),
-            )
+            t.audit_log.insert(),
+            [
+                {
+                    "order_id": entry.order_id,
+                    "at_ms": entry.at_ms,
+                    "actor": entry.actor,
+                    "action": entry.action,
+                    "from_status": None if entry.from_status is None else entry.from_status.value,
+                    "to_status": None if entry.to_status is None else entry.to_status.value,
+                    "reason": entry.reason,
+                    "details": dict(entry.details),
+                }
+                for entry in entries
+            ],
         )
 
     def for_order(self, order_id: int) -> list[AuditEntry]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +16,37 @@ from khqrpay.orders.model import Evidence, EvidenceSource, PaidTime, RecordedEvi
 
 class DuplicateHash(RuntimeError):
     """A Bakong hash is already recorded (the unique index refused a second row)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvidence:
+    """A transfer to record for an order (`payment_id`: the QR it paid, if known)."""
+
+    evidence: Evidence
+    order_id: int
+    payment_id: int | None
+    mismatch_reason: str | None
+
+
+def _evidence_row(entry: NewEvidence, source: EvidenceSource, now_ms: int) -> dict[str, object]:
+    evidence, paid = entry.evidence, entry.evidence.money()
+    return {
+        "order_id": entry.order_id,
+        "payment_id": entry.payment_id,
+        "bakong_hash": evidence.bakong_hash,
+        "short_hash": evidence.short_hash,
+        "from_account": evidence.from_account,
+        "to_account": evidence.to_account,
+        "amount": evidence.amount,
+        "amount_minor": None if paid is None else paid.minor,
+        "currency": evidence.currency,
+        "paid_ms": evidence.paid_ms,
+        "paid_time": evidence.paid_time.value,
+        "source": source.value,
+        "matched": entry.mismatch_reason is None,
+        "mismatch_reason": entry.mismatch_reason,
+        "recorded_ms": now_ms,
+    }
 
 
 class EvidenceRepository:
@@ -52,45 +85,60 @@ class EvidenceRepository:
         mismatch_reason: str | None,
         now_ms: int,
     ) -> int:
-        """Insert; `DuplicateHash` (and no change) if the hash is recorded. `ON CONFLICT DO
-        NOTHING` on the hash rather than a savepoint: two round trips fewer per payment."""
-        paid = evidence.money()
+        """Insert; `DuplicateHash` (and no change) if the hash is recorded."""
+        added = self.add_all(
+            [NewEvidence(evidence, order_id, payment_id, mismatch_reason)],
+            source=source,
+            now_ms=now_ms,
+        )
+        if evidence.bakong_hash not in added:
+            raise DuplicateHash(evidence.short_hash)
+        return added[evidence.bakong_hash]
+
+    def add_all(
+        self, entries: Sequence[NewEvidence], *, source: EvidenceSource, now_ms: int
+    ) -> dict[str, int]:
+        """Insert several in one statement; the ids of those inserted, by hash. A hash already
+        recorded is left out (no change): `ON CONFLICT DO NOTHING` rather than a savepoint."""
+        if not entries:
+            return {}
         on_postgresql = self._connection.dialect.name == "postgresql"
         insert = (postgresql if on_postgresql else sqlite).insert(t.payment_evidence)
-        statement = (
-            insert.values(
-                order_id=order_id,
-                payment_id=payment_id,
-                bakong_hash=evidence.bakong_hash,
-                short_hash=evidence.short_hash,
-                from_account=evidence.from_account,
-                to_account=evidence.to_account,
-                amount=evidence.amount,
-                amount_minor=None if paid is None else paid.minor,
-                currency=evidence.currency,
-                paid_ms=evidence.paid_ms,
-                paid_time=evidence.paid_time.value,
-                source=source.value,
-                matched=mismatch_reason is None,
-                mismatch_reason=mismatch_reason,
-                recorded_ms=now_ms,
-            )
-            .on_conflict_do_nothing(index_elements=[t.payment_evidence.c.bakong_hash])
-            .returning(t.payment_evidence.c.id)
+        statement = insert.on_conflict_do_nothing(
+            index_elements=[t.payment_evidence.c.bakong_hash]
+        ).returning(t.payment_evidence.c.id, t.payment_evidence.c.bakong_hash)
+        rows = self._connection.execute(
+            statement, [_evidence_row(entry, source, now_ms) for entry in entries]
         )
-        evidence_id: int | None = self._connection.execute(statement).scalar_one_or_none()
-        if evidence_id is None:
-            raise DuplicateHash(evidence.short_hash)
-        return evidence_id
+        return {row.bakong_hash: row.id for row in rows}
 
     def order_of_hash(self, bakong_hash: str) -> int | None:
         """The order a Bakong hash is recorded for, if any."""
-        order_id: int | None = self._connection.execute(
-            sa.select(t.payment_evidence.c.order_id).where(
-                t.payment_evidence.c.bakong_hash == bakong_hash
+        return self.orders_of_hashes([bakong_hash]).get(bakong_hash)
+
+    def orders_of_hashes(self, bakong_hashes: Iterable[str]) -> dict[str, int]:
+        """The orders these Bakong hashes are recorded for, by hash (unrecorded ones left out)."""
+        evidence = t.payment_evidence.c
+        rows = self._connection.execute(
+            sa.select(evidence.bakong_hash, evidence.order_id).where(
+                evidence.bakong_hash.in_(sorted(set(bakong_hashes)))
             )
-        ).scalar_one_or_none()
-        return order_id
+        )
+        return {row.bakong_hash: row.order_id for row in rows}
+
+    def hashes_of_orders(self, order_ids: Iterable[int]) -> dict[int, set[str]]:
+        """The hashes recorded for each of these orders (one query); an order without any is
+        left out."""
+        evidence = t.payment_evidence.c
+        rows = self._connection.execute(
+            sa.select(evidence.order_id, evidence.bakong_hash).where(
+                evidence.order_id.in_(sorted(set(order_ids)))
+            )
+        )
+        hashes: dict[int, set[str]] = {}
+        for row in rows:
+            hashes.setdefault(row.order_id, set()).add(row.bakong_hash)
+        return hashes
 
     def for_order(self, order_id: int) -> list[RecordedEvidence]:
         rows = self._connection.execute(

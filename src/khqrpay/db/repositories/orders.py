@@ -129,15 +129,17 @@ class OrderRepository:
         on SQLite the write transaction (`BEGIN IMMEDIATE`) already excludes other writers."""
         return self._by_id(order_id, lock=True)
 
-    def lock_all(self, order_ids: Iterable[int]) -> None:
-        """Lock these orders up front, in id order, so that a transaction completing several
-        never deadlocks with another doing the same (each `lock` after this finds its own)."""
-        self._connection.execute(
-            sa.select(t.orders.c.id)
+    def lock_all(self, order_ids: Iterable[int]) -> dict[int, Order]:
+        """Lock these orders in one statement, in id order, so that a transaction completing
+        several never deadlocks with another doing the same; the orders by id (unknown ids are
+        left out)."""
+        rows = self._connection.execute(
+            sa.select(t.orders)
             .where(t.orders.c.id.in_(sorted(set(order_ids))))
             .order_by(t.orders.c.id)
             .with_for_update()
-        ).all()
+        )
+        return {row.id: self._order(row) for row in rows}
 
     def _by_id(self, order_id: int, *, lock: bool) -> Order:
         query = sa.select(t.orders).where(t.orders.c.id == order_id)
@@ -260,14 +262,29 @@ class OrderRepository:
     ) -> bool:
         """Guarded status change: happens only if the order is still `expected`. A change the
         state machine does not allow is a bug, refused before it reaches the database."""
+        changed = self.transition_all(
+            [order_id], expected=expected, target=target, now_ms=now_ms, **columns
+        )
+        return changed == 1
+
+    def transition_all(
+        self,
+        order_ids: Sequence[int],
+        *,
+        expected: OrderStatus,
+        target: OrderStatus,
+        now_ms: int,
+        **columns: object,
+    ) -> int:
+        """`transition` for several orders in one statement; how many changed."""
         if target is not expected and not can_transition(expected, target):
             raise ValueError(f"an order cannot go from {expected} to {target}")
         result = self._connection.execute(
             t.orders.update()
-            .where(t.orders.c.id == order_id, t.orders.c.status == expected.value)
+            .where(t.orders.c.id.in_(sorted(order_ids)), t.orders.c.status == expected.value)
             .values(status=target.value, updated_ms=now_ms, **columns)
         )
-        return result.rowcount == 1
+        return result.rowcount
 
     def query(self, query: OrderQuery, *, limit: int, offset: int = 0) -> tuple[list[Order], int]:
         """One page of the orders `query` describes, newest first, and how many there are."""

@@ -29,27 +29,41 @@ class OutboxRepository:
         """Write `event` (its topic, order and payload) to be relayed after commit, with what it
         sends out: a webhook delivery to each active endpoint subscribed to its public type, a
         Telegram alert. Every change announces itself here, so none can skip either. Its id."""
-        outbox_id: int = self._connection.execute(
-            t.outbox.insert()
-            .values(
-                created_ms=now_ms,
-                topic=event.TOPIC,
-                order_id=event.order_id,
-                payload=dict(event.to_payload()),
-            )
-            .returning(t.outbox.c.id)
-        ).scalar_one()
-        event_type = webhook_event_type(event)
-        if event_type is not None and event.order_id is not None:
-            self._webhooks.fan_out(
-                outbox_id=outbox_id, event_type=event_type, order_id=event.order_id, now_ms=now_ms
-            )
-        alert = alert_for(event)
-        if alert is not None:
-            self._telegram.add_alert(
-                alert, outbox_id=outbox_id, order_id=event.order_id, now_ms=now_ms
-            )
+        (outbox_id,) = self.add_events([event], now_ms=now_ms)
         return outbox_id
+
+    def add_events(self, events: Sequence[DomainEvent], *, now_ms: int) -> list[int]:
+        """`add_event` for several events, in the order given, in a few statements (one for the
+        events, one endpoint lookup, one for the alerts); their ids."""
+        if not events:
+            return []
+        outbox_ids: list[int] = list(
+            self._connection.execute(
+                t.outbox.insert().returning(t.outbox.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "created_ms": now_ms,
+                        "topic": event.TOPIC,
+                        "order_id": event.order_id,
+                        "payload": dict(event.to_payload()),
+                    }
+                    for event in events
+                ],
+            ).scalars()
+        )
+        announced = [
+            (outbox_id, event_type, event.order_id)
+            for outbox_id, event in zip(outbox_ids, events, strict=True)
+            if (event_type := webhook_event_type(event)) is not None and event.order_id is not None
+        ]
+        self._webhooks.fan_out(announced, now_ms=now_ms)
+        alerts = [
+            (alert, outbox_id, event.order_id)
+            for outbox_id, event in zip(outbox_ids, events, strict=True)
+            if (alert := alert_for(event)) is not None
+        ]
+        self._telegram.add_alerts(alerts, now_ms=now_ms)
+        return outbox_ids
 
     def unpublished(self, limit: int) -> list[OutboxEvent]:
         """The oldest events not yet relayed, in the order they were written."""

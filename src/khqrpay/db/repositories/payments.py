@@ -81,18 +81,30 @@ class PaymentRepository:
         return None if row is None else self._payment(row)
 
     def for_order(self, order_id: int) -> list[KhqrPayment]:
+        return self.for_orders([order_id]).get(order_id, [])
+
+    def for_orders(self, order_ids: Iterable[int]) -> dict[int, list[KhqrPayment]]:
+        """The QRs of several orders (one query), oldest first, by order id; an order without
+        any is left out."""
         rows = self._connection.execute(
             sa.select(t.khqr_payments)
-            .where(t.khqr_payments.c.order_id == order_id)
+            .where(t.khqr_payments.c.order_id.in_(sorted(set(order_ids))))
             .order_by(t.khqr_payments.c.id)
         )
-        return [self._payment(row) for row in rows]
+        payments: dict[int, list[KhqrPayment]] = {}
+        for row in rows:
+            payments.setdefault(row.order_id, []).append(self._payment(row))
+        return payments
 
     def mark_paid(self, payment_id: int, *, now_ms: int) -> None:
         """The QR was paid: no more checks, lease released."""
+        self.mark_all_paid([payment_id], now_ms=now_ms)
+
+    def mark_all_paid(self, payment_ids: Iterable[int], *, now_ms: int) -> None:
+        """`mark_paid` for several QRs in one statement."""
         self._connection.execute(
             t.khqr_payments.update()
-            .where(t.khqr_payments.c.id == payment_id)
+            .where(t.khqr_payments.c.id.in_(sorted(set(payment_ids))))
             .values(
                 status=PaymentStatus.PAID.value,
                 next_check_ms=None,

@@ -87,38 +87,41 @@ class ProductRepository:
         ).one_or_none()
         return None if row is None else self._product(row)
 
-    def take_stock(self, product_id: int, quantity: int, *, now_ms: int) -> bool:
-        """Decrement stock only if enough is left; False (and no change) otherwise."""
-        result = self._connection.execute(
-            t.products.update()
-            .where(t.products.c.id == product_id, t.products.c.stock >= quantity)
-            .values(stock=t.products.c.stock - quantity, updated_ms=now_ms)
-        )
-        return result.rowcount == 1
-
     def take_all_stock(self, quantities: Mapping[int, int], *, now_ms: int) -> int | None:
-        """Take every product's quantity or none at all (one savepoint, undone as a whole); the
-        id of the first product with too little left, None when everything was taken. In product
-        id order, so concurrent takers never deadlock."""
-        if len(quantities) == 1:  # one guarded update: nothing to undo (no savepoint)
-            ((product_id, quantity),) = quantities.items()
-            return None if self.take_stock(product_id, quantity, now_ms=now_ms) else product_id
+        """Take every product's quantity or none at all, in one guarded statement (several
+        products: in a savepoint, undone as a whole when one is short); the id of the first
+        product, in id order, with too little left, None when everything was taken."""
+        products = t.products.c
+        needed = sa.case(dict(quantities), value=products.id)
+        statement = (
+            t.products.update()
+            .where(products.id.in_(sorted(quantities)), products.stock >= needed)
+            .values(stock=products.stock - needed, updated_ms=now_ms)
+        )
+        if len(quantities) == 1:  # nothing to undo (no savepoint)
+            (product_id,) = quantities
+            return None if self._connection.execute(statement).rowcount == 1 else product_id
         try:
             with self._connection.begin_nested():
-                for product_id in sorted(quantities):
-                    if not self.take_stock(product_id, quantities[product_id], now_ms=now_ms):
-                        raise _Short(product_id)
+                if self._connection.execute(statement).rowcount < len(quantities):
+                    short = self._connection.execute(
+                        sa.select(sa.func.min(products.id)).where(
+                            products.id.in_(sorted(quantities)), products.stock < needed
+                        )
+                    ).scalar_one()
+                    raise _Short(short)
         except _Short as short:
             return short.product_id
         return None
 
-    def lock_for_orders(self, order_ids: Iterable[int]) -> None:
+    def lock_for_orders(self, order_ids: Iterable[int]) -> dict[int, Product]:
         """Lock the products these orders' lines take, in id order (after the orders
         themselves: the order every completion locks in), so completions of many orders in one
-        transaction never deadlock with other such transactions on shared products."""
+        transaction never deadlock with other such transactions on shared products; the
+        products by id, as locked."""
         lines = t.order_lines.c
-        self._connection.execute(
-            sa.select(t.products.c.id)
+        rows = self._connection.execute(
+            sa.select(t.products)
             .where(
                 t.products.c.id.in_(
                     sa.select(lines.product_id).where(lines.order_id.in_(sorted(set(order_ids))))
@@ -126,7 +129,8 @@ class ProductRepository:
             )
             .order_by(t.products.c.id)
             .with_for_update()
-        ).all()
+        )
+        return {row.id: self._product(row) for row in rows}
 
     def lock(self, sku: str) -> Product | None:
         """The product, locked until the transaction ends (`FOR UPDATE` on PostgreSQL; SQLite's

@@ -54,19 +54,24 @@ class TelegramRepository:
         self._connection = connection
         self.queue = DeliveryQueue(connection, _messages, target="chat_id", lane=("chat_id",))
 
-    def add_alert(self, alert: Alert, *, outbox_id: int, order_id: int | None, now_ms: int) -> bool:
-        """Write the alert in the caller's transaction; False when one with its dedupe key was
-        written before (nothing is written then)."""
-        values = {
-            "outbox_id": outbox_id,
-            "kind": alert.kind.value,
-            "order_id": order_id,
-            "dedupe_key": alert.dedupe_key,
-            "created_ms": now_ms,
-        }
+    def add_alerts(self, alerts: Sequence[tuple[Alert, int, int | None]], *, now_ms: int) -> int:
+        """Write alerts, each `(alert, outbox id, order id)`, in the caller's transaction, in one
+        statement; one whose dedupe key was written before is left out. How many were written."""
+        if not alerts:
+            return 0
+        values = [
+            {
+                "outbox_id": outbox_id,
+                "kind": alert.kind.value,
+                "order_id": order_id,
+                "dedupe_key": alert.dedupe_key,
+                "created_ms": now_ms,
+            }
+            for alert, outbox_id, order_id in alerts
+        ]
         dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
         statement = dialect.insert(_alerts).values(values).on_conflict_do_nothing()
-        return self._connection.execute(statement).rowcount == 1
+        return self._connection.execute(statement).rowcount
 
     def has_alert(self, dedupe_key: str) -> bool:
         return (

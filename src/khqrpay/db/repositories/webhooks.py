@@ -126,48 +126,52 @@ class WebhookRepository:
 
     # Messages: written with the change they announce ------------------------------------------
 
-    def fan_out(
-        self, *, outbox_id: int, event_type: WebhookEventType, order_id: int, now_ms: int
-    ) -> int:
-        """A message for the event and one delivery per active endpoint subscribed to its type,
-        in the caller's transaction; how many deliveries (none: nothing is written)."""
-        endpoint_ids = list(
-            self._connection.execute(
-                sa.select(_endpoints.c.id)
-                .join(_subscriptions, _subscriptions.c.endpoint_id == _endpoints.c.id)
-                .where(
-                    _subscriptions.c.event_type == event_type.value,
-                    _endpoints.c.removed_ms.is_(None),
-                )
-                .order_by(_endpoints.c.id)
-            ).scalars()
-        )
-        if not endpoint_ids:
+    def fan_out(self, events: Sequence[tuple[int, WebhookEventType, int]], *, now_ms: int) -> int:
+        """For each event, `(outbox id, event type, order id)`: a message and one delivery per
+        active endpoint subscribed to its type, in the caller's transaction, the endpoints looked
+        up once; how many deliveries (none: nothing is written)."""
+        if not events:
             return 0
-        message_id = self._connection.execute(
-            _messages.insert()
-            .values(
-                public_id=new_message_id(),
-                outbox_id=outbox_id,
-                event_type=event_type.value,
-                order_id=order_id,
-                created_ms=now_ms,
+        subscribed: defaultdict[str, list[int]] = defaultdict(list)
+        for endpoint_id, event_type in self._connection.execute(
+            sa.select(_endpoints.c.id, _subscriptions.c.event_type)
+            .join(_subscriptions, _subscriptions.c.endpoint_id == _endpoints.c.id)
+            .where(
+                _subscriptions.c.event_type.in_(sorted({e.value for _, e, _ in events})),
+                _endpoints.c.removed_ms.is_(None),
             )
-            .returning(_messages.c.id)
-        ).scalar_one()
-        self._connection.execute(
-            _deliveries.insert(),
+            .order_by(_endpoints.c.id)
+        ):
+            subscribed[event_type].append(endpoint_id)
+        wanted = [event for event in events if subscribed[event[1].value]]
+        if not wanted:
+            return 0
+        rows = self._connection.execute(
+            _messages.insert().returning(_messages.c.outbox_id, _messages.c.id),
             [
                 {
-                    "message_id": message_id,
-                    "endpoint_id": endpoint_id,
+                    "public_id": new_message_id(),
+                    "outbox_id": outbox_id,
+                    "event_type": event_type.value,
                     "order_id": order_id,
-                    **new_delivery(now_ms),
+                    "created_ms": now_ms,
                 }
-                for endpoint_id in endpoint_ids
+                for outbox_id, event_type, order_id in wanted
             ],
         )
-        return len(endpoint_ids)
+        message_ids = {row.outbox_id: row.id for row in rows}
+        deliveries = [
+            {
+                "message_id": message_ids[outbox_id],
+                "endpoint_id": endpoint_id,
+                "order_id": order_id,
+                **new_delivery(now_ms),
+            }
+            for outbox_id, event_type, order_id in wanted
+            for endpoint_id in subscribed[event_type.value]
+        ]
+        self._connection.execute(_deliveries.insert(), deliveries)
+        return len(deliveries)
 
     def set_body(self, message_row_id: int, body: str) -> str:
         """Keep the body built for a message; the one kept (another worker may have built it
