@@ -140,9 +140,12 @@ class Worker:
                 asyncio.create_task(dispatcher.run(outbound_stop), name=dispatcher.channel.name)
                 for dispatcher in ([] if once else self._dispatchers)
             ]
+            relay_wanted = asyncio.Event()
             if not once:
-                # A sweep reads many rows: beside the check loop, never in it.
+                # A sweep reads many rows: beside the check loop, never in it. The relay too:
+                # the next cycle's claim and Bakong call overlap the last one's publishing.
                 outbound.append(asyncio.create_task(self._sweeping(outbound_stop)))
+                outbound.append(asyncio.create_task(self._relaying(outbound_stop, relay_wanted)))
             waiting: set[asyncio.Task[CycleReport | None]] = set()
             try:
                 while True:
@@ -152,8 +155,10 @@ class Worker:
                     self._burst = report is not None and _completions(report) >= batch // 2
                     if once:
                         await self._guarded("expiry sweep", self._sweep(force=True))
-                    await self._guarded("outbox relay", self._relay())
-                    if once or stop.is_set():
+                        await self._guarded("outbox relay", self._relay())
+                        break
+                    relay_wanted.set()
+                    if stop.is_set():
                         break
                     # A full batch means more is due: go on at once; otherwise wait for the
                     # next poll.
@@ -218,6 +223,18 @@ class Worker:
             await self._guarded("expiry sweep", self._sweep(force=False))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._settings.worker_poll_interval_s)
+
+    async def _relaying(self, stop: asyncio.Event, wanted: asyncio.Event) -> None:
+        """The outbox relay, on its own task: once each time the loop asks, and a last time at
+        stop (after every cycle has ended), so nothing written is left unpublished."""
+        while not stop.is_set():
+            waiting = asyncio.ensure_future(wanted.wait())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            stopping.cancel()
+            wanted.clear()
+            await self._guarded("outbox relay", self._relay())
 
     async def _sweep(self, *, force: bool) -> bool:
         """The expiry sweep, the pending-payments gauge and the token warning, if it is time and
