@@ -90,8 +90,9 @@ class FirstRequestHangs(httpx.AsyncBaseTransport):
 
 
 async def hedged_cycle(engine: Engine, paid: CreatedOrder, *, budget: bool = False) -> object:
-    """One verifier cycle against `FirstCallHangs`, with a short hedge delay; its report, or
-    None if the cycle was still waiting after 5 s."""
+    """One verifier cycle whose first request hangs (`FirstRequestHangs`), with a short hedge
+    delay; its report, or None if the cycle still waited after five hedge delays (a hedge
+    answers within one)."""
     settings = engine.settings.model_copy(
         update={
             "bakong_hedge_after_s": HEDGE_AFTER_S,
@@ -106,7 +107,7 @@ async def hedged_cycle(engine: Engine, paid: CreatedOrder, *, budget: bool = Fal
     ) as bakong:
         verifier = new_verifier(engine.database, bakong, settings, engine.clock, "hedging", gate)
         cycle = asyncio.create_task(verifier.run_cycle())
-        done, _ = await asyncio.wait({cycle}, timeout=5)
+        done, _ = await asyncio.wait({cycle}, timeout=5 * HEDGE_AFTER_S)
         if not done:
             cycle.cancel()
             await asyncio.gather(cycle, return_exceptions=True)
