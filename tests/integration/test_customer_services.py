@@ -15,6 +15,7 @@ from khqrpay.orders.api_clients import ApiKey
 from khqrpay.orders.model import (
     Action,
     EvidenceSource,
+    KhqrPayment,
     OrderError,
     OrderNotFound,
     OrderStatus,
@@ -123,6 +124,29 @@ def test_only_a_pending_order_is_watched(shop: Shop, database: Database) -> None
     _end(shop, created.order.id, OrderStatus.CANCELLED)
     policy = shop.settings.schedule_policy()
     assert watch(database, created.order.id, policy=policy, clock=shop.clock) == 0
+
+
+def _payments(database: Database, order_id: int) -> list[KhqrPayment]:
+    with database.read() as uow:
+        return uow.payments.for_order(order_id)
+
+
+def test_a_watch_with_more_than_half_its_window_left_is_not_rewritten(
+    shop: Shop, database: Database
+) -> None:
+    created = shop.order((shop.product(), 1))
+    policy = shop.settings.schedule_policy()
+    assert watch(database, created.order.id, policy=policy, clock=shop.clock) == 1
+    (first,) = _payments(database, created.order.id)
+
+    shop.clock.advance(seconds=policy.hot_window_ms / 1000 / 2 - 1)  # a till polling meanwhile
+    assert watch(database, created.order.id, policy=policy, clock=shop.clock) == 0
+    assert _payments(database, created.order.id) == [first]
+
+    shop.clock.advance(seconds=2)  # less than half the window left: renewed
+    assert watch(database, created.order.id, policy=policy, clock=shop.clock) == 1
+    (renewed,) = _payments(database, created.order.id)
+    assert renewed.hot_until_ms == shop.clock.now_ms() + policy.hot_window_ms
 
 
 def test_ordering_again_makes_a_new_order_with_the_same_items_only_when_unpayable(

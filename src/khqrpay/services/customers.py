@@ -26,6 +26,7 @@ from khqrpay.orders.model import (
     OrderLine,
     OrderNotFound,
     OrderStatus,
+    PaymentStatus,
     Product,
     normalize_phone,
 )
@@ -212,10 +213,21 @@ def order_again(
 
 def watch(database: Database, order_id: int, *, policy: SchedulePolicy, clock: Clock) -> int:
     """A customer has the order open: check its codes often for a while (while it is pending:
-    a paid order's other codes keep their own, slower, schedule)."""
+    a paid order's other codes keep their own, slower, schedule). Codes still hot for more than
+    half the hot window are left as they are, with no write: a page reloaded or a till polling
+    every second costs a read, not a write transaction each time."""
+    now_ms = clock.now_ms()
     with database.read() as uow:
-        pending = uow.orders.get(order_id).status is OrderStatus.PENDING
-    return watch_order(database, order_id, policy=policy, clock=clock) if pending else 0
+        if uow.orders.get(order_id).status is not OrderStatus.PENDING:
+            return 0
+        fresh_enough = now_ms + policy.hot_window_ms // 2
+        cooling = [
+            payment
+            for payment in uow.payments.for_order(order_id)
+            if payment.status is PaymentStatus.PENDING
+            and (payment.hot_until_ms is None or payment.hot_until_ms < fresh_enough)
+        ]
+    return watch_order(database, order_id, policy=policy, clock=clock) if cooling else 0
 
 
 async def customer_has_paid(

@@ -38,8 +38,10 @@ class WebContext:
         watch(self.app.database, order_id, policy=self.app.policy, clock=self.app.clock)
 
     async def keep_watching(self, order_id: int) -> None:
-        """Watched now and for as long as this runs (an open event stream); cancel to stop."""
-        interval_s = max(30.0, self.app.settings.schedule_hot_window_s / 2)
+        """Watched now and for as long as this runs (an open event stream); cancel to stop.
+        Renewed every third of the hot window: a watch with more than half of it left is not
+        rewritten, so every other renewal writes, always with a third of the window to spare."""
+        interval_s = max(30.0, self.app.settings.schedule_hot_window_s / 3)
         while True:
             await asyncio.to_thread(self.watch, order_id)
             await asyncio.sleep(interval_s)
