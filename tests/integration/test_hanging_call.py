@@ -1,11 +1,13 @@
 """A verifier cycle asks Bakong in several md5-list calls at once. Each call's answers are applied
 as soon as that call returns: one call hanging (until the client's timeout, 15 s) does not hold
-the payment another call of the same cycle found. A hanging call carrying a QR a customer
-watches is asked again after `bakong_hedge_after_s`, and the first answer wins."""
+the payment another call of the same cycle found; calls that return while another call's answers
+are being applied are applied together after it. A hanging call carrying a QR a customer watches
+is asked again after `bakong_hedge_after_s`, and the first answer wins."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -14,7 +16,7 @@ import httpx
 from helpers.engine import new_verifier
 from khqrpay.bakong import BakongClient, BakongError, CheckResult
 from khqrpay.clock import SystemClock
-from khqrpay.orders.model import OrderStatus
+from khqrpay.orders.model import EvidenceSource, OrderStatus
 from khqrpay.orders.schedule import MD5_LIST_LIMIT
 from khqrpay.services.budget import SharedCallBudget
 from khqrpay.services.customers import watch
@@ -67,6 +69,82 @@ async def test_a_hanging_call_does_not_hold_what_the_other_calls_of_its_cycle_fo
     assert [o.status for o in map(engine.order, (o.order.id for o in orders[1:]))] == [
         OrderStatus.PENDING
     ] * MD5_LIST_LIMIT
+    assert engine.stock(product.id) == 99
+
+
+class DatabaseHeld:
+    """Another transaction holding what completing an order locks (the product's row; on
+    SQLite the write lock), in a thread, until `let_go`."""
+
+    def __init__(self, engine: Engine, order_id: int) -> None:
+        self._engine, self._order_id = engine, order_id
+        self._held, self._let_go = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._hold)
+
+    def _hold(self) -> None:
+        with self._engine.database.write() as uow:
+            uow.products.lock_for_orders([self._order_id])
+            self._held.set()
+            self._let_go.wait(timeout=10)
+
+    async def take(self) -> None:
+        self._thread.start()
+        await asyncio.to_thread(self._held.wait, 10)
+
+    async def let_go(self) -> None:
+        self._let_go.set()
+        await asyncio.to_thread(self._thread.join, 10)
+
+
+async def test_calls_returning_while_an_apply_runs_are_applied_together_after_it(
+    engine: Engine, shop: Shop
+) -> None:
+    """The call carrying the paid QR returns first and its apply waits on the database; the two
+    other calls return meanwhile and are applied after it in one transaction: two rounds, of one
+    call and of two, and every QR checked once."""
+    product = shop.product(stock=100)
+    orders = [shop.order((product, 1)) for _ in range(2 * MD5_LIST_LIMIT + 1)]
+    paid = orders[0]
+    await engine.pay(paid.payment.qr)
+    engine.clock.advance(seconds=engine.settings.schedule_initial_delay_s)
+    held = DatabaseHeld(engine, paid.order.id)
+
+    class FirstAnswerHeld(HangingUnless):
+        returned = 0
+
+        async def check_md5_list(self, md5s: Iterable[str]) -> dict[str, CheckResult | BakongError]:
+            md5s = list(md5s)
+            if self.answered in md5s:
+                await held.take()  # before the answers go to be applied
+            answers = await super().check_md5_list(md5s)
+            self.returned += 1
+            return answers
+
+    async with FirstAnswerHeld(settings=engine.settings, clock=SystemClock()) as bakong:
+        bakong.answered, bakong.release = paid.payment.md5, asyncio.Event()
+        verifier = new_verifier(engine.database, bakong, engine.settings, engine.clock, "joined")
+        cycle = asyncio.create_task(verifier.run_cycle())
+        async with asyncio.timeout(10):
+            while bakong.returned < 1:
+                await asyncio.sleep(0.01)
+            bakong.release.set()
+            while bakong.returned < 3:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the two answers reach the applier, behind the first apply
+        assert not cycle.done()
+        await held.let_go()
+        report = await cycle
+
+    assert sorted(report.batch_sizes) == [1, MD5_LIST_LIMIT, MD5_LIST_LIMIT]
+    assert len(report.records) == 2 * MD5_LIST_LIMIT + 1
+    with engine.database.read() as uow:
+        rounds = uow.attempts.rounds_since(0)
+    assert [(r.source, r.calls) for r in rounds] == [
+        (EvidenceSource.VERIFIER, 1),
+        (EvidenceSource.VERIFIER, 2),
+    ]
+    assert sum(r.checks for r in rounds) == 2 * MD5_LIST_LIMIT + 1
+    assert engine.order(paid.order.id).status is OrderStatus.COMPLETED
     assert engine.stock(product.id) == 99
 
 

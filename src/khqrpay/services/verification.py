@@ -6,8 +6,9 @@
   workers never claim the same rows; on SQLite the write transaction (`BEGIN IMMEDIATE`) excludes
   the other writers. A lease ends by itself, so a worker killed mid-batch loses nothing.
 - Check and apply: the stateless `PaymentChecker` (the same path Verify Instantly takes), each
-  call's answers applied in one transaction as soon as that call returns, with this verifier's
-  leases released as each QR is rescheduled.
+  call's answers applied in one transaction as soon as that call returns (with those of the calls
+  that returned while the previous apply ran), with this verifier's leases released as each QR is
+  rescheduled.
 - What is the verifier's own: its worker id and leases, and the pause of every Bakong call when
   Bakong asks for one (token refused, rate limited, circuit open).
 - The request budget (`SharedCallBudget`, shared by every process): in the claim's transaction
@@ -21,8 +22,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
 
 from khqrpay.bakong.budget import calling_as, prepaid
 from khqrpay.bakong.errors import OverBudget
@@ -118,9 +119,10 @@ class Verifier:
         # The claim took the calls of its batches from the budget. Each call's answers are
         # applied as soon as it returns: a call hanging until the client's timeout holds only
         # its own QRs, never the payments the other calls found.
+        applier = _CallApplier(self._apply)
         with calling_as(CallPriority.VERIFIER), prepaid(len(batches) if use else 0):
             outcomes = await asyncio.gather(
-                *(self._check_call(batch, abandon=abandon) for batch in batches)
+                *(self._check_call(batch, applier, abandon=abandon) for batch in batches)
             )
         runs = [outcome.run for outcome in outcomes if outcome.run is not None]
         self._paused_until_ms = max(self._paused_until_ms, *(run.pause_until_ms for run in runs), 0)
@@ -135,10 +137,14 @@ class Verifier:
         )
 
     async def _check_call(
-        self, batch: tuple[CheckTarget, ...], *, abandon: asyncio.Event | None
+        self,
+        batch: tuple[CheckTarget, ...],
+        applier: _CallApplier,
+        *,
+        abandon: asyncio.Event | None,
     ) -> _CallOutcome:
-        """Ask Bakong about one batch (one call, or two when hedged) and apply its answers in
-        one transaction. The run is None when abandoned while asking (the leases released)."""
+        """Ask Bakong about one batch (one call, or two when hedged) and apply its answers.
+        The run is None when abandoned while asking (the leases released)."""
         checked, hedged = await self._ask_hedged(batch, abandon=abandon)
         if checked is None:
             await asyncio.to_thread(self._release, batch)
@@ -147,10 +153,13 @@ class Verifier:
         if deferred:
             await asyncio.to_thread(self._release, deferred)
             checked = [item for item in checked if not isinstance(item.answer, OverBudget)]
-        run = await self._checker.apply(
+        run = await applier.apply(checked)
+        return _CallOutcome(run, len(deferred), hedged)
+
+    async def _apply(self, checked: list[CheckedQr]) -> CheckRun:
+        return await self._checker.apply(
             checked, source=EvidenceSource.VERIFIER, actor=self._actor, lease_owner=self._worker_id
         )
-        return _CallOutcome(run, len(deferred), hedged)
 
     async def _ask_hedged(
         self, batch: tuple[CheckTarget, ...], *, abandon: asyncio.Event | None
@@ -225,6 +234,49 @@ class Verifier:
             uow.payments.release_leases(
                 [target.payment_id for target in targets], owner=self._worker_id
             )
+
+
+class _CallApplier:
+    """Applies the answers of one cycle's calls as they return. Answers that return while an
+    apply is running wait for it (they would wait for its locks anyway) and are then applied
+    together, in one transaction: one commit for several calls, and no call is ever held back
+    for one that has not returned."""
+
+    def __init__(self, apply: Callable[[list[CheckedQr]], Awaitable[CheckRun]]) -> None:
+        self._apply = apply
+        self._waiting: list[tuple[list[CheckedQr], asyncio.Future[CheckRun]]] = []
+        self._applying = asyncio.Lock()
+
+    async def apply(self, checked: list[CheckedQr]) -> CheckRun:
+        """The run of these answers (a call's), applied alone or with others that returned
+        meanwhile."""
+        mine: asyncio.Future[CheckRun] = asyncio.get_running_loop().create_future()
+        self._waiting.append((checked, mine))
+        async with self._applying:
+            if not mine.done():
+                await self._apply_waiting()
+        return mine.result()
+
+    async def _apply_waiting(self) -> None:
+        taken, self._waiting = self._waiting, []
+        # Each call keeps its own number, so the round records how many calls it made.
+        together = [
+            replace(item, call=n) for n, (answers, _) in enumerate(taken) for item in answers
+        ]
+        try:
+            run = await self._apply(together)
+        except asyncio.CancelledError:
+            for _, future in taken:
+                future.cancel()
+            raise
+        except Exception as exc:  # every call it applied fails with it, as each would alone
+            for _, future in taken:
+                future.set_exception(exc)
+            return
+        for answers, future in taken:
+            ids = {item.target.payment_id for item in answers}
+            records = tuple(record for record in run.records if record.target.payment_id in ids)
+            future.set_result(replace(run, records=records))
 
 
 @dataclass(frozen=True, slots=True)
