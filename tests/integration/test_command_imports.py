@@ -46,6 +46,14 @@ NOT_FOR_READING = (
     "khqrpay.services.manual",
     "khqrpay.services.staff",
     "khqrpay.services.webhooks",
+    # A unit of work makes its repositories on first use: reading orders needs none of these.
+    "khqrpay.db.repositories.api_clients",
+    "khqrpay.db.repositories.budget",
+    "khqrpay.db.repositories.job_leases",
+    "khqrpay.db.repositories.outbox",
+    "khqrpay.db.repositories.staff_users",
+    "khqrpay.db.repositories.telegram",
+    "khqrpay.db.repositories.webhooks",
 )
 
 

@@ -3,29 +3,65 @@
 They run inside the caller's transaction (a `UnitOfWork`) and never commit. Writes that must not
 race are guarded in SQL (`WHERE status = :expected`, `WHERE stock >= :quantity`) and report
 whether they happened. One module per table group; services reach them as `uow.<name>`.
+
+The names below are imported from their modules on first use, so that importing one repository
+does not import them all.
 """
 
-from khqrpay.db.repositories.api_clients import (
-    ActiveKeyExists,
-    ApiKeyRepository,
-    IdempotencyRepository,
-)
-from khqrpay.db.repositories.attempts import AttemptRepository, CheckRound
-from khqrpay.db.repositories.audit import AuditRepository
-from khqrpay.db.repositories.budget import BudgetRepository
-from khqrpay.db.repositories.evidence import DuplicateHash, EvidenceRepository, NewEvidence
-from khqrpay.db.repositories.job_leases import JobLeaseRepository
-from khqrpay.db.repositories.orders import OrderQuery, OrderRepository, OrderSearch
-from khqrpay.db.repositories.outbox import OutboxRepository
-from khqrpay.db.repositories.payments import PaymentRepository
-from khqrpay.db.repositories.products import DuplicateSku, ProductRepository
-from khqrpay.db.repositories.staff_users import (
-    DuplicateUserName,
-    LoginFailureRepository,
-    StaffUserRepository,
-)
-from khqrpay.db.repositories.telegram import TelegramRepository
-from khqrpay.db.repositories.webhooks import WebhookRepository
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from khqrpay.db.repositories.api_clients import (
+        ActiveKeyExists,
+        ApiKeyRepository,
+        IdempotencyRepository,
+    )
+    from khqrpay.db.repositories.attempts import AttemptRepository, CheckRound
+    from khqrpay.db.repositories.audit import AuditRepository
+    from khqrpay.db.repositories.budget import BudgetRepository
+    from khqrpay.db.repositories.evidence import DuplicateHash, EvidenceRepository, NewEvidence
+    from khqrpay.db.repositories.job_leases import JobLeaseRepository
+    from khqrpay.db.repositories.orders import OrderQuery, OrderRepository, OrderSearch
+    from khqrpay.db.repositories.outbox import OutboxRepository
+    from khqrpay.db.repositories.payments import PaymentRepository
+    from khqrpay.db.repositories.products import DuplicateSku, ProductRepository
+    from khqrpay.db.repositories.staff_users import (
+        DuplicateUserName,
+        LoginFailureRepository,
+        StaffUserRepository,
+    )
+    from khqrpay.db.repositories.telegram import TelegramRepository
+    from khqrpay.db.repositories.webhooks import WebhookRepository
+
+# Where each name of `__all__` is defined.
+MODULE_OF = {
+    "ActiveKeyExists": "api_clients",
+    "ApiKeyRepository": "api_clients",
+    "IdempotencyRepository": "api_clients",
+    "AttemptRepository": "attempts",
+    "CheckRound": "attempts",
+    "AuditRepository": "audit",
+    "BudgetRepository": "budget",
+    "DuplicateHash": "evidence",
+    "EvidenceRepository": "evidence",
+    "NewEvidence": "evidence",
+    "JobLeaseRepository": "job_leases",
+    "OrderQuery": "orders",
+    "OrderRepository": "orders",
+    "OrderSearch": "orders",
+    "OutboxRepository": "outbox",
+    "PaymentRepository": "payments",
+    "DuplicateSku": "products",
+    "ProductRepository": "products",
+    "DuplicateUserName": "staff_users",
+    "LoginFailureRepository": "staff_users",
+    "StaffUserRepository": "staff_users",
+    "TelegramRepository": "telegram",
+    "WebhookRepository": "webhooks",
+}
 
 __all__ = [
     "ActiveKeyExists",
@@ -52,3 +88,9 @@ __all__ = [
     "TelegramRepository",
     "WebhookRepository",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{MODULE_OF[name]}"), name)
