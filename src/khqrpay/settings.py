@@ -122,10 +122,11 @@ class Settings(BaseSettings):
         ge=0,
         le=60,
         description=(
-            "A verifier call carrying a QR a customer is watching that Bakong has not answered "
-            "after this long is asked again in a second call (one more call from the request "
-            "budget); the first answer is used and the other call cancelled, so a hanging request "
-            "costs the customer seconds, not the timeout. 0: never ask twice."
+            "A call somebody waits on (a verifier call carrying a QR a customer is watching, "
+            "Verify Instantly, Check Payment Status) that Bakong has not answered after this long "
+            "is asked again in a second call (one more call from the request budget); the first "
+            "answer is used and the other call cancelled, so a hanging request costs seconds, "
+            "not the timeout. 0: never ask twice."
         ),
     )
     bakong_user_agent: str = Field(

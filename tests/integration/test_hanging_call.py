@@ -1,22 +1,24 @@
 """A verifier cycle asks Bakong in several md5-list calls at once. Each call's answers are applied
 as soon as that call returns: one call hanging (until the client's timeout, 15 s) does not hold
 the payment another call of the same cycle found; calls that return while another call's answers
-are being applied are applied together after it. A hanging call carrying a QR a customer watches
-is asked again after `bakong_hedge_after_s`, and the first answer wins."""
+are being applied are applied together after it. A hanging call somebody waits on (a QR a
+customer watches, a staff Verify Instantly or Check Payment Status) is asked again after
+`bakong_hedge_after_s`, and the first answer wins."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
 import httpx
 
-from helpers.engine import new_verifier
+from helpers.engine import new_staff_actions, new_verifier
 from khqrpay.bakong import BakongClient, BakongError, CheckResult
 from khqrpay.clock import SystemClock
-from khqrpay.orders.model import EvidenceSource, OrderStatus
+from khqrpay.orders.model import AttemptOutcome, EvidenceSource, OrderStatus
 from khqrpay.orders.schedule import MD5_LIST_LIMIT
 from khqrpay.services.budget import SharedCallBudget
 from khqrpay.services.customers import watch
@@ -24,6 +26,8 @@ from khqrpay.services.customers import watch
 if TYPE_CHECKING:
     from conftest import Engine, Shop
     from khqrpay.services.checkout import CreatedOrder
+    from khqrpay.services.manual import ManualActions
+    from khqrpay.settings import Settings
 
 HEDGE_AFTER_S = 0.3
 
@@ -167,17 +171,60 @@ class FirstRequestHangs(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-async def hedged_cycle(engine: Engine, paid: CreatedOrder, *, budget: bool = False) -> object:
-    """One verifier cycle whose first request hangs (`FirstRequestHangs`), with a short hedge
-    delay; its report, or None if the cycle still waited after five hedge delays (a hedge
-    answers within one)."""
-    settings = engine.settings.model_copy(
+def hedging_settings(engine: Engine) -> Settings:
+    return engine.settings.model_copy(
         update={
             "bakong_hedge_after_s": HEDGE_AFTER_S,
             "bakong_max_calls_per_min": 2,
             "bakong_timeout_s": 30.0,
         }
     )
+
+
+@contextlib.asynccontextmanager
+async def staff_behind_a_hanging_call(engine: Engine) -> AsyncIterator[ManualActions]:
+    """Staff actions on a client whose first request hangs (`FirstRequestHangs`); each action
+    must answer within five hedge delays."""
+    settings = hedging_settings(engine)
+    async with BakongClient(
+        settings=settings, clock=SystemClock(), transport=FirstRequestHangs()
+    ) as bakong:
+        async with asyncio.timeout(5 * HEDGE_AFTER_S):
+            yield new_staff_actions(engine.database, bakong, settings, engine.clock)
+
+
+async def test_verify_instantly_behind_a_hanging_call_is_asked_again(
+    engine: Engine, shop: Shop
+) -> None:
+    """Staff wait for Verify Instantly: Bakong not answering after the hedge delay is asked
+    again, and the order completes in about that delay, not the client's timeout."""
+    product = shop.product(stock=5)
+    paid = shop.order((product, 1))
+    await engine.pay(paid.payment.qr)
+    async with staff_behind_a_hanging_call(engine) as staff:
+        result = await staff.verify_instantly(paid.order.id, actor="staff:sam")
+    assert result.status is OrderStatus.COMPLETED
+    assert [record.outcome for record in result.checks] == [AttemptOutcome.PAID]
+    assert engine.evidence_count(paid.order.id) == 1
+    assert engine.stock(product.id) == 4
+
+
+async def test_check_payment_status_behind_a_hanging_call_is_asked_again(
+    engine: Engine, shop: Shop
+) -> None:
+    paid = shop.order((shop.product(stock=5), 1))
+    await engine.pay(paid.payment.qr)
+    async with staff_behind_a_hanging_call(engine) as staff:
+        report = await staff.check_status(paid.order.id)
+    assert [qr.outcome for qr in report.qrs] == [AttemptOutcome.PAID]
+    assert engine.order(paid.order.id).status is OrderStatus.PENDING  # reported, not recorded
+
+
+async def hedged_cycle(engine: Engine, paid: CreatedOrder, *, budget: bool = False) -> object:
+    """One verifier cycle whose first request hangs (`FirstRequestHangs`), with a short hedge
+    delay; its report, or None if the cycle still waited after five hedge delays (a hedge
+    answers within one)."""
+    settings = hedging_settings(engine)
     shared = SharedCallBudget(engine.database, settings.call_budget(), engine.clock)
     gate = shared if budget else None
     async with BakongClient(

@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
@@ -65,6 +65,42 @@ from khqrpay.settings import Settings
 _log = get_logger(__name__)
 # How long each check round is kept (the staff dashboard shows the last hour and last day).
 ROUNDS_KEPT_MS = 48 * 3600 * 1000
+Answers = TypeVar("Answers")
+
+
+async def ask_hedged(
+    ask: Callable[[], Awaitable[Answers]],
+    *,
+    after_s: float | None,
+    refused: Callable[[Answers], bool],
+) -> tuple[Answers, bool]:
+    """`ask()`'s answers, and whether Bakong was asked twice: when the first call has not
+    answered after `after_s` (None: never ask twice), a second goes out (Bakong's check is a
+    read, safe to repeat) and the first answer wins, the other call cancelled. A second answer
+    `refused` (the request budget had no call for it) does not win: the first is awaited."""
+    if after_s is None:
+        return await ask(), False
+    calls = [asyncio.ensure_future(ask())]
+    try:
+        done, _ = await asyncio.wait(calls, timeout=after_s)
+        if done:
+            return calls[0].result(), False
+        _log.info("bakong slow to answer: asked again", after_s=after_s)
+        calls.append(asyncio.ensure_future(ask()))
+        done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
+        answers = calls[0].result() if calls[0] in done else calls[1].result()
+        if calls[0] not in done and refused(answers):
+            answers = await calls[0]
+        return answers, True
+    finally:
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+
+
+def refused_by_budget(answers: Sequence[CheckedQr] | None) -> bool:
+    """Whether the request budget had no call for these answers (None: abandoned)."""
+    return answers is not None and any(isinstance(item.answer, OverBudget) for item in answers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +182,7 @@ class PaymentChecker:
         clock: Clock,
         attempts_kept: int,
         unauthorized_pause_ms: int,
+        hedge_after_s: float | None = None,
     ) -> None:
         self._database = database
         self._bakong = bakong
@@ -153,6 +190,7 @@ class PaymentChecker:
         self._clock = clock
         self._attempts_kept = attempts_kept
         self._unauthorized_pause_ms = unauthorized_pause_ms
+        self._hedge_after_s = hedge_after_s
 
     @classmethod
     def configured(
@@ -166,23 +204,40 @@ class PaymentChecker:
             clock=clock,
             attempts_kept=settings.attempts_kept_per_payment,
             unauthorized_pause_ms=round(settings.worker_unauthorized_pause_s * 1000),
+            hedge_after_s=settings.bakong_hedge_after_s or None,
         )
 
     @property
     def policy(self) -> SchedulePolicy:
         return self._policy
 
+    @property
+    def hedge_after_s(self) -> float | None:
+        """After how long a call somebody waits on is asked again (None: never)."""
+        return self._hedge_after_s
+
     async def check_and_apply(
         self, targets: Sequence[CheckTarget], *, source: EvidenceSource, actor: str
     ) -> CheckRun:
-        """Check these QRs now and apply the answers (no leases: Verify Instantly). QRs the
-        request budget has no call for are left to the verifier's schedule (`deferred`)."""
+        """Check these QRs now and apply the answers (no leases: Verify Instantly). Somebody
+        waits for the answer: a call Bakong has not answered after `hedge_after_s` is asked
+        again. QRs the request budget has no call for are left to the verifier's schedule
+        (`deferred`)."""
         validate_actor(actor)
         batches = [
             tuple(targets[i : i + MD5_LIST_LIMIT]) for i in range(0, len(targets), MD5_LIST_LIMIT)
         ]
-        checked = await self.ask(batches, abandon=None)
-        assert checked is not None  # only an abandon event gives None
+        asked = await asyncio.gather(
+            *(
+                ask_hedged(
+                    partial(self._ask, batch, call),
+                    after_s=self._hedge_after_s,
+                    refused=refused_by_budget,
+                )
+                for call, batch in enumerate(batches)
+            )
+        )
+        checked = [item for answers, _ in asked for item in answers]
         answered = [item for item in checked if not isinstance(item.answer, OverBudget)]
         run = await self.apply(answered, source=source, actor=actor)
         deferred = tuple(item.target for item in checked if isinstance(item.answer, OverBudget))

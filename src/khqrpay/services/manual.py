@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import partial
 
 from khqrpay.bakong.budget import calling_as
-from khqrpay.bakong.errors import BakongError
+from khqrpay.bakong.errors import BakongError, OverBudget
 from khqrpay.bakong.outcomes import CheckResult, Paid
 from khqrpay.bakong.port import BakongPort
 from khqrpay.clock import Clock
@@ -43,7 +44,7 @@ from khqrpay.services.bakong_answers import (
     missing_from_list,
     outcome_of,
 )
-from khqrpay.services.checking import CheckRecord, CheckTarget, PaymentChecker
+from khqrpay.services.checking import CheckRecord, CheckTarget, PaymentChecker, ask_hedged
 from khqrpay.services.completion import CompletionResult, record_payment
 
 RECENT_ATTEMPTS = 20
@@ -121,16 +122,24 @@ class ManualActions:
         order, payments, attempts = await asyncio.to_thread(self._recent_attempts, order_id)
         answers: dict[str, CheckResult | BakongError] = {}
         if payments:
-            try:
-                with calling_as(CallPriority.STAFF):
-                    answers = await self._client.check_md5_list([p.md5 for p in payments])
-            except BakongError as error:
-                answers = {p.md5.lower(): error for p in payments}
+            with calling_as(CallPriority.STAFF):
+                answers, _ = await ask_hedged(
+                    partial(self._answers, [p.md5 for p in payments]),
+                    after_s=self._checker.hedge_after_s,
+                    refused=lambda asked: any(isinstance(a, OverBudget) for a in asked.values()),
+                )
         qrs = []
         for payment in payments:
             answer = answers.get(payment.md5.lower()) or missing_from_list(payment.md5)
             qrs.append(QrStatus(payment, outcome_of(answer), describe_answer(answer), answer))
         return PaymentStatusReport(order, tuple(qrs), tuple(attempts))
+
+    async def _answers(self, md5s: list[str]) -> dict[str, CheckResult | BakongError]:
+        """Bakong's answer for each md5 (lower case); a failed call is every md5's answer."""
+        try:
+            return await self._client.check_md5_list(md5s)
+        except BakongError as error:
+            return {md5.lower(): error for md5 in md5s}
 
     async def mark_paid(
         self, order_id: int, *, reason: str, bakong_hash: str | None, actor: str

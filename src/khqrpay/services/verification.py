@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from khqrpay.bakong.budget import calling_as, prepaid
 from khqrpay.bakong.errors import OverBudget
@@ -40,6 +41,8 @@ from khqrpay.services.checking import (
     CheckRun,
     CheckTarget,
     PaymentChecker,
+    ask_hedged,
+    refused_by_budget,
 )
 from khqrpay.settings import Settings
 
@@ -87,7 +90,7 @@ class Verifier:
         self._actor = validate_actor(f"worker:{worker_id}")
         self._batch_size = settings.worker_batch_size
         self._lease_ms = round(settings.worker_lease_s * 1000)
-        self._hedge_after_s = settings.bakong_hedge_after_s or None
+        self._hedge_after_s = self._checker.hedge_after_s
         self._fresh_window_ms = self._checker.policy.fresh_window_ms
         self._paused_until_ms = 0
 
@@ -164,29 +167,15 @@ class Verifier:
     async def _ask_hedged(
         self, batch: tuple[CheckTarget, ...], *, abandon: asyncio.Event | None
     ) -> tuple[list[CheckedQr] | None, bool]:
-        """The answers to one call (None: abandoned), and whether it was asked twice: when a
-        customer watches one of its QRs and Bakong has not answered after the hedge delay, a
-        second call goes out (Bakong's check is a read, safe to repeat) and the first answer
-        wins. A second call the budget refuses does not win: the first is awaited."""
+        """The answers to one call (None: abandoned), and whether it was asked twice: only a
+        call carrying a QR a customer watches is asked again when Bakong is slow."""
         now_ms = self._clock.now_ms()
         watched = any(t.hot_until_ms is not None and t.hot_until_ms > now_ms for t in batch)
-        if self._hedge_after_s is None or not watched:
-            return await self._checker.ask([batch], abandon=abandon), False
-        calls = [asyncio.ensure_future(self._checker.ask([batch], abandon=abandon))]
-        try:
-            done, _ = await asyncio.wait(calls, timeout=self._hedge_after_s)
-            if done:
-                return calls[0].result(), False
-            calls.append(asyncio.ensure_future(self._checker.ask([batch], abandon=abandon)))
-            done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
-            answers = calls[0].result() if calls[0] in done else calls[1].result()
-            if calls[0] not in done and answers is not None and _refused_by_budget(answers):
-                answers = await calls[0]
-            return answers, True
-        finally:
-            for call in calls:
-                call.cancel()
-            await asyncio.gather(*calls, return_exceptions=True)
+        return await ask_hedged(
+            partial(self._checker.ask, [batch], abandon=abandon),
+            after_s=self._hedge_after_s if watched else None,
+            refused=refused_by_budget,
+        )
 
     def _claim(self, now_ms: int) -> tuple[list[tuple[CheckTarget, ...]], BudgetUse | None]:
         """The batches to ask Bakong about now, and the budget as the claim found it (None:
@@ -287,10 +276,6 @@ class _CallOutcome:
     run: CheckRun | None
     deferred: int
     hedged: bool
-
-
-def _refused_by_budget(answers: list[CheckedQr]) -> bool:
-    return any(isinstance(item.answer, OverBudget) for item in answers)
 
 
 def _candidate(payment: KhqrPayment) -> Candidate[int]:
