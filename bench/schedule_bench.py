@@ -132,6 +132,8 @@ class Outcome:
     requests: int = 0
     md5_checks: int = 0
     requests_by_day: Counter[int] = field(default_factory=Counter)
+    # What woke the verifier for each request: a watched payment due, another due, the sweep.
+    requests_by_wake: Counter[str] = field(default_factory=Counter)
     latency_by_band: dict[str, list[int]] = field(default_factory=dict)
     watched_latency: list[int] = field(default_factory=list)
     # Payments made while orders arrive, and after the last one (only old payments are due).
@@ -349,6 +351,7 @@ class ScheduleRun:
         outcome = self.outcome
         outcome.requests += calls
         outcome.requests_by_day[(now - START_MS) // DAY_MS] += calls
+        outcome.requests_by_wake[self.woken_by(candidates, now) if due else "sweep"] += calls
         outcome.md5_checks += len(candidates) + len(riders)
         orders, policy, checked = self.orders, self.policy, self.checked
         by_next, by_earliest, heappush = self.by_next, self.by_earliest, heapq.heappush
@@ -382,6 +385,15 @@ class ScheduleRun:
             order = orders[index]
             if not self.found(order, now):
                 checked.append((now, index, order.check_version))
+
+    def woken_by(self, candidates: Sequence[Candidate[int]], now: int) -> str:
+        """`watched` if a due payment is hot (a customer looks), else `due`."""
+        orders = self.orders
+        for candidate in candidates:
+            hot_until_ms = orders[candidate.payment_id].hot_until_ms
+            if candidate.next_check_ms <= now and hot_until_ms is not None and hot_until_ms > now:
+                return "watched"
+        return "due"
 
     def found(self, order: Order, now: int) -> bool:
         """Check one payment at `now`: whether it was found paid (recorded), else it was just
@@ -482,6 +494,12 @@ def report(
         print(
             f"{name}: detected {outcome.detected:,}, expired unpaid {outcome.expired:,}, "
             f"missed {outcome.missed} (paid in the window but not detected)"
+        )
+    for name, outcome in outcomes.items():
+        woken = outcome.requests_by_wake
+        print(
+            f"{name}: requests woken by a watched payment due {woken['watched']:,}, another "
+            f"due {woken['due']:,}, the sweep alone {woken['sweep']:,}"
         )
     return {
         "requests <= today's": ours.requests <= today.requests,
