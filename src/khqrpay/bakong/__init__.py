@@ -5,8 +5,7 @@ log set-up) and the resilience parts (tenacity, asyncio) are imported on first u
 which only needs the answer and error types (the services, the views a command prints) starts fast.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from khqrpay.bakong.deeplink import DeeplinkSource
 from khqrpay.bakong.errors import (
@@ -32,6 +31,7 @@ from khqrpay.bakong.outcomes import (
     StaticQr,
     Transaction,
 )
+from khqrpay.lazy import on_first_use
 
 if TYPE_CHECKING:
     from khqrpay.bakong.client import MAX_LIST_KEYS, BakongClient, Endpoint
@@ -49,12 +49,7 @@ _LAZY = {
     "BakongToken": "token",
     "TokenFormatError": "token",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"khqrpay.bakong.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'khqrpay.bakong' has no attribute {name!r}")
+__getattr__ = on_first_use(__name__, _LAZY)
 
 
 __all__ = [

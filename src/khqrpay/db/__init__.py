@@ -4,11 +4,11 @@ The repositories' names are imported on first use (see `khqrpay.db.repositories`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from khqrpay.db import repositories
 from khqrpay.db.engine import Database, DatabaseError, create_engine, redacted
 from khqrpay.db.uow import UnitOfWork
+from khqrpay.lazy import on_first_use
 
 if TYPE_CHECKING:
     from khqrpay.db.repositories import (
@@ -39,8 +39,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # Called only for names not defined above: the repositories' ones.
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(repositories, name)
+# The repositories' names of `__all__`; the others are defined above.
+__getattr__ = on_first_use(
+    __name__, {name: "repositories" for name in __all__ if name not in globals()}
+)

@@ -10,8 +10,9 @@ does not import them all.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from khqrpay.lazy import on_first_use
 
 if TYPE_CHECKING:
     from khqrpay.db.repositories.api_clients import (
@@ -90,7 +91,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{MODULE_OF[name]}"), name)
+__getattr__ = on_first_use(__name__, MODULE_OF)
