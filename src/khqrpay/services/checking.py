@@ -244,13 +244,11 @@ class PaymentChecker:
         return replace(run, deferred=deferred)
 
     async def ask(
-        self, batches: Sequence[Sequence[CheckTarget]], *, abandon: asyncio.Event | None
+        self, batch: Sequence[CheckTarget], *, abandon: asyncio.Event | None
     ) -> list[CheckedQr] | None:
-        """One md5-list call per batch, concurrently. None if `abandon` was set first (the calls
-        are then cancelled)."""
-        asking = asyncio.ensure_future(
-            asyncio.gather(*(self._ask(batch, call) for call, batch in enumerate(batches)))
-        )
+        """One md5-list call about these QRs. None if `abandon` was set first (the call is then
+        cancelled)."""
+        asking = asyncio.ensure_future(self._ask(batch, 0))
         if abandon is not None:
             abandoned = asyncio.ensure_future(abandon.wait())
             waited: set[asyncio.Future[Any]] = {asking, abandoned}
@@ -260,7 +258,7 @@ class PaymentChecker:
                 asking.cancel()
                 await asyncio.gather(asking, return_exceptions=True)
                 return None
-        return [checked for batch in await asking for checked in batch]
+        return await asking
 
     async def _ask(self, batch: Sequence[CheckTarget], call: int) -> list[CheckedQr]:
         started = time.perf_counter()

@@ -172,7 +172,7 @@ class Verifier:
         now_ms = self._clock.now_ms()
         watched = any(t.hot_until_ms is not None and t.hot_until_ms > now_ms for t in batch)
         return await ask_hedged(
-            partial(self._checker.ask, [batch], abandon=abandon),
+            partial(self._checker.ask, batch, abandon=abandon),
             after_s=self._hedge_after_s if watched else None,
             refused=refused_by_budget,
         )
