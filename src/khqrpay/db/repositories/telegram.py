@@ -54,11 +54,11 @@ class TelegramRepository:
         self._connection = connection
         self.queue = DeliveryQueue(connection, _messages, target="chat_id", lane=("chat_id",))
 
-    def add_alerts(self, alerts: Sequence[tuple[Alert, int, int | None]], *, now_ms: int) -> int:
+    def add_alerts(self, alerts: Sequence[tuple[Alert, int, int | None]], *, now_ms: int) -> None:
         """Write alerts, each `(alert, outbox id, order id)`, in the caller's transaction, in one
-        statement; one whose dedupe key was written before is left out. How many were written."""
+        statement; one whose dedupe key was written before is left out."""
         if not alerts:
-            return 0
+            return
         values = [
             {
                 "outbox_id": outbox_id,
@@ -70,8 +70,8 @@ class TelegramRepository:
             for alert, outbox_id, order_id in alerts
         ]
         dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(_alerts).values(values).on_conflict_do_nothing()
-        return self._connection.execute(statement).rowcount
+        # Rows as parameters, not in the statement: it is compiled once and cached.
+        self._connection.execute(dialect.insert(_alerts).on_conflict_do_nothing(), values)
 
     def has_alert(self, dedupe_key: str) -> bool:
         return (
